@@ -1,0 +1,1 @@
+"""Inference API: init_model and inference_model."""

@@ -1,0 +1,1 @@
+"""Datasets: layout checks and synthetic dataset generators."""

@@ -1,0 +1,1 @@
+"""Training-engine parts: the layer-decay optimizer constructor and hooks."""

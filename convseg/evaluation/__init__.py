@@ -1,0 +1,1 @@
+"""Evaluation extras: per-class tables, confusion matrices, result files."""

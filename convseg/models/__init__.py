@@ -1,0 +1,1 @@
+"""Models: the ConvNeXt backbone and checkpoint key maps."""

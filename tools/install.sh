@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Set up convseg in a virtual environment at .venv (or $CONVSEG_VENV).
+#
+#   bash tools/install.sh [--tests]
+#
+# - creates the venv if it is missing;
+# - installs torch==2.13.0 only when no torch is importable (bring your own
+#   CUDA build first on a GPU machine: this script never replaces it);
+# - picks the mmcv flavour: keeps a full mmcv that is already installed (it has
+#   the compiled ops), otherwise installs mmcv-lite. Both live in the same
+#   `mmcv` folder, so installing one over the other breaks it; that is why the
+#   flavour is an extra, chosen here, and not a plain dependency;
+# - installs convseg in editable mode, with the test extras on --tests.
+# Re-running is cheap: a stamp file records the inputs it was run with.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${CONVSEG_VENV:-.venv}
+EXTRAS=""
+[ "${1:-}" = "--tests" ] && EXTRAS="tests"
+
+stamp="$VENV/.convseg-install-$EXTRAS"
+inputs=$(cat setup.cfg pyproject.toml tools/install.sh | sha1sum | cut -c1-40)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs" ]; then
+    exit 0
+fi
+
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+PY="$VENV/bin/python"
+PIP="$PY -m pip --disable-pip-version-check -q"
+
+if ! "$PY" -c "import torch" 2>/dev/null; then
+    echo "[install] torch not found: installing torch==2.13.0 (CPU build)"
+    $PIP install torch==2.13.0
+fi
+
+if $PIP show mmcv >/dev/null 2>&1; then
+    flavour=""
+    echo "[install] full mmcv found: keeping it (convseg works with or without its compiled ops)"
+else
+    flavour="lite"
+fi
+
+extras=$(printf '%s\n' $flavour $EXTRAS | paste -sd, -)
+echo "[install] pip install -e .${extras:+[$extras]}"
+$PIP install -e ".${extras:+[$extras]}"
+echo "$inputs" > "$stamp"
