@@ -1,1 +1,2 @@
 """Models: the ConvNeXt backbone and checkpoint key maps."""
+from .convnext import ConvNeXt  # noqa: F401

@@ -1,0 +1,424 @@
+"""ConvNeXt (V1 and V2) as an mmseg backbone.
+
+`A ConvNet for the 2020s <https://arxiv.org/abs/2201.03545>`_ and
+`ConvNeXt V2 <https://arxiv.org/abs/2301.00808>`_. The module tree, and so the
+state-dict keys, follow the official segmentation backbone:
+
+* ``downsample_layers.0`` stem: 4x4 conv stride 4 + channels-first LayerNorm;
+  ``downsample_layers.{1,2,3}``: channels-first LayerNorm + 2x2 conv stride 2;
+* ``stages.{i}.{j}``: residual blocks (``dwconv``, ``norm``, ``pwconv1``,
+  ``pwconv2``, then ``gamma`` (layer scale) for V1 or ``grn.{gamma,beta}``
+  for V2);
+* ``norm{i}``: a channels-first LayerNorm on each returned feature map.
+
+An official classification checkpoint therefore loads after dropping its
+``head.*`` and final ``norm.*`` (the ``norm{i}`` output norms are new), and an
+official segmentation checkpoint's ``backbone.*`` entries load as they are.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from mmseg.registry import MODELS
+
+#: depths and stage-0 width of each named variant (widths double per stage).
+arch_settings: Dict[str, Tuple[Tuple[int, int, int, int], int]] = {
+    'atto': ((2, 2, 6, 2), 40),
+    'femto': ((2, 2, 6, 2), 48),
+    'pico': ((2, 2, 6, 2), 64),
+    'nano': ((2, 2, 8, 2), 80),
+    'tiny': ((3, 3, 9, 3), 96),
+    'small': ((3, 3, 27, 3), 96),
+    'base': ((3, 3, 27, 3), 128),
+    'large': ((3, 3, 27, 3), 192),
+    'xlarge': ((3, 3, 27, 3), 256),
+    'huge': ((3, 3, 27, 3), 352),
+}
+
+DECAY_TYPES = ('stage_wise', 'layer_wise')
+
+#: layer scale used when ``layer_scale_init_value`` is not given: the official
+#: V1 default; V2 blocks have no layer scale.
+V1_LAYER_SCALE_INIT = 1e-6
+
+
+def arch_dims(arch: str) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """Return ``(depths, dims)`` of a named variant, e.g. ``'tiny'``."""
+    if arch not in arch_settings:
+        raise ValueError(
+            f'Unknown ConvNeXt arch {arch!r}; known archs: '
+            f'{", ".join(arch_settings)} (or pass depths and dims).')
+    depths, width = arch_settings[arch]
+    return tuple(depths), tuple(width * 2**i for i in range(4))
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a channels-first map.
+
+    (N, C, H, W) -> (N, C, H, W); parameters ``weight`` and ``bias`` of shape
+    (C,), as the official channels-first LayerNorm.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``x`` (N, C, H, W) over C."""
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias,
+                         self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class GRN(nn.Module):
+    """Global Response Normalisation of ConvNeXt V2, channels-last.
+
+    (N, H, W, C) -> (N, H, W, C). Parameters ``gamma`` and ``beta`` have the
+    official shape (1, 1, 1, C) and start at zero, so a fresh GRN is the
+    identity.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1, 1, 1, dim))
+        self.beta = nn.Parameter(torch.zeros(1, 1, 1, dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply GRN to ``x`` (N, H, W, C)."""
+        spatial_norm = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
+        response = spatial_norm / (
+            spatial_norm.mean(dim=-1, keepdim=True) + self.eps)
+        return self.gamma * (x * response) + self.beta + x
+
+
+class Block(nn.Module):
+    """ConvNeXt residual block, (N, C, H, W) -> (N, C, H, W).
+
+    7x7 depthwise conv, LayerNorm, Linear C->4C, GELU, [GRN], Linear 4C->C,
+    [layer scale ``gamma``], stochastic depth, residual add.
+
+    Args:
+        dim: channels C.
+        drop_path: probability of dropping the residual branch in training.
+        layer_scale_init_value: initial value of the per-channel ``gamma``;
+            0 means no layer scale (no ``gamma`` parameter).
+        use_grn: add GRN after the GELU (ConvNeXt V2).
+        with_cp: recompute the block in backward (gradient checkpointing)
+            to save memory while training.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 drop_path: float = 0.0,
+                 layer_scale_init_value: float = V1_LAYER_SCALE_INIT,
+                 use_grn: bool = False,
+                 with_cp: bool = False) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, 4 * dim)
+        self.act = nn.GELU()
+        self.grn = GRN(4 * dim) if use_grn else None
+        self.pwconv2 = nn.Linear(4 * dim, dim)
+        self.layer_scale_init_value = layer_scale_init_value
+        self.gamma = (nn.Parameter(torch.full((dim, ), layer_scale_init_value))
+                      if layer_scale_init_value > 0 else None)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.with_cp = with_cp
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dwconv(x).permute(0, 2, 3, 1)
+        x = self.act(self.pwconv1(self.norm(x)))
+        if self.grn is not None:
+            x = self.grn(x)
+        x = self.pwconv2(x)
+        if self.gamma is not None:
+            x = self.gamma * x
+        return self.drop_path(x.permute(0, 3, 1, 2))
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self._residual(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the block on ``x`` (N, C, H, W)."""
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+@MODELS.register_module()
+class ConvNeXt(BaseModule):
+    """ConvNeXt V1/V2 backbone returning one feature map per chosen stage.
+
+    Input (N, in_channels, H, W); output a tuple with, for each ``i`` in
+    ``out_indices``, a map (N, dims[i], H / 2**(i+2), W / 2**(i+2)) (strides
+    4, 8, 16, 32), each normalised by its own channels-first LayerNorm
+    ``norm{i}`` (eps 1e-6).
+
+    Args:
+        arch: a name in :data:`arch_settings` (atto ... huge). Ignored when
+            ``depths`` and ``dims`` are given (which must then agree with it
+            if it is also given).
+        in_channels: channels of the input image (alias ``in_chans``, the
+            name of the official configs).
+        depths: blocks per stage, 4 ints.
+        dims: channels per stage, 4 ints.
+        drop_path_rate: stochastic depth of the last block; it rises
+            linearly from 0 over all blocks.
+        layer_scale_init_value: initial layer scale ``gamma``; 0 disables it.
+            ``None`` means the official choice: 1e-6 for V1, and no layer
+            scale for V2 (``use_grn=True``), whose official blocks have none.
+        use_grn: ConvNeXt V2 blocks (Global Response Normalisation).
+        out_indices: stages whose outputs are returned, in 0..3.
+        frozen_stages: as in mmseg's backbones: -1 freezes nothing, 0 the stem
+            (``downsample_layers.0``), k >= 1 the stem and stages 0..k-1 with
+            their downsampling layers and output norms. Frozen parts get no
+            gradients and stay in eval mode through :meth:`train`.
+        with_cp: gradient checkpointing per block while training.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
+            prefix=None)`` loads weights of any supported checkpoint family
+            through :func:`convseg.models.checkpoints.load_backbone_weights`;
+            ``None`` uses the official initialisation (truncated normal
+            std 0.02 for convs and linears, zero biases); other configs go to
+            mmengine's initialisers.
+    """
+
+    arch_settings = arch_settings
+
+    def __init__(self,
+                 arch: Optional[str] = None,
+                 in_channels: Optional[int] = None,
+                 depths: Optional[Sequence[int]] = None,
+                 dims: Optional[Sequence[int]] = None,
+                 drop_path_rate: float = 0.0,
+                 layer_scale_init_value: Optional[float] = None,
+                 use_grn: bool = False,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None,
+                 in_chans: Optional[int] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.depths, self.dims = self._resolve_arch(arch, depths, dims)
+        in_channels = self._resolve_in_channels(in_channels, in_chans)
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(
+                f'drop_path_rate must be in [0, 1), got {drop_path_rate}.')
+        if layer_scale_init_value is None:
+            layer_scale_init_value = 0.0 if use_grn else V1_LAYER_SCALE_INIT
+        if layer_scale_init_value < 0:
+            raise ValueError('layer_scale_init_value must be >= 0 (0 disables '
+                             f'layer scale), got {layer_scale_init_value}.')
+        self.out_indices = self._check_out_indices(out_indices)
+        if frozen_stages not in range(-1, 5):
+            raise ValueError(
+                f'frozen_stages must be an int in -1..4, got {frozen_stages!r}.')
+        self.frozen_stages = frozen_stages
+        self.layer_scale_init_value = layer_scale_init_value
+        self.use_grn = use_grn
+        self.with_cp = with_cp
+
+        dims = self.dims
+        self.downsample_layers = nn.ModuleList([
+            nn.Sequential(
+                nn.Conv2d(in_channels, dims[0], kernel_size=4, stride=4),
+                LayerNorm2d(dims[0], eps=1e-6))
+        ])
+        for i in range(1, 4):
+            self.downsample_layers.append(
+                nn.Sequential(
+                    LayerNorm2d(dims[i - 1], eps=1e-6),
+                    nn.Conv2d(dims[i - 1], dims[i], kernel_size=2, stride=2)))
+
+        rates = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+        self.stages = nn.ModuleList()
+        for i, depth in enumerate(self.depths):
+            first = sum(self.depths[:i])
+            self.stages.append(
+                nn.Sequential(*[
+                    Block(dims[i], rates[first + j], layer_scale_init_value,
+                          use_grn, with_cp) for j in range(depth)
+                ]))
+
+        for i in self.out_indices:
+            self.add_module(f'norm{i}', LayerNorm2d(dims[i], eps=1e-6))
+
+        self.apply(self._init_module)
+        self._freeze_stages()
+
+    # ------------------------------------------------------------ arguments
+    @staticmethod
+    def _resolve_arch(
+        arch: Optional[str], depths: Optional[Sequence[int]],
+        dims: Optional[Sequence[int]]
+    ) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        if depths is None and dims is None:
+            return arch_dims('tiny' if arch is None else arch)
+        if depths is None or dims is None:
+            raise ValueError(
+                'depths and dims must be given together (or neither, to take '
+                f'them from arch); got depths={depths!r}, dims={dims!r}.')
+        for name, value in (('depths', depths), ('dims', dims)):
+            if (len(value) != 4 or
+                    not all(isinstance(v, int) and v > 0 for v in value)):
+                raise ValueError(
+                    f'{name} must be 4 positive ints, got {value!r}.')
+        depths, dims = tuple(depths), tuple(dims)
+        if arch is not None and arch_dims(arch) != (depths, dims):
+            raise ValueError(
+                f'arch {arch!r} has depths {arch_dims(arch)[0]} and dims '
+                f'{arch_dims(arch)[1]}, which disagree with the given depths '
+                f'{depths} and dims {dims}; pass only one of them.')
+        return depths, dims
+
+    @staticmethod
+    def _resolve_in_channels(in_channels: Optional[int],
+                             in_chans: Optional[int]) -> int:
+        if (in_channels is not None and in_chans is not None
+                and in_channels != in_chans):
+            raise ValueError(
+                f'in_channels={in_channels} and its alias in_chans={in_chans} '
+                'disagree; pass only one of them.')
+        value = next((v for v in (in_channels, in_chans) if v is not None), 3)
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f'in_channels must be a positive int, got {value!r}.')
+        return value
+
+    @staticmethod
+    def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
+        indices = tuple(out_indices)
+        if (not indices or len(set(indices)) != len(indices)
+                or not all(isinstance(i, int) and 0 <= i <= 3
+                           for i in indices)):
+            raise ValueError('out_indices must be distinct stage indices in '
+                             f'0..3, got {out_indices!r}.')
+        return tuple(sorted(indices))
+
+    # ------------------------------------------------------------- weights
+    @staticmethod
+    def _init_module(module: nn.Module) -> None:
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            trunc_normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, GRN):
+            nn.init.zeros_(module.gamma)
+            nn.init.zeros_(module.beta)
+        elif isinstance(module, Block) and module.gamma is not None:
+            nn.init.constant_(module.gamma, module.layer_scale_init_value)
+
+    def init_weights(self) -> None:
+        """Initialise as ``init_cfg`` says (see the class docstring)."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from .checkpoints import load_backbone_weights
+            self.apply(self._init_module)
+            load_backbone_weights(
+                self, cfg['checkpoint'], prefix=cfg.get('prefix'))
+            self._is_init = True
+        elif cfg is None:
+            self.apply(self._init_module)
+            self._is_init = True
+        else:
+            super().init_weights()
+
+    # ------------------------------------------------------------ training
+    def _frozen_modules(self) -> List[nn.Module]:
+        modules: List[nn.Module] = []
+        if self.frozen_stages >= 0:
+            modules.append(self.downsample_layers[0])
+        for i in range(self.frozen_stages):
+            if i > 0:
+                modules.append(self.downsample_layers[i])
+            modules.append(self.stages[i])
+            if i in self.out_indices:
+                modules.append(getattr(self, f'norm{i}'))
+        return modules
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'ConvNeXt':
+        """Set the training mode; frozen stages stay in eval mode."""
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Return the normalised maps of ``out_indices`` for ``x`` (N, C, H, W).
+
+        Map ``i`` has shape (N, dims[i], H // 2**(i+2), W // 2**(i+2)).
+        """
+        outs = []
+        for i in range(self.out_indices[-1] + 1):
+            x = self.stages[i](self.downsample_layers[i](x))
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+        return tuple(outs)
+
+    # --------------------------------------------------------- layer decay
+    def min_num_layers(self, decay_type: str = 'stage_wise') -> int:
+        """Smallest ``num_layers`` for which :meth:`get_layer_depth` is valid.
+
+        4 for ``stage_wise``; ``4 + (depths[2] - 1) // 3`` for ``layer_wise``
+        (6 for tiny, 12 for small and larger).
+        """
+        self._check_decay_type(decay_type)
+        if decay_type == 'stage_wise':
+            return 4
+        return 4 + (self.depths[2] - 1) // 3
+
+    def get_layer_depth(self,
+                        param_name: str,
+                        num_layers: int,
+                        decay_type: str = 'stage_wise') -> int:
+        """Layer id of a backbone parameter for layer-wise LR decay.
+
+        ``param_name`` is relative to the backbone (``stages.2.4.dwconv.weight``).
+        The ids are the official ones, with N = ``num_layers``:
+
+        * ``stage_wise``: ``downsample_layers.*`` 0, ``stages.s.*`` s + 1,
+          ``norm{i}.*`` N + 1.
+        * ``layer_wise``: ``downsample_layers.{0,1,2,3}`` 0, 2, 3, N;
+          ``stages.0`` 1, ``stages.1`` 2, ``stages.2.b`` 3 + b // 3,
+          ``stages.3`` N; ``norm{i}.*`` N + 1.
+        """
+        minimum = self.min_num_layers(decay_type)
+        if num_layers < minimum:
+            raise ValueError(
+                f'num_layers={num_layers} is too small for decay_type '
+                f'{decay_type!r} with depths {list(self.depths)}: it must be '
+                f'at least {minimum}.')
+        parts = param_name.split('.')
+        if parts[0] in ('downsample_layers', 'stages') and len(parts) > 2:
+            stage = int(parts[1])
+            if decay_type == 'stage_wise':
+                return 0 if parts[0] == 'downsample_layers' else stage + 1
+            if stage == 3:
+                return num_layers
+            if parts[0] == 'downsample_layers':
+                return (0, 2, 3)[stage]
+            return (1, 2, 3 + int(parts[2]) // 3)[stage]
+        if parts[0] in (f'norm{i}' for i in self.out_indices):
+            return num_layers + 1
+        raise ValueError(
+            f'{param_name!r} is not a parameter name of this ConvNeXt '
+            '(expected downsample_layers.*, stages.* or norm{i}.*, relative '
+            'to the backbone).')
+
+    @staticmethod
+    def _check_decay_type(decay_type: str) -> None:
+        if decay_type not in DECAY_TYPES:
+            raise ValueError(
+                f'Unknown decay_type {decay_type!r}; expected one of '
+                f'{", ".join(repr(t) for t in DECAY_TYPES)}.')
