@@ -137,13 +137,31 @@ def install_mmcv_ops_shim(force: bool = False) -> bool:
 # 2. weights-only checkpoint loading
 # --------------------------------------------------------------------------
 
+def _history_buffer_statistic(owner: Any, name: str) -> Any:
+    """``getattr`` as checkpoints may use it: HistoryBuffer statistics only.
+
+    A ``HistoryBuffer`` pickles its table of statistics methods, and pickle
+    spells a method as ``getattr(HistoryBuffer, 'mean')``. Allowing the real
+    ``getattr`` would let a file reach any attribute of any allowed object,
+    so this stand-in answers for that one class and its registered methods.
+    """
+    from mmengine.logging import HistoryBuffer
+
+    if owner is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+        return getattr(owner, name)
+    raise pickle.UnpicklingError(
+        f'GLOBAL builtins.getattr({owner!r}, {name!r}) is not allowed')
+
+
 def checkpoint_safe_globals() -> list:
     """The non-tensor types mmengine writes into checkpoints, for torch.load.
 
     mmengine stores its ``MessageHub`` state: ``HistoryBuffer`` objects holding
-    numpy arrays, and numpy scalars in the runtime info. numpy's pickles name
-    ``numpy.core.multiarray`` (numpy 1) or ``numpy._core.multiarray``
-    (numpy 2); both spellings are listed so files from either load.
+    numpy arrays and their statistics methods (see
+    :func:`_history_buffer_statistic`), and numpy scalars in the runtime info.
+    numpy's pickles name ``numpy.core.multiarray`` (numpy 1) or
+    ``numpy._core.multiarray`` (numpy 2); both spellings are listed so files
+    from either load.
     """
     import numpy as np
     from mmengine.logging import HistoryBuffer
@@ -153,7 +171,8 @@ def checkpoint_safe_globals() -> list:
     scalar_types = (np.bool_, np.int8, np.int16, np.int32, np.int64,
                     np.uint8, np.uint16, np.uint32, np.uint64,
                     np.float16, np.float32, np.float64)
-    allowed: list = [HistoryBuffer, np.ndarray, np.dtype]
+    allowed: list = [HistoryBuffer, np.ndarray, np.dtype,
+                     (_history_buffer_statistic, 'builtins.getattr')]
     allowed += [type(np.dtype(t)) for t in scalar_types]
     for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
         allowed.append((multiarray._reconstruct, f'{module}._reconstruct'))
@@ -202,7 +221,7 @@ def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
         return torch.load(filename, map_location=map_location,
                           weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r'GLOBAL (\S+)', str(err))
+        found = re.search(r'GLOBAL (.+?) (?:was|is) not', str(err))
         what = found.group(1) if found else str(err).splitlines()[0]
         raise UnsafeCheckpointError(
             f'refusing to load checkpoint {filename}: it holds a pickled '

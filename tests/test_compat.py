@@ -1,0 +1,209 @@
+"""Tests of convseg.compat: the mmcv.ops stand-in and weights-only loading."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import convseg  # noqa: F401
+from convseg import compat
+
+
+def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)],
+                          capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=300)
+
+
+def _bilinear(image: np.ndarray, x: float, y: float) -> np.ndarray:
+    """Bilinear sample of (C, H, W) at pixel coords, zeros outside."""
+    c, h, w = image.shape
+    x0, y0 = int(np.floor(x)), int(np.floor(y))
+    out = np.zeros(c)
+    for yy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
+        for xx, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
+            if 0 <= yy < h and 0 <= xx < w:
+                out += wy * wx * image[:, yy, xx]
+    return out
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_point_sample_equals_bilinear_interpolation(align_corners):
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(2, 3, 5, 7, generator=gen, dtype=torch.float64)
+    points = torch.rand(2, 11, 2, generator=gen, dtype=torch.float64)
+    out = compat.point_sample(feats, points, align_corners=align_corners)
+    assert out.shape == (2, 3, 11)
+    h, w = feats.shape[2:]
+    for n in range(2):
+        for p in range(11):
+            px, py = points[n, p].tolist()
+            if align_corners:
+                x, y = px * (w - 1), py * (h - 1)
+            else:
+                x, y = px * w - 0.5, py * h - 0.5
+            expected = _bilinear(feats[n].numpy(), x, y)
+            np.testing.assert_allclose(out[n, :, p].numpy(), expected,
+                                       rtol=1e-12, atol=1e-12)
+
+
+def test_point_sample_keeps_grid_shape():
+    feats = torch.randn(1, 4, 6, 6)
+    grid = torch.rand(1, 3, 5, 2)
+    out = compat.point_sample(feats, grid)
+    assert out.shape == (1, 4, 3, 5)
+    flat = compat.point_sample(feats, grid.reshape(1, 15, 2))
+    torch.testing.assert_close(out.reshape(1, 4, 15), flat, rtol=0, atol=0)
+
+
+def _missing_op_message(name: str) -> str:
+    return (f"mmcv.ops.{name} needs mmcv's compiled ops, and the installed "
+            f'mmcv has none (mmcv-lite). ' + compat.FULL_MMCV_HINT)
+
+
+def test_lite_stand_in_serves_mmseg_and_raises_on_compiled_ops():
+    import mmcv.ops
+    from mmseg.registry import MODELS
+    assert compat.mmcv_has_compiled_ops() is False
+    assert mmcv.ops.point_sample is compat.point_sample
+    with pytest.raises(compat.MissingMmcvOpError) as err:
+        mmcv.ops.sigmoid_focal_loss(torch.randn(4, 3), torch.zeros(4).long())
+    assert str(err.value) == _missing_op_message('sigmoid_focal_loss')
+    head = dict(type='CCHead', in_channels=8, channels=4, num_classes=3)
+    with pytest.raises(compat.MissingMmcvOpError) as err:
+        MODELS.build(head)
+    assert str(err.value) == _missing_op_message('CrissCrossAttention')
+
+
+def test_nothing_is_patched_when_compiled_ops_are_present():
+    # A finder that reports mmcv._ext as present, and a module standing for
+    # full mmcv's compiled mmcv.ops: importing convseg must leave it alone.
+    result = _run_python('''
+        import importlib.machinery, sys, types
+        class Finder:
+            def find_spec(self, name, path=None, target=None):
+                if name == 'mmcv._ext':
+                    return importlib.machinery.ModuleSpec(name, None)
+        sys.meta_path.insert(0, Finder())
+        import mmcv
+        full_ops = types.ModuleType('mmcv.ops')
+        full_ops.point_sample = 'compiled'
+        sys.modules['mmcv.ops'] = full_ops
+        mmcv.ops = full_ops
+        import convseg
+        from convseg import compat
+        assert compat.mmcv_has_compiled_ops()
+        import mmcv.ops
+        print(sys.modules['mmcv.ops'] is full_ops, mmcv.ops.point_sample)
+    ''')
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['True', 'compiled']
+
+
+def test_import_prints_no_warnings():
+    result = _run_python('import convseg, mmseg.models, mmseg.apis')
+    assert result.returncode == 0
+    assert result.stderr == ''
+
+
+class _Foreign:
+    """A class that is not on the allow-list."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def test_foreign_pickled_object_is_refused_with_opt_in(tmp_path):
+    path = tmp_path / 'foreign.pth'
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'extra': _Foreign(3)},
+               path)
+    with pytest.raises(compat.UnsafeCheckpointError) as err:
+        compat.load_checkpoint_file(str(path))
+    assert str(err.value) == (
+        f'refusing to load checkpoint {path}: it holds a pickled object '
+        f'(test_compat._Foreign) that is not plain weights or one of the '
+        f'types mmengine writes. Loading it could run code. Only if you trust '
+        f'where the file comes from, pass --unsafe-load to the convseg tools '
+        f'(or set CONVSEG_UNSAFE_LOAD=1, or use '
+        f'convseg.compat.unsafe_checkpoint_loading()).')
+    with compat.unsafe_checkpoint_loading():
+        loaded = compat.load_checkpoint_file(str(path))
+    assert loaded['extra'].value == 3
+    assert compat.UNSAFE_LOAD_ENV not in os.environ
+
+
+def test_mmengine_types_load_weights_only_through_mmengine(tmp_path):
+    from mmengine.logging import HistoryBuffer, MessageHub
+    from mmengine.runner.checkpoint import _load_checkpoint
+    hub = MessageHub.get_instance('compat_test')
+    hub.update_scalar('train/loss', 0.5)
+    hub.update_scalar('train/loss', np.float32(0.25))
+    hub.update_info('iter', np.int64(7))
+    path = tmp_path / 'run.pth'
+    torch.save({'message_hub': hub.state_dict(),
+                'meta': {'arr': np.arange(3, dtype=np.uint8),
+                         'f': np.float64(1.5)}}, path)
+    loaded = _load_checkpoint(str(path), map_location='cpu')
+    buffer = loaded['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buffer, HistoryBuffer)
+    assert buffer.mean() == pytest.approx(0.375)
+    assert loaded['message_hub']['runtime_info']['iter'] == 7
+    assert loaded['meta']['arr'].tolist() == [0, 1, 2]
+    assert loaded['meta']['f'] == 1.5
+
+
+def test_getattr_in_a_checkpoint_reaches_nothing_but_statistics(tmp_path):
+    import pickle
+    import zipfile
+
+    class Probe:
+        def __reduce__(self):
+            return getattr, (np.ndarray, 'tofile')
+
+    path = tmp_path / 'probe.pth'
+    torch.save({'x': Probe()}, path)
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    assert any(name.endswith('data.pkl') for name in names)
+    with pytest.raises(compat.UnsafeCheckpointError) as err:
+        compat.load_checkpoint_file(str(path))
+    assert "(builtins.getattr(<class 'numpy.ndarray'>, 'tofile')" in str(
+        err.value)
+    assert isinstance(err.value, pickle.UnpicklingError)
+
+
+def test_missing_local_file_names_it(tmp_path):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    missing = tmp_path / 'nope.pth'
+    with pytest.raises(FileNotFoundError) as err:
+        _load_checkpoint(str(missing))
+    assert str(err.value) == f'checkpoint {missing} does not exist'
+
+
+def test_url_download_goes_to_hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    source = tmp_path / 'convnext_atto.pth'
+    torch.save({'model': {'w': torch.arange(4.)}}, source)
+    url = source.as_uri()
+    cached = compat.download_checkpoint(url)
+    assert cached == str(tmp_path / 'torch_home' / 'hub' / 'checkpoints' /
+                         'convnext_atto.pth')
+    loaded = compat.load_checkpoint_file(cached)
+    assert loaded['model']['w'].tolist() == [0., 1., 2., 3.]
+
+
+def test_offline_url_gives_actionable_error(tmp_path, monkeypatch):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    url = 'http://127.0.0.1:9/convnext_tiny_1k_224.pth'
+    with pytest.raises(compat.CheckpointDownloadError) as err:
+        _load_checkpoint(url)
+    message = str(err.value)
+    assert message.startswith(f'could not download checkpoint {url} (')
+    cached = tmp_path / 'hub' / 'checkpoints' / 'convnext_tiny_1k_224.pth'
+    assert f'put it at {cached}' in message
+    assert 'model.backbone.init_cfg=None' in message
+    assert not cached.exists()
