@@ -1,2 +1,3 @@
 """Datasets: layout checks and synthetic dataset generators."""
-from .synthetic import generate_ade20k, generate_cityscapes  # noqa: F401
+from .synthetic import (SyntheticScenesDataset, generate_ade20k,  # noqa: F401
+                        generate_cityscapes, generate_scenes)

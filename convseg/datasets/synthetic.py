@@ -21,6 +21,8 @@ import tempfile
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+from mmseg.datasets import BaseSegDataset
+from mmseg.registry import DATASETS
 from PIL import Image, ImageDraw
 
 MANIFEST = 'convseg_synthetic.json'
@@ -310,3 +312,184 @@ def generate_cityscapes(root: str, num_train: int = 4, num_val: int = 2,
                     osp.join(img_dir, stem + '_leftImg8bit.png'))
 
     return _build(osp.join(root, 'cityscapes'), 'cityscapes', params, write)
+
+
+# --------------------------------------------------------------------------
+# scenes (the quickstart dataset)
+# --------------------------------------------------------------------------
+
+#: Classes of the scene dataset; label ``i + 1`` in the PNGs is class ``i``
+#: and 0 marks small 'other' clutter, ignored as in ADE20K.
+SCENE_CLASSES = ('background', 'stripes', 'checks', 'dots', 'ring',
+                 'triangle')
+SCENE_PALETTE = [[120, 120, 120], [230, 25, 75], [60, 180, 75],
+                 [255, 225, 25], [0, 130, 200], [245, 130, 48]]
+
+
+def _colour_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two random colours far enough apart for a pattern to show."""
+    c1 = rng.uniform(20, 235, 3)
+    while True:
+        c2 = rng.uniform(20, 235, 3)
+        if np.abs(c1 - c2).sum() > 150:
+            return c1, c2
+
+
+def _rotated(rng: np.random.Generator, yy: np.ndarray,
+             xx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    angle = rng.uniform(0, np.pi)
+    return (xx * np.cos(angle) + yy * np.sin(angle),
+            -xx * np.sin(angle) + yy * np.cos(angle))
+
+
+def _mix(c1: np.ndarray, c2: np.ndarray, t: np.ndarray) -> np.ndarray:
+    t = t[..., None].astype(np.float32)
+    return (1 - t) * c1 + t * c2
+
+
+def _texture(kind: str, rng: np.random.Generator, yy: np.ndarray,
+             xx: np.ndarray, scale: float) -> np.ndarray:
+    """A float (H, W, 3) texture of ``kind`` with random colours and pose."""
+    c1, c2 = _colour_pair(rng)
+    u, v = _rotated(rng, yy, xx)
+    if kind == 'stripes':
+        period = rng.uniform(4, 7) * scale
+        return _mix(c1, c2, (u / period + rng.random()) % 1 < 0.5)
+    if kind == 'checks':
+        cell = rng.uniform(2.5, 4.5) * scale
+        return _mix(c1, c2, (np.floor(u / cell) + np.floor(v / cell)) % 2)
+    if kind == 'dots':
+        step = rng.uniform(5, 7) * scale
+        radius = rng.uniform(0.22, 0.32) * step
+        du = (u / step + rng.random()) % 1 - 0.5
+        dv = (v / step + rng.random()) % 1 - 0.5
+        return _mix(c1, c2, np.hypot(du, dv) * step < radius)
+    if kind == 'flat':
+        return _mix(c1, c2, rng.uniform(0, 0.35) * (u - u.min()) /
+                    max(float(np.ptp(u)), 1.0))
+    if kind == 'waves':
+        period = rng.uniform(16, 32) * scale
+        return _mix(c1, c2, 0.5 + 0.5 * np.sin(2 * np.pi * u / period)
+                    * np.cos(2 * np.pi * v / (2 * period)))
+    if kind == 'tiles':
+        tile = rng.uniform(12, 20) * scale
+        grout = ((u % tile) < scale) | ((v % tile) < scale)
+        shade = (np.floor(u / tile) * 7 + np.floor(v / tile) * 3) % 5 / 12
+        return _mix(c1, c2, np.where(grout, 1.0, shade))
+    if kind == 'clouds':
+        coarse = rng.random((5, 5)).astype(np.float32)
+        img = Image.fromarray(coarse).resize(yy.shape[::-1],
+                                             Image.Resampling.BICUBIC)
+        return _mix(c1, c2, np.clip(np.asarray(img), 0, 1))
+    raise ValueError(f'unknown texture {kind!r}')
+
+
+def _shape_mask(kind: str, rng: np.random.Generator, h: int,
+                w: int) -> np.ndarray:
+    """A boolean (H, W) mask of a random shape of ``kind``."""
+    s = min(h, w)
+    mask = Image.new('L', (w, h), 0)
+    draw = ImageDraw.Draw(mask)
+    cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h
+    if kind == 'ring':
+        outer = rng.uniform(0.14, 0.24) * s
+        inner = outer * rng.uniform(0.45, 0.6)
+        draw.ellipse([cx - outer, cy - outer, cx + outer, cy + outer], fill=1)
+        draw.ellipse([cx - inner, cy - inner, cx + inner, cy + inner], fill=0)
+    elif kind == 'triangle':
+        radius = rng.uniform(0.16, 0.28) * s
+        start = rng.uniform(0, 2 * np.pi)
+        angles = start + np.array([0, 2, 4]) * np.pi / 3 + rng.uniform(
+            -0.3, 0.3, 3)
+        draw.polygon([(cx + radius * np.cos(a), cy + radius * np.sin(a))
+                      for a in angles], fill=1)
+    elif kind == 'blob':
+        if rng.random() < 0.5:
+            rx, ry = rng.uniform(0.12, 0.25, 2) * s
+            draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=1)
+        else:
+            draw.polygon(_random_polygon(rng, h, w, 0.12, 0.28), fill=1)
+    elif kind == 'clutter':
+        size = rng.uniform(0.05, 0.1) * s
+        draw.rectangle([cx - size, cy - size, cx + size, cy + size], fill=1)
+    else:
+        raise ValueError(f'unknown shape {kind!r}')
+    return np.asarray(mask, dtype=bool)
+
+
+#: class index -> (shape, texture) of the objects of that class
+_SCENE_OBJECTS = {1: ('blob', 'stripes'), 2: ('blob', 'checks'),
+                  3: ('blob', 'dots'), 4: ('ring', 'flat'),
+                  5: ('triangle', 'flat')}
+
+
+def _scene_sample(rng: np.random.Generator, h: int,
+                  w: int) -> tuple[np.ndarray, np.ndarray]:
+    """One scene: RGB uint8 (H, W, 3) image and uint8 (H, W) label 0..6."""
+    scale = min(h, w) / 64
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    background = str(rng.choice(['waves', 'tiles', 'clouds']))
+    img = _texture(background, rng, yy, xx, scale)
+    label = np.ones((h, w), dtype=np.uint8)
+    classes = rng.choice(list(_SCENE_OBJECTS), size=int(rng.integers(2, 5)))
+    for cls in classes:
+        shape, texture = _SCENE_OBJECTS[int(cls)]
+        mask = _shape_mask(shape, rng, h, w)
+        img[mask] = _texture(texture, rng, yy, xx, scale)[mask]
+        label[mask] = cls + 1
+    for _ in range(int(rng.integers(0, 3))):
+        mask = _shape_mask('clutter', rng, h, w)
+        img[mask] = rng.uniform(0, 255, (int(mask.sum()), 3))
+        label[mask] = 0
+    img = img * rng.uniform(0.75, 1.25) + rng.uniform(-25, 25, 3)
+    img += rng.normal(0, 8, img.shape)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8), label
+
+
+def generate_scenes(root: str, num_train: int = 300, num_val: int = 60,
+                    size: Sequence[int] = (64, 64), seed: int = 0) -> str:
+    """Write the synthetic scene dataset in the ADE20K layout under ``root``.
+
+    Images show textured objects of the classes in :data:`SCENE_CLASSES`
+    (stripes, checks and dots on random shapes; rings and triangles
+    recognised by shape) over structured backgrounds, with random colours,
+    occlusion, colour jitter and noise. Layout: ``root/synthetic_scenes/
+    images/{training,validation}/scene_%06d.jpg`` (RGB, ``size`` = (H, W)) and
+    ``annotations/.../scene_%06d.png`` (uint8: 0 = other, i + 1 = class i).
+    Returns the ``synthetic_scenes`` path.
+    """
+    h, w = _check_counts(num_train, num_val, size)
+    params = dict(num_train=num_train, num_val=num_val, size=[h, w],
+                  seed=seed)
+
+    def write(tmp: str) -> None:
+        for split, folder, count in (('train', 'training', num_train),
+                                     ('val', 'validation', num_val)):
+            img_dir = osp.join(tmp, 'images', folder)
+            ann_dir = osp.join(tmp, 'annotations', folder)
+            os.makedirs(img_dir)
+            os.makedirs(ann_dir)
+            for i in range(count):
+                image, label = _scene_sample(_rng(seed, split, i), h, w)
+                Image.fromarray(image).save(
+                    osp.join(img_dir, f'scene_{i:06d}.jpg'), quality=95)
+                Image.fromarray(label).save(
+                    osp.join(ann_dir, f'scene_{i:06d}.png'))
+
+    return _build(osp.join(root, 'synthetic_scenes'), 'scenes', params,
+                  write)
+
+
+@DATASETS.register_module()
+class SyntheticScenesDataset(BaseSegDataset):
+    """The scene dataset of :func:`generate_scenes` (ADE20K conventions).
+
+    ``.jpg`` images, ``.png`` labels where 0 is 'other' and ignored
+    (``reduce_zero_label=True``), classes :data:`SCENE_CLASSES`.
+    """
+    METAINFO = dict(classes=SCENE_CLASSES, palette=SCENE_PALETTE)
+
+    def __init__(self, img_suffix: str = '.jpg', seg_map_suffix: str = '.png',
+                 reduce_zero_label: bool = True, **kwargs) -> None:
+        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
+                         reduce_zero_label=reduce_zero_label, **kwargs)
