@@ -235,7 +235,8 @@ class ConvNeXt(BaseModule):
                     LayerNorm2d(dims[i - 1], eps=1e-6),
                     nn.Conv2d(dims[i - 1], dims[i], kernel_size=2, stride=2)))
 
-        rates = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+        rates = torch.linspace(
+            0, drop_path_rate, sum(self.depths), device='cpu').tolist()
         self.stages = nn.ModuleList()
         for i, depth in enumerate(self.depths):
             first = sum(self.depths[:i])
