@@ -1,0 +1,297 @@
+"""Build a segmentor for inference and run it on images as users have them.
+
+:func:`init_model` turns a config (and a checkpoint of any family
+:mod:`convseg.models.checkpoints` reads) into an eval-mode ``EncoderDecoder``
+with ``dataset_meta`` (class names and palette) and its config on
+``model.cfg``. :func:`inference_model` runs the config's test pipeline and the
+model's test mode (``whole`` or ``slide`` from ``model.test_cfg``) on paths,
+arrays or PIL images and returns label maps at each input's original size.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+
+from ..models.checkpoints import load_segmentor_checkpoint
+from ..visualization import random_palette
+from .images import ImageInput, load_image
+
+Result = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
+
+# Upper bound, in float32 elements, on the class logits resized to full
+# resolution at once; larger outputs are resized a few classes at a time.
+RESIZE_BUDGET = 1 << 26
+
+IMAGE_LOADERS = ('LoadImageFromFile', 'LoadImageFromNDArray')
+ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadDepthAnnotation',
+                      'LoadBiomedicalAnnotation')
+
+
+def _load_config(config: Union[str, Path, Config]) -> Config:
+    if isinstance(config, (str, Path)):
+        return Config.fromfile(str(config))
+    if isinstance(config, Config):
+        return copy.deepcopy(config)
+    raise TypeError(f'config must be a file path or an mmengine Config, got '
+                    f'{type(config).__name__}')
+
+
+def _dataset_cfg(cfg: Config) -> Optional[dict]:
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset')
+    while isinstance(dataset, dict) and 'type' in dataset:
+        if 'datasets' in dataset:
+            dataset = dataset['datasets'][0]
+        elif 'dataset' in dataset:
+            dataset = dataset['dataset']
+        else:
+            return dataset
+    return None
+
+
+def config_dataset_meta(cfg: Config) -> Dict[str, Any]:
+    """Classes and palette of the test dataset in ``cfg`` ({} if it names none).
+
+    The dataset class's ``METAINFO`` updated by the config's ``metainfo``.
+    """
+    from mmseg.registry import DATASETS
+    dataset = _dataset_cfg(cfg)
+    if dataset is None:
+        return {}
+    kind = dataset['type']
+    dataset_cls = DATASETS.get(kind) if isinstance(kind, str) else kind
+    meta = dict(getattr(dataset_cls, 'METAINFO', {}) or {})
+    meta.update(dataset.get('metainfo') or {})
+    return meta
+
+
+def resolve_dataset_meta(num_classes: int,
+                         *sources: Optional[Dict[str, Any]]
+                         ) -> Dict[str, Any]:
+    """Class names and palette for ``num_classes`` classes.
+
+    Each of ``classes`` and ``palette`` comes from the first source holding
+    ``num_classes`` entries of it; failing that, names are ``class i`` and
+    colours :func:`convseg.visualization.random_palette`.
+    """
+    classes = palette = None
+    for source in sources:
+        source = source or {}
+        found = source.get('classes')
+        if classes is None and found is not None:
+            if len(found) == num_classes:
+                classes = tuple(str(name) for name in found)
+            else:
+                print_log(f'ignoring {len(found)} class names that do not '
+                          f'match the model\'s {num_classes} classes',
+                          logger='current', level='WARNING')
+        found = source.get('palette')
+        if palette is None and found is not None and len(found) >= num_classes:
+            palette = [tuple(int(c) for c in color)
+                       for color in found][:num_classes]
+    if classes is None:
+        print_log('no class names in the checkpoint or the config; using '
+                  '"class 0", "class 1", ...', logger='current',
+                  level='WARNING')
+        classes = tuple(f'class {i}' for i in range(num_classes))
+    if palette is None:
+        palette = random_palette(num_classes)
+    return dict(classes=classes, palette=palette)
+
+
+def _prepare_fast(model: torch.nn.Module) -> torch.nn.Module:
+    if importlib.util.find_spec('convseg.apis.fast') is None:
+        return model
+    from .fast import prepare_for_inference
+    return prepare_for_inference(model)
+
+
+def init_model(config: Union[str, Path, Config],
+               checkpoint: Optional[str] = None, device: str = 'cpu',
+               cfg_options: Optional[dict] = None,
+               fast: Optional[bool] = None) -> torch.nn.Module:
+    """Build an eval-mode segmentor from a config (and checkpoint) on ``device``.
+
+    ``config`` is a config file or an mmengine ``Config`` (copied, not
+    changed); ``cfg_options`` are merged into it. With a checkpoint the
+    backbone's ``init_cfg`` is dropped so nothing is downloaded. SyncBN
+    layers become BatchNorm. ``model.dataset_meta`` holds ``classes`` and
+    ``palette`` from the checkpoint's meta, else from the config's test
+    dataset, else generated; ``model.cfg`` holds the config. ``fast`` (default:
+    on for CPU devices) applies :func:`convseg.apis.fast.prepare_for_inference`.
+    """
+    from mmseg.registry import MODELS
+
+    cfg = _load_config(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.model.pretrained = None
+    cfg.model.train_cfg = None
+    if checkpoint is not None and 'backbone' in cfg.model:
+        cfg.model.backbone.init_cfg = None
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    if checkpoint is None:
+        print_log('no checkpoint given: the model has random weights',
+                  logger='current', level='WARNING')
+    else:
+        load_segmentor_checkpoint(model, checkpoint)
+    model.dataset_meta = resolve_dataset_meta(
+        model.decode_head.num_classes, getattr(model, 'dataset_meta', None),
+        config_dataset_meta(cfg))
+    model.cfg = cfg
+    model.to(device)
+    model.eval()
+    use_fast = torch.device(device).type == 'cpu' if fast is None else fast
+    if use_fast:
+        model = _prepare_fast(model)
+    return model
+
+
+def _transform_name(step: dict) -> str:
+    kind = step['type']
+    return (kind if isinstance(kind, str) else kind.__name__).split('.')[-1]
+
+
+def build_test_pipeline(cfg: Config):
+    """The config's test pipeline, reading in-memory arrays and no annotations.
+
+    Callable on ``dict(img=BGR uint8 array)``; returns mmseg's packed
+    ``dict(inputs=..., data_samples=...)``.
+    """
+    from mmengine.dataset import Compose
+    from mmseg.registry import TRANSFORMS
+
+    steps = cfg.get('test_pipeline')
+    if steps is None:
+        dataset = _dataset_cfg(cfg)
+        steps = None if dataset is None else dataset.get('pipeline')
+    if steps is None:
+        raise KeyError('the config has no test pipeline: set test_pipeline '
+                       'or test_dataloader.dataset.pipeline')
+    pipeline = []
+    for step in copy.deepcopy(list(steps)):
+        name = _transform_name(step)
+        if name in ANNOTATION_LOADERS:
+            continue
+        if name in IMAGE_LOADERS:
+            step['type'] = 'LoadImageFromNDArray'
+        pipeline.append(step)
+    if not any(_transform_name(s) in IMAGE_LOADERS for s in pipeline):
+        pipeline.insert(0, dict(type='LoadImageFromNDArray'))
+    return Compose([TRANSFORMS.build(step) for step in pipeline])
+
+
+def _resize(logits: torch.Tensor, size: Tuple[int, int],
+            align_corners: bool) -> torch.Tensor:
+    return F.interpolate(logits[None], size=size, mode='bilinear',
+                         align_corners=align_corners)[0]
+
+
+def _resized_argmax(logits: torch.Tensor, size: Tuple[int, int],
+                    align_corners: bool) -> torch.Tensor:
+    """argmax over classes of ``logits`` (C, h, w) resized to ``size``.
+
+    Resizes a few classes at a time so that big images never hold all C
+    full-resolution maps; equal to ``_resize(logits).argmax(0)``.
+    """
+    step = max(1, RESIZE_BUDGET // max(1, size[0] * size[1]))
+    best = labels = None
+    for start in range(0, logits.shape[0], step):
+        values, index = _resize(logits[start:start + step], size,
+                                align_corners).max(dim=0)
+        if best is None:
+            best, labels = values, index
+        else:
+            better = values > best
+            best = torch.where(better, values, best)
+            labels = torch.where(better, index + start, labels)
+    return labels
+
+
+def _postprocess(model: torch.nn.Module, logits: torch.Tensor, meta: dict,
+                 return_scores: bool) -> Result:
+    """Label map (and scores) at the original size from one image's logits."""
+    left, right, top, bottom = meta.get(
+        'img_padding_size', meta.get('padding_size', [0, 0, 0, 0]))
+    height, width = logits.shape[1:]
+    logits = logits[:, top:height - bottom, left:width - right]
+    if meta.get('flip'):
+        logits = logits.flip(dims=(2, ) if meta.get('flip_direction') ==
+                             'horizontal' else (1, ))
+    size = tuple(int(s) for s in meta['ori_shape'][:2])
+    align_corners = bool(getattr(model, 'align_corners', False))
+    if logits.shape[0] == 1:
+        scores = _resize(logits, size, align_corners).sigmoid()
+        labels = (scores[0] > model.decode_head.threshold).long()
+    elif return_scores:
+        scores = _resize(logits, size, align_corners).softmax(dim=0)
+        labels = scores.argmax(dim=0)
+    else:
+        labels = _resized_argmax(logits, size, align_corners)
+    label_map = labels.cpu().numpy().astype(np.int64)
+    if return_scores:
+        return label_map, scores.float().cpu().numpy()
+    return label_map
+
+
+def inference_model(model: torch.nn.Module,
+                    inputs: Union[ImageInput, Sequence[ImageInput]],
+                    return_scores: bool = False, channel_order: str = 'bgr',
+                    batch_size: int = 4) -> Union[Result, List[Result]]:
+    """Segment one image or a list of images.
+
+    An input is a file path, a numpy array (BGR as cv2 reads, or
+    ``channel_order='rgb'``; (H, W), (H, W, 3) or (H, W, 4), uint8 or uint16)
+    or a PIL image; see :mod:`convseg.apis.images` for grayscale, alpha,
+    16-bit and EXIF handling. Consecutive inputs of the same size run as one
+    batch of up to ``batch_size``. Each result is an (H, W) int64 label map at
+    the input's size, or with ``return_scores`` a pair (label map, (C, H, W)
+    float32 class probabilities: softmax of the logits, sigmoid for a
+    one-channel binary head). One input gives one result, a list a list.
+    """
+    if batch_size < 1:
+        raise ValueError(f'batch_size must be at least 1, got {batch_size}')
+    if not hasattr(model, 'cfg'):
+        raise AttributeError('the model has no .cfg; build it with '
+                             'convseg.apis.init_model')
+    single = not isinstance(inputs, (list, tuple))
+    items = [inputs] if single else list(inputs)
+    pipeline = build_test_pipeline(model.cfg)
+    results: List[Result] = []
+    batch: List[dict] = []
+
+    def run_batch() -> None:
+        data = model.data_preprocessor(
+            dict(inputs=[b['inputs'] for b in batch],
+                 data_samples=[b['data_samples'] for b in batch]), False)
+        metas = [sample.metainfo for sample in data['data_samples']]
+        logits = model.inference(data['inputs'], metas)
+        for index, meta in enumerate(metas):
+            results.append(
+                _postprocess(model, logits[index], meta, return_scores))
+        batch.clear()
+
+    def batch_key(packed: dict) -> tuple:
+        return (tuple(packed['inputs'].shape),
+                tuple(packed['data_samples'].metainfo['ori_shape']))
+
+    with torch.no_grad():
+        for item in items:
+            packed = pipeline(dict(img=load_image(item, channel_order)))
+            if batch and (len(batch) == batch_size
+                          or batch_key(batch[0]) != batch_key(packed)):
+                run_batch()
+            batch.append(packed)
+        if batch:
+            run_batch()
+    return results[0] if single else results

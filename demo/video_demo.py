@@ -1,0 +1,138 @@
+"""Segment every frame of a video and write the overlaid video.
+
+The output keeps the input's frame rate and frame size (no legend, so nothing
+is added around the frames). The container follows OUT_VIDEO's suffix:
+``.mp4`` is written with the MPEG-4 Part 2 codec ('mp4v') and ``.avi`` with
+Motion-JPEG ('MJPG'), both available in the opencv-python wheels.
+
+    python demo/video_demo.py clip.mp4 CONFIG CHECKPOINT --out clip_seg.mp4
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+import cv2
+import numpy as np
+import torch
+from mmengine.utils import ProgressBar
+
+from convseg import compat
+from convseg.apis import inference_model, init_model
+from convseg.visualization import PALETTE_NAMES, overlay, resolve_palette
+
+FOURCC = {'.mp4': 'mp4v', '.avi': 'MJPG'}
+
+
+def parse_args(argv: List[str] = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('input', help='input video file')
+    parser.add_argument('config', help='model config file')
+    parser.add_argument('checkpoint', help='checkpoint file or URL')
+    parser.add_argument('--out', required=True,
+                        help=f'output video ({" or ".join(FOURCC)})')
+    parser.add_argument(
+        '--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
+        help='device to run on, e.g. cpu or cuda:0')
+    parser.add_argument('--opacity', type=float, default=0.5,
+                        help='weight of the class colour in the blend (0..1)')
+    parser.add_argument('--palette', choices=PALETTE_NAMES,
+                        help="colours to draw with (default: the model's)")
+    parser.add_argument('--batch-size', type=int, default=4,
+                        help='frames segmented together')
+    parser.add_argument(
+        '--unsafe-load', action='store_true',
+        help='load a trusted checkpoint that holds arbitrary pickled objects')
+    return parser.parse_args(argv)
+
+
+def main(argv: List[str] = None) -> int:
+    """Run the demo; returns the exit code."""
+    args = parse_args(argv)
+    out = Path(args.out)
+    if out.suffix.lower() not in FOURCC:
+        print(f'--out {out}: the suffix must be one of {", ".join(FOURCC)}',
+              file=sys.stderr)
+        return 1
+    capture = cv2.VideoCapture(args.input)
+    if not capture.isOpened():
+        print(f'cannot open video {args.input} (missing, corrupt or a format '
+              f'OpenCV does not read)', file=sys.stderr)
+        return 1
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    total = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+    if not fps > 0:
+        print(f'{args.input} does not state its frame rate; writing 25 fps',
+              file=sys.stderr)
+        fps = 25.0
+
+    loading = (compat.unsafe_checkpoint_loading() if args.unsafe_load
+               else contextlib.nullcontext())
+    with loading:
+        model = init_model(args.config, args.checkpoint, device=args.device)
+    classes = model.dataset_meta['classes']
+    palette = resolve_palette(args.palette, model.dataset_meta)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f'.partial.{out.name}')
+    writer = cv2.VideoWriter(str(partial),
+                             cv2.VideoWriter_fourcc(*FOURCC[out.suffix.lower()]),
+                             fps, size)
+    if not writer.isOpened():
+        print(f'cannot write video {out} with codec '
+              f'{FOURCC[out.suffix.lower()]}', file=sys.stderr)
+        return 1
+
+    bar = ProgressBar(total)
+    frames = 0
+    start = time.perf_counter()
+
+    def flush(batch: List[np.ndarray]) -> None:
+        for frame, labels in zip(batch, inference_model(model, batch)):
+            rgb = np.ascontiguousarray(frame[:, :, ::-1])
+            drawn = overlay(rgb, labels, palette, classes,
+                            opacity=args.opacity, legend=False)
+            writer.write(np.ascontiguousarray(drawn[:, :, ::-1]))
+            bar.update()
+        batch.clear()
+
+    batch: List[np.ndarray] = []
+    finished = False
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            batch.append(frame)
+            frames += 1
+            if len(batch) == args.batch_size:
+                flush(batch)
+        if batch:
+            flush(batch)
+        finished = frames > 0
+    finally:
+        capture.release()
+        writer.release()
+        if not finished:
+            partial.unlink(missing_ok=True)
+    elapsed = time.perf_counter() - start
+    if frames == 0:
+        print(f'no frames could be read from {args.input}', file=sys.stderr)
+        return 1
+    os.replace(partial, out)
+    print(f'\n{frames} frames in {elapsed:.1f} s: '
+          f'{frames / elapsed:.2f} frames per second; wrote {out} '
+          f'({size[0]}x{size[1]}, {fps:g} fps)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
