@@ -1,0 +1,145 @@
+"""Convert a ConvNeXt or UPerNet-ConvNeXt checkpoint to convseg's format.
+
+    python tools/convert_checkpoint.py SRC DST [--from auto|facebook|openmmlab|timm|hf]
+
+SRC is a checkpoint file (.pth/.bin/.safetensors), a URL or a HuggingFace
+model directory. DST gets ``{'meta': ..., 'state_dict': ...}`` with convseg's
+(the official) key names: a backbone checkpoint without its classifier,
+loadable through ``init_cfg=dict(type='Pretrained', checkpoint=DST)``; a whole
+segmentation checkpoint with its ``backbone.``/``decode_head.``/
+``auxiliary_head.`` keys, loadable by tools/test.py. The source meta is kept,
+with class names and palette normalised into ``meta['dataset_meta']``. DST
+loads weights-only (no pickled objects).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from typing import Any, List, Optional
+
+import numpy as np
+import torch
+
+import convseg  # noqa: F401  (installs the checkpoint-loading shims)
+from convseg import compat
+from convseg.models import checkpoints
+
+PLAIN = (str, int, float, bool, type(None), torch.Tensor)
+_DROP = object()
+
+
+def plain_meta(value: Any, where: str, dropped: List[str]) -> Any:
+    """``value`` with numpy types made Python ones and other objects left out.
+
+    What is left out is named in ``dropped``, so that DST loads weights-only.
+    """
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            kept = plain_meta(item, f'{where}.{key}', dropped)
+            if kept is not _DROP:
+                out[key] = kept
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [plain_meta(v, f'{where}[{i}]', dropped)
+                 for i, v in enumerate(value)]
+        items = [v for v in items if v is not _DROP]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, PLAIN):
+        return value
+    dropped.append(f'{where} ({type(value).__name__})')
+    return _DROP
+
+
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Convert a ConvNeXt / UPerNet-ConvNeXt checkpoint of '
+        'any supported family to convseg (official) key names.')
+    parser.add_argument('src', help='checkpoint file, URL or HuggingFace '
+                        'model directory')
+    parser.add_argument('dst', help='where to write the converted checkpoint')
+    parser.add_argument('--from', dest='family', default='auto',
+                        choices=['auto', *checkpoints.FAMILIES],
+                        help='checkpoint family of SRC (default: detect it)')
+    parser.add_argument('--force', action='store_true',
+                        help='overwrite DST if it exists')
+    parser.add_argument('--unsafe-load', action='store_true',
+                        help='load SRC with full pickle; only for files you '
+                        'trust (a pickle can run code)')
+    return parser.parse_args(argv)
+
+
+def convert_file(args: argparse.Namespace) -> str:
+    """Convert ``args.src`` into ``args.dst``; return a one-line report."""
+    dst = os.path.abspath(os.path.expanduser(args.dst))
+    if os.path.exists(dst) and not args.force:
+        raise FileExistsError(
+            f'{args.dst} exists; pass --force to overwrite it, or pick '
+            'another DST.')
+    raw = checkpoints.read_checkpoint(args.src)
+    state = checkpoints.extract_state_dict(raw, args.src)
+    result = checkpoints.convert(state, args.family, args.src)
+    dropped_meta: List[str] = []
+    meta = raw.get('meta') if isinstance(raw, dict) else None
+    meta = plain_meta(dict(meta or {}), 'meta', dropped_meta)
+    dataset_meta = checkpoints.dataset_meta_from(meta)
+    meta.pop('CLASSES', None)
+    meta.pop('PALETTE', None)
+    if dataset_meta is not None:
+        meta['dataset_meta'] = dataset_meta
+    meta['converted_from'] = {'source': args.src, 'family': result.family}
+    state_dict = {k: v.detach().clone().contiguous()
+                  for k, v in result.state_dict.items()}
+
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.convert-', suffix='.pth',
+                               dir=os.path.dirname(dst))
+    os.close(fd)
+    try:
+        torch.save({'meta': meta, 'state_dict': state_dict}, tmp)
+        compat.load_checkpoint_file(tmp, map_location='cpu')
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+    segmentor = checkpoints.is_segmentor_state_dict(state_dict)
+    arch = checkpoints.infer_arch(state_dict,
+                                  'backbone.' if segmentor else '')
+    lines = [
+        f'wrote {args.dst}: {"segmentation" if segmentor else "backbone"} '
+        f'checkpoint, family {result.family}, {len(state_dict)} tensors',
+        f'  backbone: {arch.describe() if arch else "unknown"}',
+        f'  dropped classifier keys: {", ".join(result.dropped) or "none"}',
+        f'  kept under their own names (no rule knows them): '
+        f'{", ".join(result.unmatched) or "none"}',
+    ]
+    if dataset_meta is not None:
+        lines.append(f'  classes: {len(dataset_meta["classes"])}')
+    if dropped_meta:
+        lines.append('  meta entries left out (not plain data): '
+                     + ', '.join(dropped_meta))
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    guard = (compat.unsafe_checkpoint_loading() if args.unsafe_load else
+             contextlib.nullcontext())
+    try:
+        with guard:
+            print(convert_file(args))
+    except (OSError, ValueError, RuntimeError, compat.UnsafeCheckpointError) \
+            as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
