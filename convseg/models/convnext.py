@@ -25,7 +25,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
+from mmengine.model.weight_init import trunc_normal_, update_init_info
 from mmseg.registry import MODELS
 
 #: depths and stage-0 width of each named variant (widths double per stage).
@@ -91,8 +91,8 @@ class GRN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply GRN to ``x`` (N, H, W, C)."""
         spatial_norm = torch.linalg.vector_norm(x, dim=(1, 2), keepdim=True)
-        response = spatial_norm / (
-            spatial_norm.mean(dim=-1, keepdim=True) + self.eps)
+        response = spatial_norm / (spatial_norm.mean(dim=-1, keepdim=True) +
+                                   self.eps)
         return self.gamma * (x * response) + self.beta + x
 
 
@@ -128,7 +128,8 @@ class Block(nn.Module):
         self.layer_scale_init_value = layer_scale_init_value
         self.gamma = (nn.Parameter(torch.full((dim, ), layer_scale_init_value))
                       if layer_scale_init_value > 0 else None)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(
+            drop_path) if drop_path > 0 else nn.Identity()
         self.with_cp = with_cp
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,7 +175,8 @@ class ConvNeXt(BaseModule):
             ``None`` means the official choice: 1e-6 for V1, and no layer
             scale for V2 (``use_grn=True``), whose official blocks have none.
         use_grn: ConvNeXt V2 blocks (Global Response Normalisation).
-        out_indices: stages whose outputs are returned, in 0..3.
+        out_indices: stages whose outputs are returned, in 0..3. Stages
+            after the last one are not run.
         frozen_stages: as in mmseg's backbones: -1 freezes nothing, 0 the stem
             (``downsample_layers.0``), k >= 1 the stem and stages 0..k-1 with
             their downsampling layers and output norms. Frozen parts get no
@@ -186,6 +188,11 @@ class ConvNeXt(BaseModule):
             ``None`` uses the official initialisation (truncated normal
             std 0.02 for convs and linears, zero biases); other configs go to
             mmengine's initialisers.
+        in_chans: alias of ``in_channels``.
+        pretrained: checkpoint path or URL, shorthand for
+            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``; this
+            is what mmseg's ``EncoderDecoder(pretrained=...)`` (the official
+            ``--options model.pretrained=URL``) passes to its backbone.
     """
 
     arch_settings = arch_settings
@@ -202,7 +209,14 @@ class ConvNeXt(BaseModule):
                  frozen_stages: int = -1,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None,
-                 in_chans: Optional[int] = None) -> None:
+                 in_chans: Optional[int] = None,
+                 pretrained: Optional[str] = None) -> None:
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError(
+                    f'pretrained={pretrained!r} and init_cfg={init_cfg!r} '
+                    'both say how to initialise the backbone; pass only one.')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         self.depths, self.dims = self._resolve_arch(arch, depths, dims)
         in_channels = self._resolve_in_channels(in_channels, in_chans)
@@ -217,7 +231,8 @@ class ConvNeXt(BaseModule):
         self.out_indices = self._check_out_indices(out_indices)
         if frozen_stages not in range(-1, 5):
             raise ValueError(
-                f'frozen_stages must be an int in -1..4, got {frozen_stages!r}.')
+                'frozen_stages must be an int in -1..4, got '
+                f'{frozen_stages!r}.')
         self.frozen_stages = frozen_stages
         self.layer_scale_init_value = layer_scale_init_value
         self.use_grn = use_grn
@@ -235,8 +250,10 @@ class ConvNeXt(BaseModule):
                     LayerNorm2d(dims[i - 1], eps=1e-6),
                     nn.Conv2d(dims[i - 1], dims[i], kernel_size=2, stride=2)))
 
-        rates = torch.linspace(
-            0, drop_path_rate, sum(self.depths), device='cpu').tolist()
+        rates = torch.linspace(0,
+                               drop_path_rate,
+                               sum(self.depths),
+                               device='cpu').tolist()
         self.stages = nn.ModuleList()
         for i, depth in enumerate(self.depths):
             first = sum(self.depths[:i])
@@ -265,8 +282,8 @@ class ConvNeXt(BaseModule):
                 'depths and dims must be given together (or neither, to take '
                 f'them from arch); got depths={depths!r}, dims={dims!r}.')
         for name, value in (('depths', depths), ('dims', dims)):
-            if (len(value) != 4 or
-                    not all(isinstance(v, int) and v > 0 for v in value)):
+            if (len(value) != 4
+                    or not all(isinstance(v, int) and v > 0 for v in value)):
                 raise ValueError(
                     f'{name} must be 4 positive ints, got {value!r}.')
         depths, dims = tuple(depths), tuple(dims)
@@ -287,15 +304,15 @@ class ConvNeXt(BaseModule):
                 'disagree; pass only one of them.')
         value = next((v for v in (in_channels, in_chans) if v is not None), 3)
         if not isinstance(value, int) or value <= 0:
-            raise ValueError(f'in_channels must be a positive int, got {value!r}.')
+            raise ValueError(
+                f'in_channels must be a positive int, got {value!r}.')
         return value
 
     @staticmethod
     def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
         indices = tuple(out_indices)
-        if (not indices or len(set(indices)) != len(indices)
-                or not all(isinstance(i, int) and 0 <= i <= 3
-                           for i in indices)):
+        if (not indices or len(set(indices)) != len(indices) or
+                not all(isinstance(i, int) and 0 <= i <= 3 for i in indices)):
             raise ValueError('out_indices must be distinct stage indices in '
                              f'0..3, got {out_indices!r}.')
         return tuple(sorted(indices))
@@ -320,15 +337,26 @@ class ConvNeXt(BaseModule):
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             from .checkpoints import load_backbone_weights
-            self.apply(self._init_module)
-            load_backbone_weights(
-                self, cfg['checkpoint'], prefix=cfg.get('prefix'))
+            self._official_init()
+            load_backbone_weights(self,
+                                  cfg['checkpoint'],
+                                  prefix=cfg.get('prefix'))
+            self._record_init(f'loaded from {cfg["checkpoint"]}')
             self._is_init = True
         elif cfg is None:
-            self.apply(self._init_module)
+            self._official_init()
             self._is_init = True
         else:
             super().init_weights()
+
+    def _official_init(self) -> None:
+        self.apply(self._init_module)
+        self._record_init('ConvNeXt init: trunc_normal std 0.02, zero bias')
+
+    def _record_init(self, info: str) -> None:
+        # mmengine's parent init_weights logs, per parameter, who set it
+        if hasattr(self, '_params_init_info'):
+            update_init_info(self, init_info=info)
 
     # ------------------------------------------------------------ training
     def _frozen_modules(self) -> List[nn.Module]:
@@ -356,7 +384,7 @@ class ConvNeXt(BaseModule):
         return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Return the normalised maps of ``out_indices`` for ``x`` (N, C, H, W).
+        """Return the normalised maps of ``out_indices`` for x (N, C, H, W).
 
         Map ``i`` has shape (N, dims[i], H // 2**(i+2), W // 2**(i+2)).
         """
@@ -385,7 +413,8 @@ class ConvNeXt(BaseModule):
                         decay_type: str = 'stage_wise') -> int:
         """Layer id of a backbone parameter for layer-wise LR decay.
 
-        ``param_name`` is relative to the backbone (``stages.2.4.dwconv.weight``).
+        ``param_name`` is relative to the backbone, e.g.
+        ``stages.2.4.dwconv.weight``.
         The ids are the official ones, with N = ``num_layers``:
 
         * ``stage_wise``: ``downsample_layers.*`` 0, ``stages.s.*`` s + 1,

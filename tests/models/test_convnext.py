@@ -5,6 +5,7 @@ from typing import Dict, List, Tuple
 import pytest
 import torch
 import transformers
+from mmengine.config import ConfigDict
 
 import convseg  # noqa: F401  (registers ConvNeXt)
 from convseg.models.convnext import ConvNeXt
@@ -44,10 +45,9 @@ def test_tiny_feature_shapes_at_512():
     model = ConvNeXt(arch='tiny').eval()
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 512, 512))
-    assert [tuple(o.shape) for o in outs] == [(1, 96, 128, 128),
-                                              (1, 192, 64, 64),
-                                              (1, 384, 32, 32),
-                                              (1, 768, 16, 16)]
+    assert [tuple(o.shape)
+            for o in outs] == [(1, 96, 128, 128), (1, 192, 64, 64),
+                               (1, 384, 32, 32), (1, 768, 16, 16)]
     assert all(torch.isfinite(o).all() for o in outs)
 
 
@@ -56,7 +56,10 @@ def test_out_indices_subset_returns_those_stages_only():
     with torch.no_grad():
         outs = model(torch.randn(2, 1, 64, 32))
     assert [tuple(o.shape) for o in outs] == [(2, 16, 8, 4), (2, 64, 2, 1)]
-    norms = {k.split('.')[0] for k in model.state_dict() if k.startswith('norm')}
+    norms = {
+        k.split('.')[0]
+        for k in model.state_dict() if k.startswith('norm')
+    }
     assert norms == {'norm1', 'norm3'}
 
 
@@ -67,20 +70,26 @@ def test_arch_table_matches_published_widths(arch):
         model = ConvNeXt(arch=arch)
     depths, dims = PUBLISHED_ARCHS[arch]
     assert [len(s) for s in model.stages] == depths
-    assert [model.downsample_layers[i][0 if i == 0 else 1].out_channels
-            for i in range(4)] == dims
+    assert [
+        model.downsample_layers[i][0 if i == 0 else 1].out_channels
+        for i in range(4)
+    ] == dims
 
 
 def test_official_config_arguments_build_tiny_with_official_param_count():
     """The official UPerNet ConvNeXt-T backbone config, as written there."""
     model = MODELS.build(
-        dict(type='ConvNeXt', in_chans=3, depths=[3, 3, 9, 3],
-             dims=[96, 192, 384, 768], drop_path_rate=0.4,
-             layer_scale_init_value=1.0, out_indices=[0, 1, 2, 3]))
+        dict(type='ConvNeXt',
+             in_chans=3,
+             depths=[3, 3, 9, 3],
+             dims=[96, 192, 384, 768],
+             drop_path_rate=0.4,
+             layer_scale_init_value=1.0,
+             out_indices=[0, 1, 2, 3]))
     assert isinstance(model, ConvNeXt)
     assert n_params(model) == 27_821_472
-    assert model.stages[2][8].drop_path.drop_prob == pytest.approx(
-        0.4 * 14 / 17)
+    assert model.stages[2][8].drop_path.drop_prob == pytest.approx(0.4 * 14 /
+                                                                   17)
     assert model.stages[3][2].gamma.detach().eq(1.0).all()
 
 
@@ -110,8 +119,8 @@ def test_param_count_equals_formula(arch, kwargs, layer_scale, grn):
     with torch.device('meta'):
         model = ConvNeXt(arch=arch, in_channels=3, **kwargs)
     depths, dims = PUBLISHED_ARCHS[arch]
-    assert n_params(model) == formula_param_count(3, depths, dims,
-                                                  layer_scale, grn)
+    assert n_params(model) == formula_param_count(3, depths, dims, layer_scale,
+                                                  grn)
 
 
 def test_tiny_formula_agrees_with_official_count():
@@ -120,7 +129,10 @@ def test_tiny_formula_agrees_with_official_count():
 
 
 # ------------------------------------------------------------------ keys
-def official_keys(depths, dims, layer_scale: bool, grn: bool,
+def official_keys(depths,
+                  dims,
+                  layer_scale: bool,
+                  grn: bool,
                   in_ch: int = 3) -> Dict[str, Tuple[int, ...]]:
     """State-dict keys and shapes of the official segmentation backbone."""
     keys = {
@@ -164,25 +176,33 @@ def official_keys(depths, dims, layer_scale: bool, grn: bool,
 def test_state_dict_keys_are_the_official_ones(kwargs, layer_scale, grn):
     model = ConvNeXt(arch='atto', **kwargs)
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert ours == official_keys([2, 2, 6, 2], [40, 80, 160, 320],
-                                 layer_scale, grn)
+    assert ours == official_keys([2, 2, 6, 2], [40, 80, 160, 320], layer_scale,
+                                 grn)
 
 
 def test_classification_checkpoint_loads_after_dropping_head_and_norm():
     """Keys of an official ImageNet checkpoint: only norm{i} is new."""
     model = ConvNeXt(arch='atto', use_grn=True)
     shapes = official_keys([2, 2, 6, 2], [40, 80, 160, 320], False, True)
-    ckpt = {k: torch.randn(s) for k, s in shapes.items()
-            if not k.startswith('norm')}
-    ckpt.update({'norm.weight': torch.ones(320), 'norm.bias': torch.ones(320),
-                 'head.weight': torch.ones(1000, 320),
-                 'head.bias': torch.ones(1000)})
-    backbone = {k: v for k, v in ckpt.items()
-                if not k.startswith(('head.', 'norm.'))}
+    ckpt = {
+        k: torch.randn(s)
+        for k, s in shapes.items() if not k.startswith('norm')
+    }
+    ckpt.update({
+        'norm.weight': torch.ones(320),
+        'norm.bias': torch.ones(320),
+        'head.weight': torch.ones(1000, 320),
+        'head.bias': torch.ones(1000)
+    })
+    backbone = {
+        k: v
+        for k, v in ckpt.items() if not k.startswith(('head.', 'norm.'))
+    }
     result = model.load_state_dict(backbone, strict=False)
     assert result.unexpected_keys == []
-    assert sorted(result.missing_keys) == sorted(
-        f'norm{i}.{p}' for i in range(4) for p in ('weight', 'bias'))
+    assert sorted(result.missing_keys) == sorted(f'norm{i}.{p}'
+                                                 for i in range(4)
+                                                 for p in ('weight', 'bias'))
     assert torch.equal(model.stages[2][5].grn.beta,
                        backbone['stages.2.5.grn.beta'])
 
@@ -210,13 +230,15 @@ HF_KEY_TABLE: List[Tuple[str, str]] = [
 HF_POOLED_NORM = {'layernorm.weight', 'layernorm.bias'}
 
 
-def map_hf_state_dict(hf_state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+def map_hf_state_dict(
+        hf_state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     mapped = {}
     for key, value in hf_state.items():
         if key in HF_POOLED_NORM:
             continue
-        hits = [re.sub(p, t, key) for p, t in HF_KEY_TABLE
-                if re.fullmatch(p, key)]
+        hits = [
+            re.sub(p, t, key) for p, t in HF_KEY_TABLE if re.fullmatch(p, key)
+        ]
         assert len(hits) == 1, f'{key} matched {len(hits)} table rows'
         mapped[hits[0]] = value
     return mapped
@@ -236,29 +258,38 @@ def channels_first_layer_norm(x: torch.Tensor, weight: torch.Tensor,
     ('v2', None, 3),
 ])
 def test_features_equal_huggingface(version, layer_scale, in_ch):
-    common = dict(num_channels=in_ch, hidden_sizes=list(SMALL['dims']),
+    common = dict(num_channels=in_ch,
+                  hidden_sizes=list(SMALL['dims']),
                   depths=list(SMALL['depths']))
     if version == 'v1':
         hf = transformers.ConvNextModel(
             transformers.ConvNextConfig(layer_scale_init_value=layer_scale,
                                         **common))
-        ours = ConvNeXt(layer_scale_init_value=layer_scale, in_chans=in_ch,
+        ours = ConvNeXt(layer_scale_init_value=layer_scale,
+                        in_chans=in_ch,
                         **SMALL)
     else:
-        hf = transformers.ConvNextV2Model(transformers.ConvNextV2Config(**common))
+        hf = transformers.ConvNextV2Model(
+            transformers.ConvNextV2Config(**common))
         ours = ConvNeXt(use_grn=True, in_channels=in_ch, **SMALL)
     hf.eval()
     ours.eval()
     randomize_(hf, seed=1)
     randomize_(ours, seed=2)  # norm{i}, which HF has not, random too
     mapped = map_hf_state_dict(hf.state_dict())
-    assert set(mapped) == {k for k in ours.state_dict()
-                           if not k.startswith('norm')}
+    assert set(mapped) == {
+        k
+        for k in ours.state_dict() if not k.startswith('norm')
+    }
     ours.load_state_dict(mapped, strict=False)
     assert n_params(ours) - sum(2 * d for d in SMALL['dims']) == \
         n_params(hf) - 2 * SMALL['dims'][-1]
 
-    x = torch.randn(2, in_ch, 64, 96, generator=torch.Generator().manual_seed(3))
+    x = torch.randn(2,
+                    in_ch,
+                    64,
+                    96,
+                    generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         hidden = hf(x, output_hidden_states=True).hidden_states
         outs = ours(x)
@@ -285,24 +316,30 @@ def test_gradient_checkpointing_same_outputs_and_gradients():
         model.train()
         torch.manual_seed(7)
         outs = model(x)
-        sum((o * (k + 1)).square().mean() for k, o in enumerate(outs)).backward()
-        results.append(([o.detach() for o in outs],
-                        {n: p.grad for n, p in model.named_parameters()}))
+        sum((o * (k + 1)).square().mean()
+            for k, o in enumerate(outs)).backward()
+        results.append(([o.detach() for o in outs], {
+            n: p.grad
+            for n, p in model.named_parameters()
+        }))
     (outs_a, grads_a), (outs_b, grads_b) = results
     for a, b in zip(outs_a, outs_b):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert grads_a.keys() == grads_b.keys()
     for name in grads_a:
-        torch.testing.assert_close(grads_a[name], grads_b[name], rtol=0,
-                                   atol=0, msg=name)
+        torch.testing.assert_close(grads_a[name],
+                                   grads_b[name],
+                                   rtol=0,
+                                   atol=0,
+                                   msg=name)
     # each checkpointed block ran twice: forward, and again in backward
     assert len(calls) == 2 * SMALL['depths'][2]
 
 
 @pytest.mark.parametrize('frozen_stages, frozen_prefixes', [
     (0, ('downsample_layers.0.', )),
-    (2, ('downsample_layers.0.', 'stages.0.', 'norm0.',
-         'downsample_layers.1.', 'stages.1.', 'norm1.')),
+    (2, ('downsample_layers.0.', 'stages.0.', 'norm0.', 'downsample_layers.1.',
+         'stages.1.', 'norm1.')),
 ])
 def test_frozen_stages_get_no_gradients_and_stay_in_eval(
         frozen_stages, frozen_prefixes):
@@ -321,7 +358,9 @@ def test_frozen_stages_get_no_gradients_and_stay_in_eval(
 
 
 def test_frozen_stages_have_no_drop_path_in_train():
-    model = ConvNeXt(frozen_stages=2, drop_path_rate=0.9, out_indices=(1, ),
+    model = ConvNeXt(frozen_stages=2,
+                     drop_path_rate=0.9,
+                     out_indices=(1, ),
                      **SMALL).train()
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
@@ -331,8 +370,10 @@ def test_frozen_stages_have_no_drop_path_in_train():
 
 def test_drop_path_rates_rise_linearly_over_all_blocks():
     model = ConvNeXt(drop_path_rate=0.4, **SMALL)
-    rates = [getattr(b.drop_path, 'drop_prob', 0.0)
-             for stage in model.stages for b in stage]
+    rates = [
+        getattr(b.drop_path, 'drop_prob', 0.0) for stage in model.stages
+        for b in stage
+    ]
     n = sum(SMALL['depths'])
     assert rates == pytest.approx([0.4 * k / (n - 1) for k in range(n)])
 
@@ -361,8 +402,10 @@ def test_default_init_is_the_official_one():
     model = ConvNeXt(arch='atto', layer_scale_init_value=0.25)
     randomize_(model)
     model.init_weights()
-    weights = torch.cat([m.weight.flatten() for m in model.modules()
-                         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
+    weights = torch.cat([
+        m.weight.flatten() for m in model.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ])
     assert abs(weights.std().item() - 0.02) < 0.001
     for name, param in model.named_parameters():
         if name.endswith('.bias'):
@@ -375,8 +418,11 @@ def test_default_init_is_the_official_one():
 
 def test_grn_starts_as_identity_and_other_init_cfg_goes_to_mmengine():
     model = ConvNeXt(use_grn=True,
-                     init_cfg=dict(type='Constant', layer='Conv2d', val=0.5,
-                                   bias=0.25), **SMALL)
+                     init_cfg=dict(type='Constant',
+                                   layer='Conv2d',
+                                   val=0.5,
+                                   bias=0.25),
+                     **SMALL)
     model.init_weights()
     conv = model.stages[1][0].dwconv
     assert torch.equal(conv.weight, torch.full_like(conv.weight, 0.5))
@@ -384,6 +430,23 @@ def test_grn_starts_as_identity_and_other_init_cfg_goes_to_mmengine():
     grn = model.stages[1][0].grn
     assert not grn.gamma.any() and not grn.beta.any()
     assert model.stages[1][0].gamma is None
+
+
+def test_segmentor_pretrained_becomes_the_backbone_init_cfg():
+    """mmseg's EncoderDecoder hands ``model.pretrained`` to the backbone."""
+    model = MODELS.build(
+        ConfigDict(type='EncoderDecoder',
+                   pretrained='https://example.com/t.pth',
+                   backbone=dict(type='ConvNeXt', **SMALL),
+                   decode_head=dict(type='FCNHead',
+                                    in_channels=64,
+                                    in_index=3,
+                                    channels=8,
+                                    num_convs=1,
+                                    num_classes=3)))
+    assert isinstance(model.backbone, ConvNeXt)
+    assert model.backbone.init_cfg == dict(
+        type='Pretrained', checkpoint='https://example.com/t.pth')
 
 
 # ---------------------------------------------------------- layer decay
@@ -412,8 +475,8 @@ def expected_layer_id(name: str, depths, num_layers: int,
     ('base', 12, 'stage_wise', 4, 3),
     ('base', 12, 'layer_wise', 12, 11),
 ])
-def test_layer_depth_of_every_parameter(arch, num_layers, decay_type,
-                                        minimum, top):
+def test_layer_depth_of_every_parameter(arch, num_layers, decay_type, minimum,
+                                        top):
     with torch.device('meta'):
         model = ConvNeXt(arch=arch)
     depths = PUBLISHED_ARCHS[arch][0]
@@ -485,6 +548,10 @@ def test_layer_depth_errors():
      'out_indices must be distinct stage indices in 0..3, got [1, 1].'),
     (dict(frozen_stages=5), 'frozen_stages must be an int in -1..4, got 5.'),
     (dict(drop_path_rate=1.0), 'drop_path_rate must be in [0, 1), got 1.0.'),
+    (dict(pretrained='a.pth',
+          init_cfg=dict(type='Pretrained', checkpoint='b.pth')),
+     "pretrained='a.pth' and init_cfg={'type': 'Pretrained', 'checkpoint': "
+     "'b.pth'} both say how to initialise the backbone; pass only one."),
     (dict(layer_scale_init_value=-1e-6),
      'layer_scale_init_value must be >= 0 (0 disables layer scale), got '
      '-1e-06.'),
@@ -498,7 +565,9 @@ def test_bad_arguments_are_refused_with_a_clear_message(kwargs, message):
 
 def test_matching_arch_and_dims_and_in_chans_alias_are_accepted():
     with torch.device('meta'):
-        model = ConvNeXt(arch='atto', depths=[2, 2, 6, 2],
-                         dims=[40, 80, 160, 320], in_chans=5)
+        model = ConvNeXt(arch='atto',
+                         depths=[2, 2, 6, 2],
+                         dims=[40, 80, 160, 320],
+                         in_chans=5)
     assert model.downsample_layers[0][0].in_channels == 5
     assert model.depths == (2, 2, 6, 2)
