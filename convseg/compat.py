@@ -147,7 +147,12 @@ def _history_buffer_statistic(owner: Any, name: str) -> Any:
     """
     from mmengine.logging import HistoryBuffer
 
-    if owner is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+    # the class fills its table when the first buffer is made, which a fresh
+    # process (tools/train.py --resume) has not done yet: also take the four
+    # methods it always registers.
+    known = set(HistoryBuffer._statistics_methods) | {
+        'min', 'max', 'current', 'mean'}
+    if owner is HistoryBuffer and name in known:
         return getattr(owner, name)
     raise pickle.UnpicklingError(
         f'GLOBAL builtins.getattr({owner!r}, {name!r}) is not allowed')
