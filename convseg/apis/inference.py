@@ -10,6 +10,7 @@ arrays or PIL images and returns label maps at each input's original size.
 from __future__ import annotations
 
 import copy
+import logging
 import importlib.util
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -93,7 +94,7 @@ def resolve_dataset_meta(num_classes: int,
             else:
                 print_log(f'ignoring {len(found)} class names that do not '
                           f'match the model\'s {num_classes} classes',
-                          logger='current', level='WARNING')
+                          logger='current', level=logging.WARNING)
         found = source.get('palette')
         if palette is None and found is not None and len(found) >= num_classes:
             palette = [tuple(int(c) for c in color)
@@ -101,7 +102,7 @@ def resolve_dataset_meta(num_classes: int,
     if classes is None:
         print_log('no class names in the checkpoint or the config; using '
                   '"class 0", "class 1", ...', logger='current',
-                  level='WARNING')
+                  level=logging.WARNING)
         classes = tuple(f'class {i}' for i in range(num_classes))
     if palette is None:
         palette = random_palette(num_classes)
@@ -142,7 +143,7 @@ def init_model(config: Union[str, Path, Config],
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
     if checkpoint is None:
         print_log('no checkpoint given: the model has random weights',
-                  logger='current', level='WARNING')
+                  logger='current', level=logging.WARNING)
     else:
         load_segmentor_checkpoint(model, checkpoint)
     model.dataset_meta = resolve_dataset_meta(
