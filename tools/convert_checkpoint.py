@@ -1,6 +1,7 @@
 """Convert a ConvNeXt or UPerNet-ConvNeXt checkpoint to convseg's format.
 
-    python tools/convert_checkpoint.py SRC DST [--from auto|facebook|openmmlab|timm|hf]
+    python tools/convert_checkpoint.py SRC DST \
+        [--from auto|facebook|openmmlab|timm|hf] [--force] [--unsafe-load]
 
 SRC is a checkpoint file (.pth/.bin/.safetensors), a URL or a HuggingFace
 model directory. DST gets ``{'meta': ..., 'state_dict': ...}`` with convseg's
@@ -57,6 +58,7 @@ def plain_meta(value: Any, where: str, dropped: List[str]) -> Any:
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
+    """The command line of this tool."""
     parser = argparse.ArgumentParser(
         description='Convert a ConvNeXt / UPerNet-ConvNeXt checkpoint of '
         'any supported family to convseg (official) key names.')
@@ -128,6 +130,7 @@ def convert_file(args: argparse.Namespace) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the tool; return the exit status (1 with a message on errors)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     guard = (compat.unsafe_checkpoint_loading() if args.unsafe_load else
              contextlib.nullcontext())

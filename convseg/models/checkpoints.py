@@ -1,6 +1,7 @@
 """Key maps between ConvNeXt checkpoint families and convseg's names.
 
-convseg's ConvNeXt uses the official key names (``downsample_layers.{i}.{0,1}``,
+convseg's ConvNeXt uses the official key names
+(``downsample_layers.{i}.{0,1}``,
 ``stages.{i}.{j}.{dwconv,norm,pwconv1,pwconv2,gamma,grn.gamma,grn.beta}``,
 ``norm{i}``). Checkpoints come in four families, each described by one entry
 of :data:`FAMILIES` -- a table of key patterns, not code:
@@ -250,7 +251,7 @@ def _known_families() -> str:
 
 
 def is_segmentor_state_dict(state_dict: Mapping[str, Any]) -> bool:
-    """Whether the keys are a whole segmentation model's (``decode_head.*``)."""
+    """Whether the keys are a whole segmentor's (``decode_head.*``)."""
     return any(k.startswith(HEAD_PREFIXES) for k in state_dict)
 
 
@@ -425,7 +426,8 @@ def check_fits(state_dict: Mapping[str, torch.Tensor],
     for key, value in state_dict.items():
         if key in model_state and value.shape != model_state[key].shape:
             origin = sources.get(key, key)
-            named = key if origin == key else f'{key} (checkpoint key {origin})'
+            named = (key if origin == key else
+                     f'{key} (checkpoint key {origin})')
             raise CheckpointMismatchError(
                 f'checkpoint {source}: {named} has shape '
                 f'{tuple(value.shape)} in the checkpoint but '
@@ -497,10 +499,10 @@ def extract_state_dict(checkpoint: Mapping[str, Any],
     (Facebook's releases) or the checkpoint itself when it is a plain
     name -> tensor mapping.
     """
-    for key in ('state_dict', 'model'):
-        inner = checkpoint.get(key) if isinstance(checkpoint, Mapping) else None
-        if isinstance(inner, Mapping):
-            return dict(inner)
+    if isinstance(checkpoint, Mapping):
+        for key in ('state_dict', 'model'):
+            if isinstance(checkpoint.get(key), Mapping):
+                return dict(checkpoint[key])
     if isinstance(checkpoint, Mapping) and checkpoint and all(
             isinstance(v, torch.Tensor) for v in checkpoint.values()):
         return dict(checkpoint)
