@@ -24,6 +24,7 @@ all and is called once by ``import convseg``; it is idempotent.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import pickle
@@ -237,9 +238,21 @@ def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
             f'convseg.compat.unsafe_checkpoint_loading()).') from None
 
 
+GENERIC_CHECKPOINT_NAMES = frozenset(
+    {'model.safetensors', 'pytorch_model.bin', 'model.pth', 'checkpoint.pth'})
+
+
 def hub_checkpoint_path(url: str) -> str:
-    """Where a checkpoint URL is cached: ``<torch hub dir>/checkpoints/<name>``."""
+    """Where a checkpoint URL is cached: ``<torch hub dir>/checkpoints/<name>``.
+
+    The name is the URL's file name, as torch.hub does; generic names that
+    many repositories share (``model.safetensors``...) get a short hash of the
+    URL in front so that two models never share one cache file.
+    """
     name = os.path.basename(url.split('?')[0])
+    if name in GENERIC_CHECKPOINT_NAMES:
+        digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+        name = f'{digest}-{name}'
     return os.path.join(torch.hub.get_dir(), 'checkpoints', name)
 
 

@@ -207,3 +207,14 @@ def test_offline_url_gives_actionable_error(tmp_path, monkeypatch):
     assert f'put it at {cached}' in message
     assert 'model.backbone.init_cfg=None' in message
     assert not cached.exists()
+
+
+def test_generic_file_names_get_distinct_cache_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    a = compat.hub_checkpoint_path('https://h/a/resolve/main/model.safetensors')
+    b = compat.hub_checkpoint_path('https://h/b/resolve/main/model.safetensors')
+    assert a != b
+    assert os.path.basename(a).endswith('-model.safetensors')
+    official = 'https://dl.fbaipublicfiles.com/convnext/convnext_tiny_1k_224.pth'
+    assert compat.hub_checkpoint_path(official) == str(
+        tmp_path / 'hub' / 'checkpoints' / 'convnext_tiny_1k_224.pth')
