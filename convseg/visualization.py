@@ -5,7 +5,9 @@
 and leaves every other pixel exactly as it was. A pixel is labelled when its
 value is a class id, ``0 <= value < len(classes)``, and not ``ignore_index``.
 The legend is a strip appended below (landscape images) or to the right
-(portrait images) of the image, never drawn over it.
+(portrait images), or on the other side when that makes a much smaller
+picture; it is never drawn over the image, which keeps the top-left corner of
+the result.
 """
 from __future__ import annotations
 
@@ -204,6 +206,33 @@ def _share_text(share: float) -> str:
     return '<0.1%' if share < 0.0005 else f'{100 * share:.1f}%'
 
 
+def _legend_layout(height: int, width: int, count: int, cell_w: int,
+                   row_h: int, pad: int) -> Tuple[bool, int, int]:
+    """(below, rows, cols) of a legend of ``count`` cells for an image.
+
+    Below suits landscape images and beside portrait ones; the other side is
+    taken when it makes the picture at least 20% smaller (tiny or extreme
+    images). Among equal pictures, fewer columns win.
+    """
+    best = None
+    for below in (True, False):
+        for cols in range(1, count + 1):
+            rows = math.ceil(count / cols)
+            cols = math.ceil(count / rows)
+            strip_w = cols * cell_w + 2 * pad
+            strip_h = rows * row_h + 2 * pad
+            if below:
+                area = (height + strip_h) * max(width, strip_w)
+            else:
+                area = max(height, strip_h) * (width + strip_w)
+            if below != (width >= height):
+                area *= 1.25
+            key = (area, cols)
+            if best is None or key < best[0]:
+                best = (key, below, rows, cols)
+    return best[1], best[2], best[3]
+
+
 def _append_legend(image: np.ndarray,
                    entries: Sequence[LegendEntry]) -> np.ndarray:
     height, width = image.shape[:2]
@@ -220,13 +249,8 @@ def _append_legend(image: np.ndarray,
     name_w = max(_text_size(font, text)[0] for text in names)
     share_w = max(_text_size(font, text)[0] for text in shares)
     cell_w = swatch + pad + name_w + 2 * pad + share_w + 2 * pad
-    below = width >= height
-    if below:
-        cols = max(1, min(len(names), (width - 2 * pad) // cell_w))
-        rows = math.ceil(len(names) / cols)
-    else:
-        rows = max(1, min(len(names), (height - 2 * pad) // row_h))
-        cols = math.ceil(len(names) / rows)
+    below, rows, cols = _legend_layout(height, width, len(names), cell_w,
+                                       row_h, pad)
     strip_w = cols * cell_w + 2 * pad
     strip_h = rows * row_h + 2 * pad
     if below:

@@ -1,4 +1,5 @@
 """Overlay blend, legend entries and strip, palettes and palette PNGs."""
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -66,18 +67,18 @@ def test_legend_entries_exact_counts_and_order():
     assert legend_entries(np.full((3, 3), 255), CLASSES, PALETTE) == []
 
 
-def _swatch_colours(strip):
-    """Colours filling at least a 4x4 block of the strip (the swatches)."""
-    found = set()
-    for color in PALETTE:
-        hit = np.all(strip == color, axis=-1).astype(np.uint8)
-        if hit.sum() >= 16:
-            found.add(tuple(color))
-    return found
+def _swatch_colours(picture, palette=PALETTE):
+    """Palette colours filling a solid 5x5 block (a swatch) of ``picture``."""
+    kernel = np.ones((5, 5), np.uint8)
+    return {tuple(color) for color in palette
+            if cv2.erode(np.all(picture == color, axis=-1).astype(np.uint8),
+                         kernel).any()}
 
 
-@pytest.mark.parametrize('shape,side', [((50, 80), 'below'),
-                                        ((120, 60), 'right')])
+@pytest.mark.parametrize('shape,side', [((40, 600), 'below'),
+                                        ((600, 40), 'right'),
+                                        ((50, 80), None),
+                                        ((120, 60), None)])
 def test_legend_strip_appended_beside_or_below_image_unchanged(shape, side):
     image, labels = _scene(*shape)
     labels[labels == 3] = 1  # class 3 (car) absent
@@ -86,30 +87,35 @@ def test_legend_strip_appended_beside_or_below_image_unchanged(shape, side):
                            return_legend=True)
     height, width = shape
     np.testing.assert_array_equal(out[:height, :width], plain)
-    if side == 'below':
-        assert out.shape[0] > height and out.shape[1] >= width
-        strip = out[height:]
-        np.testing.assert_array_equal(out[:height, width:],
-                                      np.full_like(out[:height, width:], 255))
+    below = out.shape[0] > height and out[height:, :width].min() < 255
+    right = out.shape[1] > width and out[:height, width:].min() < 255
+    assert below != right  # one strip, on one side
+    if side is not None:
+        assert below == (side == 'below')
+    outside = out.copy()
+    outside[:height, :width] = 255
+    if below:
+        assert (out[:height, width:] == 255).all()
     else:
-        assert out.shape[1] > width and out.shape[0] >= height
-        strip = out[:, width:]
-        np.testing.assert_array_equal(out[height:, :width],
-                                      np.full_like(out[height:, :width], 255))
+        assert (out[height:, :width] == 255).all()
     present = {PALETTE[i] for i in (0, 1, 2, 4)}
     assert [e.class_id for e in entries] == \
         [e.class_id for e in legend_entries(labels, CLASSES, PALETTE)]
     assert {e.color for e in entries} == present
-    assert _swatch_colours(strip) == present
+    assert _swatch_colours(outside) == present
 
 
-def test_legend_with_many_classes_fits_beside_portrait_image():
+def test_legend_lists_forty_classes_of_a_narrow_image():
     classes = [f'class {i}' for i in range(40)]
     palette = random_palette(40)
     labels = np.repeat(np.arange(40), 10).reshape(400, 1).repeat(30, axis=1)
     image = np.zeros((400, 30, 3), np.uint8)
     out = overlay(image, labels, palette, classes)
-    assert out.shape[0] == 400 and out.shape[1] > 30
+    np.testing.assert_array_equal(
+        out[:400, :30], overlay(image, labels, palette, classes, legend=False))
+    outside = out.copy()
+    outside[:400, :30] = 255
+    assert _swatch_colours(outside, palette) == set(palette)
 
 
 def test_with_labels_writes_names_inside_large_regions_only():

@@ -1,0 +1,247 @@
+"""demo/image_demo.py and demo/video_demo.py run end to end as subprocesses.
+
+A tiny UPerNet-ConvNeXt from the repo's configs writes a real checkpoint; the
+inputs are files as users have them (grayscale, RGBA, 16-bit, EXIF-rotated
+JPEG, odd sizes, a corrupt file) and a short video written with cv2. Outputs
+are checked against inference_model and against the blend formula computed
+here with numpy on independently decoded pixels.
+"""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import save_checkpoint
+from PIL import Image
+
+import convseg  # noqa: F401
+from convseg.apis import inference_model, init_model
+from convseg.visualization import random_palette
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = f"""
+_base_ = [{str(ROOT / 'configs/_base_/models/upernet_convnext.py')!r},
+          {str(ROOT / 'configs/_base_/datasets/ade20k.py')!r}]
+model = dict(
+    backbone=dict(arch=None, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
+                  drop_path_rate=0.0),
+    decode_head=dict(in_channels=[8, 16, 32, 64], channels=16),
+    auxiliary_head=dict(in_channels=32, channels=8),
+    test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(48, 48)))
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 96), keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs')]
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+"""
+
+
+def _smooth(height, width, seed, channels=3):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (height, width, channels)).astype(np.uint8)
+    image = cv2.GaussianBlur(image, (0, 0), 3)
+    image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX)
+    return image.reshape(height, width, channels)
+
+
+def _run(script, *args):
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    return subprocess.run(
+        [sys.executable, str(ROOT / 'demo' / script), *map(str, args)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    """Config, checkpoint, the in-process model and the ADE20K palette."""
+    root = tmp_path_factory.mktemp('demo')
+    (root / 'tiny.py').write_text(CONFIG)
+    init_default_scope('mmseg')
+    from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    net = MODELS.build(Config.fromfile(root / 'tiny.py').model)
+    save_checkpoint(dict(state_dict=net.state_dict(), meta=dict()),
+                    str(root / 'tiny.pth'))
+    model = init_model(str(root / 'tiny.py'), str(root / 'tiny.pth'))
+    return dict(root=root, config=root / 'tiny.py',
+                checkpoint=root / 'tiny.pth', model=model)
+
+
+@pytest.fixture(scope='module')
+def inputs(tiny):
+    """Image files as users have them, and their upright RGB pixels."""
+    folder = tiny['root'] / 'photos'
+    (folder / 'sub').mkdir(parents=True)
+    expected = {}
+    gray = _smooth(48, 64, 1, channels=1)[:, :, 0]
+    cv2.imwrite(str(folder / 'gray.png'), gray)
+    expected['gray'] = np.dstack([gray] * 3)
+
+    rgb = _smooth(50, 70, 2)
+    alpha = np.random.default_rng(3).integers(0, 256, (50, 70), np.uint8)
+    Image.fromarray(np.dstack([rgb, alpha]), 'RGBA').save(folder / 'rgba.png')
+    expected['rgba'] = rgb
+
+    deep = (_smooth(40, 60, 4, channels=1)[:, :, 0].astype(np.uint16) * 257
+            + np.random.default_rng(5).integers(0, 257, (40, 60))
+            ).astype(np.uint16)
+    cv2.imwrite(str(folder / 'deep.png'), deep)
+    scaled = np.floor(deep * 255.0 / 65535.0 + 0.5).astype(np.uint8)
+    expected['deep'] = np.dstack([scaled] * 3)
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    Image.fromarray(_smooth(36, 80, 6)).save(folder / 'rotated.jpg',
+                                             exif=exif.tobytes(), quality=95)
+    raw = cv2.imread(str(folder / 'rotated.jpg'),
+                     cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    expected['rotated'] = np.rot90(raw, k=-1)[:, :, ::-1]
+
+    odd = _smooth(37, 53, 7)
+    Image.fromarray(odd).save(folder / 'sub' / 'odd.png')
+    expected['sub/odd'] = odd
+
+    (folder / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 truncated')
+    (folder / 'notes.txt').write_text('not an image')
+    return folder, {k: np.ascontiguousarray(v) for k, v in expected.items()}
+
+
+def _assert_blend(drawn, image, labels, palette, opacity):
+    """Pixels equal (1 - opacity) * image + opacity * colour, to rounding."""
+    colors = np.asarray(palette, np.float64)[labels]
+    exact = (1 - opacity) * image.astype(np.float64) + opacity * colors
+    assert np.abs(drawn.astype(np.float64) - exact).max() <= 0.5 + 1e-4
+
+
+def _blocks(frame):
+    """Means of the 8x8 blocks of a (48, 64, 3) frame."""
+    return frame.reshape(6, 8, 8, 8, 3).mean(axis=(1, 3))
+
+
+def _swatch_colours(strip, palette):
+    """Palette colours filling a solid 5x5 block of the legend strip.
+
+    Swatches are solid squares; anti-aliased text may hit a palette colour
+    on scattered pixels, which the erosion removes.
+    """
+    kernel = np.ones((5, 5), np.uint8)
+    return {i for i, color in enumerate(palette)
+            if cv2.erode(np.all(strip == color, axis=-1).astype(np.uint8),
+                         kernel).any()}
+
+
+def test_image_demo_on_a_folder(tiny, inputs):
+    folder, expected = inputs
+    out = tiny['root'] / 'out'
+    done = _run('image_demo.py', folder, tiny['config'], tiny['checkpoint'],
+                '--out-dir', out)
+    assert done.returncode == 1, done.stderr
+    assert f'skipped {folder / "broken.jpg"}: cannot decode' in done.stderr
+    assert 'notes.txt' not in done.stdout + done.stderr
+    assert 'wrote overlays and masks of 5 image(s)' in done.stdout
+    assert not list(out.glob('broken*'))
+
+    model = tiny['model']
+    palette = model.dataset_meta['palette']
+    for name, image in expected.items():
+        with Image.open(out / f'{name}_mask.png') as mask:
+            assert mask.mode == 'P'
+            labels = np.asarray(mask).astype(np.int64)
+            assert mask.getpalette()[:450] == [c for rgb in palette
+                                              for c in rgb]
+        source = next(folder.glob(f'{name}.*'))
+        np.testing.assert_array_equal(labels, inference_model(model, source))
+        height, width = image.shape[:2]
+        assert labels.shape == (height, width)
+
+        drawn = np.asarray(Image.open(out / f'{name}_overlay.png'))
+        _assert_blend(drawn[:height, :width], image, labels, palette, 0.5)
+        assert drawn.shape[0] > height or drawn.shape[1] > width
+        legend = drawn.copy()
+        legend[:height, :width] = 255  # everything but the image part
+        assert _swatch_colours(legend, palette) == set(np.unique(labels))
+    assert expected['rotated'].shape[:2] == (80, 36)
+
+
+def test_image_demo_on_one_image_with_options(tiny, inputs):
+    folder, expected = inputs
+    out = tiny['root'] / 'single'
+    done = _run('image_demo.py', folder / 'rgba.png', tiny['config'],
+                tiny['checkpoint'], '--out-dir', out, '--no-legend',
+                '--palette', 'random', '--opacity', '0.7')
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ['rgba_mask.png',
+                                                     'rgba_overlay.png']
+    labels = np.asarray(Image.open(out / 'rgba_mask.png')).astype(np.int64)
+    drawn = np.asarray(Image.open(out / 'rgba_overlay.png'))
+    assert drawn.shape == expected['rgba'].shape
+    _assert_blend(drawn, expected['rgba'], labels, random_palette(150), 0.7)
+    np.testing.assert_array_equal(
+        labels, inference_model(tiny['model'], folder / 'rgba.png'))
+
+
+def test_video_demo_keeps_fps_size_and_frames(tiny):
+    source = tiny['root'] / 'clip.avi'
+    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*'MJPG'),
+                             7.0, (64, 48))
+    for index in range(6):
+        writer.write(np.roll(_smooth(48, 64, 10), 4 * index, axis=1))
+    writer.release()
+    target = tiny['root'] / 'clip_seg.mp4'
+    done = _run('video_demo.py', source, tiny['config'], tiny['checkpoint'],
+                '--out', target, '--batch-size', '4')
+    assert done.returncode == 0, done.stderr
+    assert '6 frames in' in done.stdout
+    assert 'frames per second' in done.stdout
+
+    def frames(path):
+        capture = cv2.VideoCapture(str(path))
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        read = []
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            read.append(frame)
+        capture.release()
+        return fps, read
+
+    fps_in, originals = frames(source)
+    fps_out, written = frames(target)
+    assert fps_out == fps_in == 7.0
+    assert len(written) == len(originals) == 6
+    assert all(f.shape == (48, 64, 3) for f in written)
+    model = tiny['model']
+    palette = np.asarray(model.dataset_meta['palette'], np.float64)
+    for original, output in zip(originals, written):
+        labels = inference_model(model, original)
+        rgb = original[:, :, ::-1].astype(np.float64)
+        blended = 0.5 * rgb + 0.5 * palette[labels]
+        output = output[:, :, ::-1].astype(np.float64)
+        # mp4v is lossy, so compare 8x8 block means: the written frame is
+        # close to the blend and far from the plain input frame
+        near = np.abs(_blocks(output) - _blocks(blended)).mean()
+        assert near < 5
+        assert np.abs(_blocks(output) - _blocks(rgb)).mean() > 5 * near
+
+
+def test_video_demo_reports_a_missing_input(tiny, capsys):
+    spec = importlib.util.spec_from_file_location(
+        'video_demo', ROOT / 'demo' / 'video_demo.py')
+    video_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(video_demo)
+    missing = tiny['root'] / 'none.avi'
+    code = video_demo.main([str(missing), str(tiny['config']),
+                            str(tiny['checkpoint']), '--out',
+                            str(tiny['root'] / 'x.mp4')])
+    assert code == 1
+    assert f'cannot open video {missing}' in capsys.readouterr().err
+    assert not (tiny['root'] / 'x.mp4').exists()
