@@ -1,2 +1,5 @@
 """Training-engine parts: the layer-decay optimizer constructor and hooks."""
 from .layer_decay import LayerDecayOptimWrapperConstructor  # noqa: F401
+from .checkpoint_io import find_resume_checkpoint  # noqa: F401
+from .hooks import (AtomicCheckpointHook, CheckpointMatchHook,  # noqa: F401
+                    NonFiniteCheckHook, RandomStateHook)

@@ -1,0 +1,163 @@
+"""Crash-safe checkpoint files: atomic writes and finding a complete checkpoint.
+
+A checkpoint is written to a hidden temporary file beside its final name
+(``.<name>.<pid>.tmp``), flushed, fsync'ed and renamed into place, so the
+final name only ever holds a complete file. A run killed while saving leaves
+the previous checkpoint and the ``last_checkpoint`` pointer untouched; the
+temporary file it leaves behind is never picked up by a resume and is removed
+the next time the same checkpoint is saved.
+
+:class:`AtomicLocalBackend` is an mmengine file backend (registered as
+``'atomic_local'``) with these writes; ``AtomicCheckpointHook`` selects it
+for local work directories. :func:`find_resume_checkpoint` is what
+``tools/train.py --resume`` uses to pick the newest complete checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Optional, Union
+
+from mmengine.fileio import LocalBackend, register_backend
+from mmengine.logging import print_log
+
+PathLike = Union[str, Path]
+
+LAST_CHECKPOINT_FILE = 'last_checkpoint'
+_CHECKPOINT_NAME = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
+
+
+def temporary_path(path: PathLike) -> str:
+    """The temporary file this process writes ``path`` through."""
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f'.{name}.{os.getpid()}.tmp')
+
+
+def _stale_temporaries(path: str) -> list[str]:
+    folder, name = os.path.split(path)
+    return glob.glob(os.path.join(folder, f'.{glob.escape(name)}.*.tmp'))
+
+
+def _fsync_directory(folder: str) -> None:
+    # Makes the rename itself durable; some file systems refuse to open a
+    # directory for this, which only weakens durability, never atomicity.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(data: bytes, path: PathLike) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is either old or complete.
+
+    On any error (a full disk, an interrupt) the temporary file is removed,
+    whatever ``path`` held before is kept, and the error propagates.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or '.'
+    os.makedirs(folder, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(folder)
+    for stale in _stale_temporaries(path):
+        with contextlib.suppress(OSError):
+            os.unlink(stale)
+
+
+def atomic_write_text(text: str, path: PathLike,
+                      encoding: str = 'utf-8') -> None:
+    """:func:`atomic_write_bytes` for text."""
+    atomic_write_bytes(text.encode(encoding), path)
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend with atomic ``put`` and ``put_text``."""
+
+    def put(self, obj: bytes, filepath: PathLike) -> None:
+        """Write bytes atomically (temporary file, fsync, rename)."""
+        atomic_write_bytes(obj, filepath)
+
+    def put_text(self, obj: str, filepath: PathLike,
+                 encoding: str = 'utf-8') -> None:
+        """Write text atomically (temporary file, fsync, rename)."""
+        atomic_write_text(obj, filepath, encoding)
+
+
+register_backend('atomic_local', AtomicLocalBackend)
+
+
+def is_complete_checkpoint(path: PathLike) -> bool:
+    """Whether ``path`` is a whole ``torch.save`` file.
+
+    torch writes a zip archive whose central directory comes last, so a file
+    cut short by a crash or a full disk fails this test. Cheap: it reads the
+    archive's directory, not the tensors.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith('/data.pkl') or n == 'data.pkl'
+                       for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _numbered_checkpoints(folder: str) -> list[str]:
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = _CHECKPOINT_NAME.match(entry.name)
+            if match and entry.is_file():
+                found.append((int(match.group(1)), entry.path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def find_resume_checkpoint(work_dir: PathLike) -> Optional[str]:
+    """The checkpoint an automatic resume should load, or None to start anew.
+
+    The file named in ``work_dir/last_checkpoint`` when it is complete;
+    otherwise (pointer missing, empty, or naming a missing or truncated file)
+    the complete ``iter_<n>.pth`` / ``epoch_<n>.pth`` with the largest ``n``
+    in the pointer's folder or ``work_dir``. Temporary files are never chosen.
+    """
+    work_dir = os.fspath(work_dir)
+    pointer = os.path.join(work_dir, LAST_CHECKPOINT_FILE)
+    named = ''
+    with contextlib.suppress(OSError):
+        with open(pointer, encoding='utf-8') as f:
+            named = f.read().strip()
+    if named and is_complete_checkpoint(named):
+        return named
+    folders = [work_dir]
+    if named and os.path.dirname(named) not in ('', work_dir):
+        folders.insert(0, os.path.dirname(named))
+    for folder in folders:
+        for candidate in _numbered_checkpoints(folder):
+            if is_complete_checkpoint(candidate):
+                if named:
+                    print_log(
+                        f'{pointer} names {named}, which is missing or '
+                        f'incomplete; resuming from {candidate}, the newest '
+                        f'complete checkpoint.', logger='current',
+                        level=logging.WARNING)
+                return candidate
+    return None

@@ -1,0 +1,248 @@
+"""Crash-safe checkpoints, random streams and non-finite guards, in-process.
+
+The runs here use mmengine's Runner on the project's configs with a tiny
+ConvNeXt UPerNet and a generated ADE20K-layout dataset.
+"""
+import errno
+import os
+import random
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import convseg  # noqa: F401
+from convseg.datasets import generate_ade20k
+from convseg.engine.checkpoint_io import (atomic_write_bytes,
+                                          find_resume_checkpoint,
+                                          is_complete_checkpoint,
+                                          temporary_path)
+from convseg.engine.hooks import (CheckpointSaveError, NonFiniteWeightsError,
+                                  RANDOM_STATE_KEY)
+from convseg.engine.random_state import (capture_random_state,
+                                         restore_random_state,
+                                         state_from_plain, state_to_plain)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+TINY_CONFIG = '''
+_base_ = [
+    '{repo}/configs/_base_/models/upernet_convnext.py',
+    '{repo}/configs/_base_/datasets/ade20k.py',
+    '{repo}/configs/_base_/default_runtime.py',
+    '{repo}/configs/_base_/schedules/schedule_160k.py',
+]
+crop = (32, 32)
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(
+    data_preprocessor=dict(size=crop),
+    backbone=dict(arch=None, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
+                  drop_path_rate=0.2, init_cfg=None),
+    decode_head=dict(in_channels=[8, 16, 32, 64], channels=16,
+                     norm_cfg=norm_cfg),
+    auxiliary_head=dict(in_channels=32, channels=8, norm_cfg=norm_cfg),
+    test_cfg=dict(mode='whole'))
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root='{data_root}', pipeline=[
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', reduce_zero_label=True),
+        dict(type='RandomCrop', crop_size=crop),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PackSegInputs'),
+    ]))
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+test_dataloader = None
+test_cfg = None
+test_evaluator = None
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr={lr}))
+param_scheduler = []
+train_cfg = dict(max_iters={max_iters}, val_interval=1000)
+default_hooks = dict(
+    logger=dict(interval=1),
+    checkpoint=dict(type='AtomicCheckpointHook', interval={interval},
+                    max_keep_ckpts={max_keep}))
+custom_hooks = [dict(type='RandomStateHook'), dict(type='NonFiniteCheckHook'),
+                dict(type='CheckpointMatchHook')]
+randomness = dict(seed=0, deterministic=True)
+work_dir = '{work_dir}'
+'''
+
+
+@pytest.fixture(scope='module')
+def ade_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp('ade')
+    return generate_ade20k(str(root), num_train=4, num_val=1, size=(48, 48))
+
+
+def build_runner(tmp_path, data_root, lr=1e-3, max_iters=4, max_keep=-1,
+                 interval=2, edit=None):
+    """A Runner for the tiny config; ``edit(cfg)`` may change it first."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    work_dir = tmp_path / 'work'
+    path = tmp_path / 'tiny.py'
+    path.write_text(TINY_CONFIG.format(
+        repo=REPO, data_root=data_root, lr=lr, max_iters=max_iters,
+        max_keep=max_keep, interval=interval, work_dir=work_dir))
+    cfg = Config.fromfile(str(path))
+    if edit is not None:
+        edit(cfg)
+    return Runner.from_cfg(cfg), work_dir
+
+
+# ---------------------------------------------------------------------------
+# atomic files
+# ---------------------------------------------------------------------------
+
+def test_atomic_write_replaces_whole_file_and_removes_stale_temporaries(
+        tmp_path):
+    target = tmp_path / 'iter_4.pth'
+    stale = tmp_path / '.iter_4.pth.999999.tmp'
+    stale.write_bytes(b'half a checkpoint from a killed run')
+    atomic_write_bytes(b'first', target)
+    assert target.read_bytes() == b'first'
+    assert not stale.exists()
+    atomic_write_bytes(b'second', target)
+    assert target.read_bytes() == b'second'
+    assert sorted(os.listdir(tmp_path)) == ['iter_4.pth']
+
+
+def test_atomic_write_on_a_full_disk_keeps_the_old_file(tmp_path):
+    target = tmp_path / 'last_checkpoint'
+    target.write_text('old')
+    # the kernel's /dev/full answers every write with ENOSPC
+    os.symlink('/dev/full', temporary_path(target))
+    with pytest.raises(OSError) as info:
+        atomic_write_bytes(b'new' * 1000, target)
+    assert info.value.errno == errno.ENOSPC
+    assert target.read_text() == 'old'
+    assert os.listdir(tmp_path) == ['last_checkpoint']
+
+
+def _save(obj, path):
+    torch.save(obj, path)
+    return path
+
+
+def test_is_complete_checkpoint_rejects_truncated_files(tmp_path):
+    whole = _save({'state_dict': {'w': torch.arange(1000.)}},
+                  tmp_path / 'iter_2.pth')
+    data = whole.read_bytes()
+    cut = tmp_path / 'iter_4.pth'
+    cut.write_bytes(data[:len(data) // 2])
+    assert is_complete_checkpoint(whole)
+    assert not is_complete_checkpoint(cut)
+    assert not is_complete_checkpoint(tmp_path / 'missing.pth')
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(cut)
+
+
+def test_find_resume_checkpoint_picks_the_newest_complete_one(tmp_path):
+    assert find_resume_checkpoint(tmp_path) is None
+    for step in (2, 4, 10):
+        _save({'w': torch.full((10,), float(step))},
+              tmp_path / f'iter_{step}.pth')
+    pointer = tmp_path / 'last_checkpoint'
+    # a temporary file is never chosen, even the newest
+    (tmp_path / '.iter_12.pth.4242.tmp').write_bytes(b'PK partial')
+    pointer.write_text(str(tmp_path / 'iter_4.pth'))
+    assert find_resume_checkpoint(tmp_path) == str(tmp_path / 'iter_4.pth')
+    # pointer to a truncated file: the newest complete checkpoint instead
+    data = (tmp_path / 'iter_10.pth').read_bytes()
+    (tmp_path / 'iter_12.pth').write_bytes(data[:100])
+    pointer.write_text(str(tmp_path / 'iter_12.pth'))
+    assert find_resume_checkpoint(tmp_path) == str(tmp_path / 'iter_10.pth')
+    pointer.write_text('')  # killed while rewriting the pointer
+    assert find_resume_checkpoint(tmp_path) == str(tmp_path / 'iter_10.pth')
+    pointer.unlink()
+    assert find_resume_checkpoint(tmp_path) == str(tmp_path / 'iter_10.pth')
+
+
+# ---------------------------------------------------------------------------
+# random states
+# ---------------------------------------------------------------------------
+
+def _draws():
+    return (random.random(), random.gauss(0, 1), np.random.rand(3).tolist(),
+            np.random.randn(), torch.rand(3).tolist())
+
+
+def test_random_state_survives_a_weights_only_round_trip(tmp_path):
+    random.seed(3)
+    np.random.seed(3)
+    torch.manual_seed(3)
+    random.gauss(0, 1)  # leaves a cached Gaussian in Python's state
+    np.random.randn()  # and in numpy's
+    state = capture_random_state()
+    expected = _draws()
+    path = _save({RANDOM_STATE_KEY: state_to_plain(state)},
+                 tmp_path / 'rng.pth')
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(
+        str(path)) == []
+    loaded = torch.load(path, weights_only=True)[RANDOM_STATE_KEY]
+    _draws()  # move every generator on
+    restore_random_state(state_from_plain(loaded))
+    assert _draws() == expected
+
+
+# ---------------------------------------------------------------------------
+# runs
+# ---------------------------------------------------------------------------
+
+def test_full_disk_keeps_the_last_checkpoint_with_max_keep_ckpts(
+        tmp_path, ade_root):
+    runner, work = build_runner(tmp_path, ade_root, max_iters=4, max_keep=1)
+    work.mkdir(parents=True, exist_ok=True)
+    os.symlink('/dev/full', temporary_path(work / 'iter_4.pth'))
+    with pytest.raises(CheckpointSaveError) as info:
+        runner.train()
+    message = str(info.value)
+    assert (f'could not save checkpoint {work / "iter_4.pth"}: the disk is '
+            'full') in message
+    assert f'the last complete checkpoint is kept: {work / "iter_2.pth"}' \
+        in message
+    # mmengine's CheckpointHook deletes iter_2 before writing iter_4
+    assert is_complete_checkpoint(work / 'iter_2.pth')
+    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_2.pth')
+    assert sorted(p for p in os.listdir(work) if p.endswith(('.pth', '.tmp'))
+                  ) == ['iter_2.pth']
+
+
+def test_max_keep_ckpts_removes_the_oldest_after_the_new_one(tmp_path,
+                                                            ade_root):
+    runner, work = build_runner(tmp_path, ade_root, max_iters=6, max_keep=2)
+    runner.train()
+    assert sorted(p for p in os.listdir(work) if p.endswith('.pth')) == [
+        'iter_4.pth', 'iter_6.pth']
+    assert find_resume_checkpoint(work) == str(work / 'iter_6.pth')
+    checkpoint = torch.load(work / 'iter_6.pth', weights_only=True)
+    assert checkpoint['message_hub']['runtime_info']['keep_ckpt_ids'] == [4, 6]
+    assert set(checkpoint[RANDOM_STATE_KEY]) == {'python', 'numpy', 'torch',
+                                                'cuda'}
+
+
+def test_overflowing_update_is_never_saved(tmp_path, ade_root):
+    # A finite loss whose SGD step overflows float32: the loss of iteration 1
+    # is about 1e10, its gradients times lr 3e38 are not representable.
+    def blow_up(cfg):
+        cfg.model.decode_head.loss_decode.loss_weight = 1e10
+        cfg.optim_wrapper.optimizer = dict(type='SGD', lr=3e38, weight_decay=0)
+
+    runner, work = build_runner(tmp_path, ade_root, max_iters=2, interval=1,
+                                edit=blow_up)
+    with pytest.raises(NonFiniteWeightsError) as info:
+        runner.train()
+    assert str(info.value).startswith(
+        'refusing to save a checkpoint at iteration 1: weight backbone.')
+    assert 'The last checkpoint, none (no checkpoint yet), is kept' in str(
+        info.value)
+    assert not [p for p in os.listdir(work) if p.endswith(('.pth', '.tmp'))]
+    assert not (work / 'last_checkpoint').exists()
+
