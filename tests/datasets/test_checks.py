@@ -1,0 +1,233 @@
+"""Dataset checks on generated ADE20K and Cityscapes data in the real layouts,
+with the project's dataset configs."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+from mmengine.config import Config
+from PIL import Image
+
+import convseg  # noqa: F401
+from convseg.datasets import generate_ade20k, generate_cityscapes
+from convseg.datasets.checks import (DatasetCheckError, DatasetLayoutError,
+                                     check_dataset, check_dataset_layout)
+from convseg.datasets.skip_unreadable import apply_skip_unreadable
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def config_for(name, data_root):
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', name))
+    for key in LOADERS:
+        if cfg.get(key):
+            cfg[key].dataset.data_root = str(data_root)
+    return cfg
+
+
+@pytest.fixture
+def ade(tmp_path):
+    return generate_ade20k(str(tmp_path), num_train=4, num_val=1,
+                           size=(32, 40))
+
+
+# ---------------------------------------------------------------------------
+# layout
+# ---------------------------------------------------------------------------
+
+def test_missing_ade20k_root_names_layout_and_download(tmp_path):
+    root = tmp_path / 'ADEChallengeData2016'
+    cfg = config_for('upernet_convnext_t_ade20k.py', root)
+    with pytest.raises(DatasetLayoutError) as info:
+        check_dataset_layout(cfg)
+    message = str(info.value)
+    assert message.startswith(
+        'the dataset is missing or incomplete:\n'
+        f'  - train, val, test: data root {root} does not exist.\n'
+        'train_dataloader.dataset (ADE20KDataset) expects:\n'
+        f'    {root}/images/training/**/*.jpg  (images)\n')
+    assert 'http://data.csail.mit.edu/places/ADEchallenge/' \
+        'ADEChallengeData2016.zip' in message
+    assert 'list index out of range' not in message
+
+
+def test_relative_root_is_reported_with_the_working_directory(tmp_path,
+                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = Config.fromfile(
+        os.path.join(REPO, 'configs', 'upernet_convnext_t_ade20k.py'))
+    with pytest.raises(DatasetLayoutError) as info:
+        check_dataset_layout(cfg, ['train'])
+    assert (f'  - train: data root data/ade/ADEChallengeData2016 (relative '
+            f'to {tmp_path}) does not exist.') in str(info.value)
+
+
+def test_missing_annotation_folder(ade):
+    shutil.rmtree(os.path.join(ade, 'annotations', 'validation'))
+    cfg = config_for('upernet_convnext_t_ade20k.py', ade)
+    check_dataset_layout(cfg, ['train'])
+    with pytest.raises(DatasetLayoutError) as info:
+        check_dataset_layout(cfg)
+    assert ('  - val, test: label folder '
+            f'{ade}/annotations/validation does not exist.\n') \
+        in str(info.value)
+
+
+def test_empty_image_folder_is_an_empty_split(ade):
+    for name in os.listdir(os.path.join(ade, 'images', 'training')):
+        os.remove(os.path.join(ade, 'images', 'training', name))
+    cfg = config_for('upernet_convnext_t_ade20k.py', ade)
+    problems = check_dataset(cfg, 'train', full=False)
+    assert [(p.kind, str(p)) for p in problems] == [(
+        'empty_split',
+        'train split (train_dataloader.dataset): no image files ending in '
+        f"'.jpg' under {ade}/images/training (it is empty).")]
+
+
+def test_cityscapes_without_train_ids_says_to_run_prepare(tmp_path):
+    root = generate_cityscapes(str(tmp_path), num_train=2, num_val=1,
+                               size=(32, 64), train_ids=False)
+    cfg = config_for('upernet_convnext_t_cityscapes.py', root)
+    with pytest.raises(DatasetLayoutError) as info:
+        check_dataset_layout(cfg, ['train'])
+    message = str(info.value)
+    assert ("  - train: no label files ending in '_gtFine_labelTrainIds.png' "
+            f'under {root}/gtFine/train') in message
+    assert ('run `python tools/prepare_cityscapes.py '
+            f'{root}` first.') in message
+    assert 'https://www.cityscapes-dataset.com/downloads/' in message
+
+
+def test_complete_datasets_pass(ade, tmp_path):
+    cfg = config_for('upernet_convnext_t_ade20k.py', ade)
+    check_dataset_layout(cfg)
+    assert check_dataset(cfg, 'train') == []
+    assert check_dataset(cfg, 'val') == []
+    city = generate_cityscapes(str(tmp_path / 'c'), num_train=2, num_val=1,
+                               size=(32, 64))
+    cfg = config_for('upernet_convnext_t_cityscapes.py', city)
+    assert check_dataset(cfg, 'train') == []
+
+
+# ---------------------------------------------------------------------------
+# full checks
+# ---------------------------------------------------------------------------
+
+def _problems(cfg, split='train', **kwargs):
+    return sorted((p.kind, p.path, str(p))
+                  for p in check_dataset(cfg, split, **kwargs))
+
+
+def test_each_broken_file_is_named(ade):
+    img = os.path.join(ade, 'images', 'training', 'ADE_train_{:08d}.jpg')
+    ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_{:08d}.png')
+    os.remove(ann.format(1))  # image without label
+    orphan = ann.format(9)  # label without image
+    shutil.copy(ann.format(2), orphan)
+    data = open(img.format(2), 'rb').read()  # truncated JPEG
+    with open(img.format(2), 'wb') as f:
+        f.write(data[:len(data) // 2])
+    label = np.array(Image.open(ann.format(3)))  # 40x32 label, 32x40 image
+    Image.fromarray(np.zeros((40, 32), np.uint8)).save(ann.format(3))
+    label[0, :3] = [151, 200, 255]  # 255 stays ignored; 151 and 200 do not
+    Image.fromarray(label).save(ann.format(4))
+
+    cfg = config_for('upernet_convnext_t_ade20k.py', ade)
+    problems = _problems(cfg)
+    assert [p[:2] for p in problems] == [
+        ('label_values', ann.format(4)),
+        ('missing_image', orphan),
+        ('missing_label', ann.format(1)),
+        ('size_mismatch', ann.format(3)),
+        ('unreadable', img.format(2)),
+    ]
+    text = {kind: message for kind, _, message in problems}
+    assert text['label_values'] == (
+        f'label {ann.format(4)} has values 151, 200 that are neither a class '
+        'id (1..150, shifted down by reduce_zero_label) nor ignored (0 and '
+        '255).')
+    assert text['missing_image'] == (
+        f'label {orphan} has no image (expected {img.format(9)}).')
+    assert text['missing_label'] == (
+        f'image {img.format(1)} has no label (expected {ann.format(1)}).')
+    assert text['size_mismatch'] == (
+        f'label {ann.format(3)} is 32x40 (WxH) but its image {img.format(3)} '
+        'is 40x32.')
+    assert text['unreadable'].startswith(
+        f'image {img.format(2)} is unreadable or truncated (OSError: ')
+    # the same answers with worker processes
+    assert _problems(cfg, nproc=2) == problems
+    with pytest.raises(DatasetCheckError) as info:
+        raise DatasetCheckError([p for p in check_dataset(cfg, 'train')])
+    assert str(info.value).startswith('5 dataset problem(s):\n  - label ')
+
+
+def test_label_values_without_reduce_zero_label(tmp_path):
+    root = generate_cityscapes(str(tmp_path), num_train=1, num_val=1,
+                               size=(32, 64))
+    label_path = os.path.join(
+        root, 'gtFine', 'train', 'aachen',
+        'aachen_000000_000019_gtFine_labelTrainIds.png')
+    label = np.array(Image.open(label_path))
+    label[0, :4] = [0, 18, 19, 254]
+    Image.fromarray(label).save(label_path)
+    cfg = config_for('upernet_convnext_t_cityscapes.py', root)
+    assert [str(p) for p in check_dataset(cfg, 'train')] == [
+        f'label {label_path} has values 19, 254 that are neither a class id '
+        '(0..18) nor the ignore index 255.']
+
+
+def test_colour_label_is_reported(ade):
+    ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_00000001.png')
+    label = np.array(Image.open(ann))
+    rgb = np.stack([label, label, (label + 1) % 150], axis=-1)
+    Image.fromarray(rgb.astype(np.uint8)).save(ann)
+    cfg = config_for('upernet_convnext_t_ade20k.py', ade)
+    assert [str(p) for p in check_dataset(cfg, 'train')] == [
+        f'label {ann} has 3 different channels (a colour image?); labels must '
+        'be single-channel class ids.']
+
+
+def test_num_classes_of_heads_against_dataset(ade):
+    cfg = config_for('upernet_convnext_t_ade20k.py', ade)
+    cfg.model.decode_head.num_classes = 19
+    problems = check_dataset(cfg, 'val', full=False)
+    assert [str(p) for p in problems] == [
+        'model.decode_head.num_classes is 19 but the val dataset '
+        '(ADE20KDataset) has 150 classes; set '
+        'model.decode_head.num_classes=150.']
+
+
+# ---------------------------------------------------------------------------
+# skipping unreadable images in training
+# ---------------------------------------------------------------------------
+
+def test_training_skips_unreadable_images_when_asked(ade):
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import DATASETS
+
+    img = os.path.join(ade, 'images', 'training', 'ADE_train_00000002.jpg')
+    with open(img, 'wb') as f:
+        f.write(b'not a jpeg')
+    cfg = config_for('upernet_convnext_t_ade20k.py', ade)
+    original = list(cfg.train_dataloader.dataset.pipeline)
+    assert [s['type'] for s in original[:3]] == [
+        'LoadImageFromFile', 'LoadAnnotations', 'RandomResize']
+    assert apply_skip_unreadable(cfg) is False
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        plain = DATASETS.build(cfg.train_dataloader.dataset)
+        with pytest.raises(AssertionError,
+                           match=f'failed to load image: {img}'):
+            plain[1]
+        cfg.skip_unreadable_images = True
+        assert apply_skip_unreadable(cfg) is True
+        assert apply_skip_unreadable(cfg) is True  # wraps only once
+        assert cfg.train_dataloader.dataset.pipeline == [
+            dict(type='SkipUnreadable', transforms=original[:2])
+        ] + original[2:]
+        skipping = DATASETS.build(cfg.train_dataloader.dataset)
+        sample = skipping[1]  # another image is drawn instead
+    assert sample['data_samples'].img_path != img
+    assert os.path.isfile(sample['data_samples'].img_path)
