@@ -1,4 +1,4 @@
-"""Show predicted label maps: colour overlays, palettes, a legend, palette PNGs.
+"""Show predicted label maps: colour overlays, palettes, legend, palette PNGs.
 
 :func:`overlay` blends each labelled pixel with its class colour,
 ``(1 - opacity) * image + opacity * colour`` rounded to the nearest integer,
@@ -68,7 +68,7 @@ def random_palette(num_classes: int, seed: int = 0) -> List[Color]:
 
 
 def get_palette(name: str, num_classes: int) -> List[Color]:
-    """A named palette ('ade20k', 'cityscapes' or 'random') of ``num_classes`` colours.
+    """``num_classes`` colours of a named palette: ade20k, cityscapes, random.
 
     A named palette shorter than ``num_classes`` is extended with
     :func:`random_palette` colours; a longer one is cut.
@@ -87,7 +87,7 @@ def get_palette(name: str, num_classes: int) -> List[Color]:
 
 def labelled_mask(label_map: np.ndarray, num_classes: int,
                   ignore_index: int = 255) -> np.ndarray:
-    """(H, W) bool: pixels holding a class id in [0, num_classes), not ignore_index."""
+    """(H, W) bool: pixels holding a class id (not ``ignore_index``)."""
     return ((label_map >= 0) & (label_map < num_classes)
             & (label_map != ignore_index))
 
@@ -118,9 +118,9 @@ def legend_entries(label_map: np.ndarray, classes: Sequence[str],
 def blend(image: np.ndarray, label_map: np.ndarray,
           palette: Sequence[Sequence[int]], num_classes: int,
           opacity: float = 0.5, ignore_index: int = 255) -> np.ndarray:
-    """Blend class colours into ``image`` (H, W, 3) RGB uint8 on labelled pixels.
+    """Blend class colours into labelled pixels of ``image`` (H, W, 3) RGB.
 
-    Returns a new (H, W, 3) uint8 array; unlabelled pixels are copied as they are.
+    Returns a new (H, W, 3) uint8 array; unlabelled pixels are copied as is.
     """
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f'opacity must be in [0, 1], got {opacity}')
@@ -299,7 +299,7 @@ def _label_anchor(region: np.ndarray) -> Tuple[int, int, int]:
 
 def _draw_region_labels(image: np.ndarray, label_map: np.ndarray,
                         entries: Sequence[LegendEntry]) -> np.ndarray:
-    """Write each class name on its largest region if the region can hold it."""
+    """Write each class name on its largest region if that can hold it."""
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
     font = _font(image.shape)
@@ -322,7 +322,7 @@ def _draw_region_labels(image: np.ndarray, label_map: np.ndarray,
 
 
 def resolve_palette(name: Optional[str], dataset_meta: dict) -> List[Color]:
-    """The palette to draw with: a named one, else the model's ``dataset_meta`` palette."""
+    """The palette to draw with: a named one, else the model's own."""
     num_classes = len(dataset_meta['classes'])
     if name is not None:
         return get_palette(name, num_classes)

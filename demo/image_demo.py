@@ -1,4 +1,4 @@
-"""Segment an image or a folder of images; write colour overlays and label PNGs.
+"""Segment an image or a folder of images; write overlays and label PNGs.
 
 For each input NAME.ext it writes OUT_DIR/NAME_overlay.png (the image with the
 predicted classes blended in and a legend) and OUT_DIR/NAME_mask.png (a
@@ -56,7 +56,7 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
 
 
 def list_images(source: Path) -> List[Path]:
-    """``source`` itself, or the image files under folder ``source``, sorted."""
+    """``source`` itself, or the image files under the folder, sorted."""
     if source.is_dir():
         return sorted(p for p in source.rglob('*')
                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -83,12 +83,11 @@ def main(argv: List[str] = None) -> int:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f'.partial.{out.name}')
-    writer = cv2.VideoWriter(str(partial),
-                             cv2.VideoWriter_fourcc(*FOURCC[out.suffix.lower()]),
+    codec = FOURCC[out.suffix.lower()]
+    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*codec),
                              fps, size)
     if not writer.isOpened():
-        print(f'cannot write video {out} with codec '
-              f'{FOURCC[out.suffix.lower()]}', file=sys.stderr)
+        print(f'cannot write video {out} with codec {codec}', file=sys.stderr)
         return 1
 
     bar = ProgressBar(total)

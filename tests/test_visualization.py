@@ -149,7 +149,8 @@ def test_named_palettes():
     ade = get_palette('ade20k', 150)
     assert ade == [tuple(c) for c in ADE20KDataset.METAINFO['palette']]
     city = get_palette('cityscapes', 25)
-    assert city[:19] == [tuple(c) for c in CityscapesDataset.METAINFO['palette']]
+    assert city[:19] == [
+        tuple(c) for c in CityscapesDataset.METAINFO['palette']]
     assert city[19:] == random_palette(25)[19:]
     with pytest.raises(ValueError, match="unknown palette 'pascal'"):
         get_palette('pascal', 3)

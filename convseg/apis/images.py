@@ -1,4 +1,4 @@
-"""Turn images as users have them into the (H, W, 3) uint8 BGR arrays models take.
+"""Turn images as users have them into (H, W, 3) uint8 BGR model inputs.
 
 Every input kind goes through the same rules, so a file, the array read from it
 and the PIL image opened from it give the same pixels:
@@ -37,7 +37,7 @@ class ImageReadError(ValueError):
 
 
 def to_uint8(image: np.ndarray, source: str = 'array') -> np.ndarray:
-    """Scale a uint8 or uint16 array to uint8 (16-bit: ``round(v*255/65535)``)."""
+    """Scale a uint8 or uint16 array to uint8 (16-bit: round(v*255/65535))."""
     if image.dtype == np.uint8:
         return image
     if image.dtype == np.uint16:
@@ -77,7 +77,7 @@ def to_bgr_uint8(image: np.ndarray, channel_order: str = 'bgr',
 
 
 def pil_to_bgr(image: Image.Image, source: str = 'PIL image') -> np.ndarray:
-    """Convert a PIL image (any common mode, EXIF orientation applied) to BGR uint8.
+    """Convert a PIL image of any common mode to upright BGR uint8.
 
     Pillow itself reads 16-bit RGB PNGs as 8-bit RGB (high byte only); pass
     their path instead to get the rounding described above.

@@ -60,7 +60,7 @@ def _dataset_cfg(cfg: Config) -> Optional[dict]:
 
 
 def config_dataset_meta(cfg: Config) -> Dict[str, Any]:
-    """Classes and palette of the test dataset in ``cfg`` ({} if it names none).
+    """Classes and palette of the test dataset in ``cfg`` ({} if none).
 
     The dataset class's ``METAINFO`` updated by the config's ``metainfo``.
     """
@@ -120,15 +120,16 @@ def init_model(config: Union[str, Path, Config],
                checkpoint: Optional[str] = None, device: str = 'cpu',
                cfg_options: Optional[dict] = None,
                fast: Optional[bool] = None) -> torch.nn.Module:
-    """Build an eval-mode segmentor from a config (and checkpoint) on ``device``.
+    """Build an eval-mode segmentor from a config and checkpoint on ``device``.
 
     ``config`` is a config file or an mmengine ``Config`` (copied, not
     changed); ``cfg_options`` are merged into it. With a checkpoint the
     backbone's ``init_cfg`` is dropped so nothing is downloaded. SyncBN
     layers become BatchNorm. ``model.dataset_meta`` holds ``classes`` and
     ``palette`` from the checkpoint's meta, else from the config's test
-    dataset, else generated; ``model.cfg`` holds the config. ``fast`` (default:
-    on for CPU devices) applies :func:`convseg.apis.fast.prepare_for_inference`.
+    dataset, else generated; ``model.cfg`` holds the config. ``fast``
+    (default: on for CPU devices) applies
+    :func:`convseg.apis.fast.prepare_for_inference`.
     """
     from mmseg.registry import MODELS
 

@@ -1,4 +1,4 @@
-"""init_model and inference_model on a tiny UPerNet-ConvNeXt built from the repo's configs.
+"""init_model and inference_model on a tiny UPerNet-ConvNeXt from the configs.
 
 Results are compared with mmseg's own test path (its file loader, test_step,
 slide_inference) and with inputs prepared independently with numpy/cv2/PIL.
@@ -68,7 +68,8 @@ def files(tmp_path_factory):
                     str(root / 'with_meta.pth'))
     save_checkpoint(dict(state_dict=state, meta=dict()),
                     str(root / 'plain.pth'))
-    return dict(root=root, ade=str(root / 'ade.py'), bare=str(root / 'bare.py'),
+    return dict(root=root, ade=str(root / 'ade.py'),
+                bare=str(root / 'bare.py'),
                 with_meta=str(root / 'with_meta.pth'),
                 plain=str(root / 'plain.pth'), state=state, meta=meta)
 
@@ -214,13 +215,15 @@ def test_grayscale_rgba_16bit_as_users_have_them(model, tmp_path):
     cv2.imwrite(str(tmp_path / 'gray.png'), gray)
     np.testing.assert_array_equal(load_image(tmp_path / 'gray.png'),
                                   np.dstack([gray] * 3))
-    np.testing.assert_array_equal(inference_model(model, gray),
-                                  inference_model(model, np.dstack([gray] * 3)))
+    np.testing.assert_array_equal(
+        inference_model(model, gray),
+        inference_model(model, np.dstack([gray] * 3)))
 
     alpha = np.random.default_rng(0).integers(0, 256, (50, 60), np.uint8)
     Image.fromarray(np.dstack([rgb, alpha]), 'RGBA').save(tmp_path / 'a.png')
     as_rgb = np.ascontiguousarray(rgb[:, :, ::-1])  # BGR
-    np.testing.assert_array_equal(load_image(tmp_path / 'a.png'), rgb[:, :, ::-1])
+    np.testing.assert_array_equal(load_image(tmp_path / 'a.png'),
+                                  rgb[:, :, ::-1])
     expected = inference_model(model, as_rgb)
     for rgba in (tmp_path / 'a.png', Image.open(tmp_path / 'a.png'),
                  np.dstack([rgb, alpha])):
@@ -235,10 +238,11 @@ def test_grayscale_rgba_16bit_as_users_have_them(model, tmp_path):
     scaled = np.floor(deep.astype(np.float64) * 255 / 65535 + 0.5)
     scaled = np.dstack([scaled.astype(np.uint8)] * 3)
     np.testing.assert_array_equal(load_image(tmp_path / 'deep.png'), scaled)
-    np.testing.assert_array_equal(load_image(Image.open(tmp_path / 'deep.png')),
-                                  scaled)
-    np.testing.assert_array_equal(inference_model(model, tmp_path / 'deep.png'),
-                                  inference_model(model, scaled))
+    np.testing.assert_array_equal(
+        load_image(Image.open(tmp_path / 'deep.png')), scaled)
+    np.testing.assert_array_equal(
+        inference_model(model, tmp_path / 'deep.png'),
+        inference_model(model, scaled))
 
 
 @pytest.mark.parametrize('orientation,turns', [(3, 2), (6, -1), (8, 1)])
@@ -249,7 +253,8 @@ def test_exif_orientation_is_applied(model, tmp_path, orientation, turns):
     path = tmp_path / f'rot{orientation}.jpg'
     Image.fromarray(image[:, :, ::-1]).save(path, exif=exif.tobytes(),
                                             quality=95)
-    raw = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    raw = cv2.imread(str(path),
+                     cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     upright = np.ascontiguousarray(np.rot90(raw, k=turns))
     np.testing.assert_array_equal(load_image(path), upright)
     result = inference_model(model, path)
