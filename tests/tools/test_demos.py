@@ -6,6 +6,7 @@ JPEG, odd sizes, a corrupt file) and a short video written with cv2. Outputs
 are checked against inference_model and against the blend formula computed
 here with numpy on independently decoded pixels.
 """
+import argparse
 import importlib.util
 import os
 import subprocess
@@ -233,11 +234,33 @@ def test_video_demo_keeps_fps_size_and_frames(tiny):
         assert np.abs(_blocks(output) - _blocks(rgb)).mean() > 5 * near
 
 
-def test_video_demo_reports_a_missing_input(tiny, capsys):
+def _load_demo(name):
     spec = importlib.util.spec_from_file_location(
-        'video_demo', ROOT / 'demo' / 'video_demo.py')
-    video_demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(video_demo)
+        name, ROOT / 'demo' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_image_demo_unsafe_load_is_opt_in(tiny, inputs):
+    from convseg.compat import UnsafeCheckpointError
+    folder, _ = inputs
+    checkpoint = torch.load(tiny['checkpoint'], weights_only=True)
+    checkpoint['meta']['args'] = argparse.Namespace(lr=0.1)  # a pickled object
+    pickled = tiny['root'] / 'pickled.pth'
+    torch.save(checkpoint, pickled)
+    image_demo = _load_demo('image_demo')
+    args = [str(folder / 'gray.png'), str(tiny['config']), str(pickled),
+            '--out-dir', str(tiny['root'] / 'unsafe')]
+    with pytest.raises(UnsafeCheckpointError, match='argparse.Namespace'):
+        image_demo.main(args)
+    assert not (tiny['root'] / 'unsafe').exists()
+    assert image_demo.main(args + ['--unsafe-load']) == 0
+    assert (tiny['root'] / 'unsafe' / 'gray_mask.png').is_file()
+
+
+def test_video_demo_reports_a_missing_input(tiny, capsys):
+    video_demo = _load_demo('video_demo')
     missing = tiny['root'] / 'none.avi'
     code = video_demo.main([str(missing), str(tiny['config']),
                             str(tiny['checkpoint']), '--out',
