@@ -1,0 +1,396 @@
+"""Reliability of the real tools on a generated ADE20K-layout dataset.
+
+A tiny UPerNet-ConvNeXt built from the project's base configs (which bring
+the crash-safety hooks) trains with random resize, crop, flip, photometric
+distortion, drop path and dropout, so every random stream matters. Runs that
+must crash or be killed are subprocesses of tools/train.py; tools that only
+have to refuse something run in this process through runpy.
+"""
+import argparse
+import json
+import os
+import runpy
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import convseg  # noqa: F401
+from convseg import compat
+from convseg.datasets import generate_ade20k
+from convseg.engine.checkpoint_io import (find_resume_checkpoint,
+                                          is_complete_checkpoint)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+TRAIN = os.path.join(REPO, 'tools', 'train.py')
+TEST = os.path.join(REPO, 'tools', 'test.py')
+CHECK = os.path.join(REPO, 'tools', 'check_dataset.py')
+CONVERT = os.path.join(REPO, 'tools', 'convert_checkpoint.py')
+DEMO = os.path.join(REPO, 'demo', 'image_demo.py')
+ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+MAX_ITERS = 6
+
+CONFIG = '''
+_base_ = [
+    '{repo}/configs/_base_/models/upernet_convnext.py',
+    '{repo}/configs/_base_/datasets/ade20k.py',
+    '{repo}/configs/_base_/default_runtime.py',
+    '{repo}/configs/_base_/schedules/schedule_160k.py',
+]
+crop = (32, 32)
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(
+    data_preprocessor=dict(size=crop),
+    backbone=dict(arch=None, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
+                  drop_path_rate=0.2, init_cfg=None),
+    decode_head=dict(in_channels=[8, 16, 32, 64], channels=16,
+                     norm_cfg=norm_cfg),
+    auxiliary_head=dict(in_channels=32, channels=8, norm_cfg=norm_cfg),
+    test_cfg=dict(mode='whole'))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=(64, 64), ratio_range=(0.5, 2.0),
+         keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=2, num_workers=1, persistent_workers=False,
+    dataset=dict(data_root='{data_root}', pipeline=train_pipeline))
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+test_dataloader = dict(num_workers=0, persistent_workers=False,
+                       dataset=dict(data_root='{data_root}'))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-2))
+param_scheduler = [dict(type='PolyLR', power=1.0, eta_min=0.0,
+                        by_epoch=False, begin=0, end=8)]
+train_cfg = dict(max_iters={max_iters}, val_interval=1000)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
+randomness = dict(seed=0, deterministic=True)
+'''
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    """Data, config and one uninterrupted run of MAX_ITERS iterations."""
+    root = tmp_path_factory.mktemp('reliability')
+    data_root = generate_ade20k(str(root / 'data'), num_train=8, num_val=2,
+                                size=(48, 64))
+    config = root / 'tiny.py'
+    config.write_text(CONFIG.format(repo=REPO, data_root=data_root,
+                                    max_iters=MAX_ITERS))
+    work = root / 'uninterrupted'
+    result = subprocess.run(
+        [sys.executable, TRAIN, str(config), '--work-dir', str(work)],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return dict(root=root, data_root=data_root, config=str(config),
+                work=work, final=work / f'iter_{MAX_ITERS}.pth')
+
+
+def weights(path):
+    return torch.load(path, map_location='cpu', weights_only=True)[
+        'state_dict']
+
+
+def run_tool(script, args, monkeypatch, capsys):
+    """Run a tool in this process; return (exit code, stdout, stderr).
+
+    An exception that escapes the tool counts as Python reports it: exit
+    code 1 and the exception last on stderr. stderr starts at the tool's
+    ``error:`` line when there is one (loggers of earlier in-process runs may
+    write noise before it).
+    """
+    monkeypatch.setattr(sys, 'argv', [script] + [str(a) for a in args])
+    code, escaped = 0, ''
+    try:
+        runpy.run_path(script, run_name='__main__')
+    except SystemExit as done:
+        code = done.code or 0
+    except Exception as err:  # noqa: BLE001  (as an uncaught exception)
+        code, escaped = 1, f'{type(err).__name__}: {err}\n'
+    out, err = capsys.readouterr()
+    err += escaped
+    if 'error: ' in err:
+        err = err[err.index('error: '):]
+    return code, out, err
+
+
+# ---------------------------------------------------------------------------
+# killed during a save, then resumed
+# ---------------------------------------------------------------------------
+
+def test_killed_while_saving_resumes_from_previous_checkpoint_exactly(setup):
+    work = setup['root'] / 'killed'
+    work.mkdir()
+    log = open(setup['root'] / 'killed.log', 'w')
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN, setup['config'], '--work-dir', str(work)],
+        cwd=REPO, env=ENV, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    # The checkpoint of iteration 4 goes through this temporary file; as a
+    # FIFO it holds the writer inside the save until we have read from it.
+    temporary = work / f'.iter_4.pth.{proc.pid}.tmp'
+    os.mkfifo(temporary)
+    reader = os.open(temporary, os.O_RDONLY | os.O_NONBLOCK)
+    received = b''
+    deadline = time.monotonic() + 500
+    try:
+        while not received:
+            assert proc.poll() is None, open(log.name).read()[-3000:]
+            assert time.monotonic() < deadline, 'no save of iteration 4'
+            if select.select([reader], [], [], 0.5)[0]:
+                received = os.read(reader, 65536)
+                if not received:
+                    time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)  # mid-write of iter_4.pth
+        proc.wait(timeout=60)
+    finally:
+        os.close(reader)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert received.startswith(b'PK')  # torch.save's zip had begun
+    assert not (work / 'iter_4.pth').exists()
+    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_2.pth')
+    assert is_complete_checkpoint(work / 'iter_2.pth')
+    assert find_resume_checkpoint(work) == str(work / 'iter_2.pth')
+
+    resumed = subprocess.run(
+        [sys.executable, TRAIN, setup['config'], '--work-dir', str(work),
+         '--resume'],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr
+    assert 'resumed epoch: 0, iter: 2' in resumed.stdout
+    expected = weights(setup['final'])
+    got = weights(work / f'iter_{MAX_ITERS}.pth')
+    assert list(got) == list(expected)
+    differing = [k for k in expected if not torch.equal(got[k], expected[k])]
+    assert differing == []
+    # the stale temporary file went away when iter_4.pth was saved again
+    assert not temporary.exists()
+
+
+# ---------------------------------------------------------------------------
+# non-finite loss
+# ---------------------------------------------------------------------------
+
+def test_nan_loss_stops_naming_iteration_and_files(setup):
+    work = setup['root'] / 'nan'
+    result = subprocess.run(
+        [sys.executable, TRAIN, setup['config'], '--work-dir', str(work),
+         '--cfg-options', 'model.decode_head.loss_decode.loss_weight=nan',
+         'default_hooks.checkpoint.interval=1'],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr
+    # the first batch: InfiniteSampler's permutation from the seed, over the
+    # dataset's files in sorted order
+    names = sorted(os.listdir(os.path.join(setup['data_root'], 'images',
+                                           'training')))
+    order = torch.randperm(len(names),
+                           generator=torch.Generator().manual_seed(0))
+    files = []
+    for i in order[:2].tolist():
+        stem = os.path.splitext(names[i])[0]
+        files += [os.path.join(setup['data_root'], 'images', 'training',
+                               names[i]),
+                  os.path.join(setup['data_root'], 'annotations', 'training',
+                               stem + '.png')]
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith('error: non-finite loss at iteration 1: '
+                              'loss=nan, decode.loss_ce=nan. ')
+    assert f'The batch held these files: {", ".join(files)}.' in message
+    assert 'the last checkpoint is none (no checkpoint yet)' in message
+    assert not [p for p in os.listdir(work) if p.endswith(('.pth', '.tmp'))]
+    assert not (work / 'last_checkpoint').exists()
+
+
+# ---------------------------------------------------------------------------
+# the allow-list covers what a real run writes
+# ---------------------------------------------------------------------------
+
+def test_real_checkpoint_needs_only_allow_listed_globals(setup):
+    # in a fresh interpreter, without convseg's allow-list registered
+    listed = subprocess.run(
+        [sys.executable, '-c',
+         'import json, sys, torch; print(json.dumps(torch.serialization.'
+         'get_unsafe_globals_in_checkpoint(sys.argv[1])))',
+         str(setup['final'])],
+        env=ENV, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    needed = set(json.loads(listed.stdout))
+    allowed = {entry[1] if isinstance(entry, tuple) else
+               f'{entry.__module__}.{entry.__qualname__}'
+               for entry in compat.checkpoint_safe_globals()}
+    assert 'mmengine.logging.history_buffer.HistoryBuffer' in needed
+    assert needed <= allowed, needed - allowed
+    checkpoint = compat.load_checkpoint_file(str(setup['final']))
+    assert set(checkpoint) >= {'state_dict', 'optimizer', 'param_schedulers',
+                               'message_hub', 'random_state'}
+
+
+# ---------------------------------------------------------------------------
+# checkpoint safety in every tool
+# ---------------------------------------------------------------------------
+
+class Trap:
+    """Unpickling this creates a marker file: what a malicious file does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def test_malicious_checkpoint_is_refused_everywhere(setup, tmp_path,
+                                                    monkeypatch, capsys):
+    marker = tmp_path / 'code_ran'
+    checkpoint = torch.load(setup['final'], weights_only=True)
+    checkpoint['meta']['trap'] = Trap(str(marker))
+    evil = tmp_path / 'evil.pth'
+    torch.save(checkpoint, evil)
+    image = os.path.join(setup['data_root'], 'images', 'validation',
+                         'ADE_val_00000001.jpg')
+    refusal = f'refusing to load checkpoint {evil}: it holds a pickled ' \
+        'object (io.open)'
+    runs = {
+        'test': (TEST, [setup['config'], evil, '--work-dir', tmp_path / 't']),
+        'resume': (TRAIN, [setup['config'], '--resume', evil, '--work-dir',
+                           tmp_path / 'r']),
+        'convert': (CONVERT, [evil, tmp_path / 'converted.pth']),
+        'demo': (DEMO, [image, setup['config'], evil, '--out-dir',
+                        tmp_path / 'demo']),
+    }
+    for name, (script, args) in runs.items():
+        code, out, err = run_tool(script, args, monkeypatch, capsys)
+        assert code == 1, (name, out[-2000:], err)
+        assert refusal in err, (name, err)
+        assert not marker.exists(), name
+    assert not (tmp_path / 'converted.pth').exists()
+    # the file really is malicious: full unpickling runs its code
+    with compat.unsafe_checkpoint_loading():
+        compat.load_checkpoint_file(str(evil))
+    assert marker.exists()
+
+
+def test_unsafe_load_opt_in_loads_a_trusted_file(setup, tmp_path, monkeypatch,
+                                                 capsys):
+    checkpoint = torch.load(setup['final'], weights_only=True)
+    checkpoint['meta']['args'] = argparse.Namespace(lr=0.01)
+    trusted = tmp_path / 'trusted.pth'
+    torch.save(checkpoint, trusted)
+    args = [setup['config'], trusted, '--work-dir', tmp_path / 'w']
+    code, _, err = run_tool(TEST, args, monkeypatch, capsys)
+    assert code == 1
+    assert 'it holds a pickled object (argparse.Namespace)' in err
+    assert 'pass --unsafe-load' in err
+    code, out, err = run_tool(TEST, args + ['--unsafe-load'], monkeypatch,
+                              capsys)
+    assert code == 0, out[-2000:] + err
+    assert f'{trusted}: aAcc: ' in out and ' mIoU: ' in out
+    assert os.environ.get(compat.UNSAFE_LOAD_ENV) is None
+
+
+# ---------------------------------------------------------------------------
+# config and checkpoint mistakes
+# ---------------------------------------------------------------------------
+
+def test_resume_with_other_num_classes_names_both(setup, tmp_path,
+                                                  monkeypatch, capsys):
+    checkpoint = setup['work'] / 'iter_2.pth'
+    code, _, err = run_tool(TRAIN, [
+        setup['config'], '--resume', checkpoint, '--work-dir', tmp_path,
+        '--cfg-options', 'model.decode_head.num_classes=19'],
+        monkeypatch, capsys)
+    assert code == 1
+    assert err.strip() == (
+        f'error: checkpoint {checkpoint} was trained for 150 classes '
+        '(decode_head.conv_seg.weight has 150 outputs), but the model\'s '
+        'decode_head has num_classes=19. Set model.decode_head.num_classes='
+        '150 (with the dataset the checkpoint was trained on), or start from '
+        "its backbone only: model.backbone.init_cfg=dict(type='Pretrained', "
+        "prefix='backbone.', checkpoint=...).")
+
+
+def test_test_tool_with_other_num_classes_names_both(setup, tmp_path,
+                                                     monkeypatch, capsys):
+    code, _, err = run_tool(TEST, [
+        setup['config'], setup['final'], '--work-dir', tmp_path,
+        '--cfg-options', 'model.decode_head.num_classes=19',
+        'model.auxiliary_head.num_classes=19'], monkeypatch, capsys)
+    assert code == 1
+    assert err.startswith(f'error: checkpoint {setup["final"]}')
+    assert '(150, 16, 1, 1) in the checkpoint but (19, 16, 1, 1) in the ' \
+        'model' in err
+
+
+def test_resume_into_another_arch_is_refused(setup, tmp_path, monkeypatch,
+                                             capsys):
+    checkpoint = setup['work'] / 'iter_2.pth'
+    code, _, err = run_tool(TRAIN, [
+        setup['config'], '--resume', checkpoint, '--work-dir', tmp_path,
+        '--cfg-options', 'model.backbone.depths=[1,1,2,1]'],
+        monkeypatch, capsys)
+    assert code == 1
+    assert err.startswith(
+        f'error: checkpoint {checkpoint} looks like an unnamed ConvNeXt '
+        '(depths (1, 1, 1, 1), dims (8, 16, 32, 64)')
+    assert 'but the model is an unnamed ConvNeXt (depths (1, 1, 2, 1)' in err
+
+
+def test_unknown_backbone_argument(setup, tmp_path, monkeypatch, capsys):
+    code, _, err = run_tool(TRAIN, [
+        setup['config'], '--work-dir', tmp_path, '--cfg-options',
+        'model.backbone.drop_path=0.1'], monkeypatch, capsys)
+    assert code == 1
+    assert err.startswith(
+        "error: model.backbone.drop_path: ConvNeXt has no argument "
+        "'drop_path'. Did you mean 'drop_path_rate'? It accepts: arch, "
+        'in_channels, depths, dims, drop_path_rate, ')
+
+
+def test_missing_dataset_stops_training_with_layout(setup, tmp_path,
+                                                    monkeypatch, capsys):
+    missing = tmp_path / 'ADEChallengeData2016'
+    code, _, err = run_tool(TRAIN, [
+        setup['config'], '--work-dir', tmp_path / 'w', '--cfg-options',
+        f'train_dataloader.dataset.data_root={missing}'],
+        monkeypatch, capsys)
+    assert code == 1
+    assert err.startswith(
+        'error: the dataset is missing or incomplete:\n'
+        f'  - train: data root {missing} does not exist.\n'
+        'train_dataloader.dataset (ADE20KDataset) expects:\n'
+        f'    {missing}/images/training/**/*.jpg  (images)\n')
+    assert 'ADEChallengeData2016.zip' in err
+    assert not os.path.exists(tmp_path / 'w')
+
+
+def test_check_dataset_tool(setup, tmp_path, monkeypatch, capsys):
+    code, out, _ = run_tool(CHECK, [setup['config']], monkeypatch, capsys)
+    assert (code, out) == (0, 'train: OK\nval: the config has no '
+                           'val_dataloader\n')
+    label = os.path.join(setup['data_root'], 'annotations', 'validation',
+                         'ADE_val_00000002.png')
+    os.rename(label, label + '.moved')
+    try:
+        code, out, err = run_tool(CHECK, [setup['config'], '--split', 'test'],
+                                  monkeypatch, capsys)
+    finally:
+        os.rename(label + '.moved', label)
+    image = os.path.join(setup['data_root'], 'images', 'validation',
+                         'ADE_val_00000002.jpg')
+    assert code == 1
+    assert out == (f'test: missing_label: image {image} has no label '
+                   f'(expected {label}).\n')
+    assert err == '1 problem(s) found\n'
