@@ -33,7 +33,8 @@ ADE20K_HELP = (
     '    ADEChallengeData2016/annotations/{training,validation}/*.png')
 CITYSCAPES_HELP = (
     'Cityscapes: download leftImg8bit_trainvaltest.zip and '
-    'gtFine_trainvaltest.zip from https://www.cityscapes-dataset.com/downloads/ '
+    'gtFine_trainvaltest.zip from '
+    'https://www.cityscapes-dataset.com/downloads/ '
     '(free registration), unzip both into data_root, then write the training '
     'labels with `python tools/prepare_cityscapes.py DATA_ROOT`:\n'
     '    cityscapes/leftImg8bit/{train,val}/<city>/*_leftImg8bit.png\n'
@@ -183,7 +184,7 @@ def _expected_layout(info: _Split) -> str:
 # --------------------------------------------------------------------------
 
 def _walk(folder: str, suffix: str) -> Iterator[str]:
-    """Files under ``folder`` ending in ``suffix``, relative, in sorted order."""
+    """Files under ``folder`` ending in ``suffix``, relative, sorted."""
     for root, dirs, files in os.walk(folder, followlinks=True):
         dirs.sort()
         for name in sorted(files):
@@ -278,7 +279,8 @@ def check_dataset_layout(cfg: Any,
     if not problems:
         return
     lines = ['the dataset is missing or incomplete:']
-    lines += [f'  - {", ".join(who)}: {text}' for text, who in problems.items()]
+    lines += [f'  - {", ".join(who)}: {text}'
+              for text, who in problems.items()]
     for layout, keys in layouts.items():
         verb = 'expects' if len(keys) == 1 else 'expect'
         lines.append(f'{" and ".join(keys)} {verb}:\n{layout}')

@@ -1,4 +1,4 @@
-"""Crash-safe checkpoint files: atomic writes and finding a complete checkpoint.
+"""Crash-safe checkpoint files: atomic writes, finding a complete checkpoint.
 
 A checkpoint is written to a hidden temporary file beside its final name
 (``.<name>.<pid>.tmp``), flushed, fsync'ed and renamed into place, so the
@@ -100,7 +100,7 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write_text(obj, filepath, encoding)
 
 
-register_backend('atomic_local', AtomicLocalBackend)
+register_backend('atomic_local', AtomicLocalBackend, force=True)
 
 
 def is_complete_checkpoint(path: PathLike) -> bool:

@@ -53,7 +53,7 @@ def check_num_classes(state_dict: Mapping[str, torch.Tensor],
 def check_checkpoint_matches_model(model: torch.nn.Module,
                                    checkpoint: Mapping[str, Any],
                                    source: str = 'being loaded') -> None:
-    """Raise ``CheckpointMismatchError`` if ``checkpoint`` cannot fit ``model``.
+    """Raise ``CheckpointMismatchError`` unless ``checkpoint`` fits ``model``.
 
     ``checkpoint`` is a loaded checkpoint (mmengine's dict with
     ``state_dict``, or a plain state dict). Checks, in this order: the number

@@ -58,7 +58,8 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def _last_checkpoint(runner) -> str:
     """The last complete checkpoint of the run, for messages."""
-    return find_resume_checkpoint(runner.work_dir) or 'none (no checkpoint yet)'
+    return (find_resume_checkpoint(runner.work_dir)
+            or 'none (no checkpoint yet)')
 
 
 @HOOKS.register_module()
@@ -105,7 +106,8 @@ class AtomicCheckpointHook(CheckpointHook):
         except OSError as err:
             raise self._save_error(err, path, kept) from err
 
-    def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
+    def _save_checkpoint_with_step(self, runner, step: int,
+                                   meta: dict) -> None:
         filename = self.filename_tmpl.format(step)
         path = self.file_backend.join_path(self.out_dir, filename)
         kept = _last_checkpoint(runner)
@@ -141,7 +143,8 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.file_backend.rmtree(old)
 
     def _save_best_checkpoint(self, runner, metrics: dict) -> None:
-        with self._explain_errors(runner, f'the best checkpoint in {self.out_dir}'):
+        where = f'the best checkpoint in {self.out_dir}'
+        with self._explain_errors(runner, where):
             super()._save_best_checkpoint(runner, metrics)
 
 
@@ -162,6 +165,10 @@ class RandomStateHook(Hook):
     ``num_workers=0`` and in the workers (which mmengine seeds from the
     config's seed) otherwise. Validation runs on a copy of the states and
     leaves them as they were, since a resumed run does not repeat it.
+
+    This holds for ``IterBasedTrainLoop`` (all configs here), whose resume
+    replays the loader; mmengine's epoch loop resumes at an epoch boundary
+    without a replay.
     """
 
     priority = 'VERY_HIGH'
@@ -231,18 +238,12 @@ class RandomStateHook(Hook):
 
 
 def _batch_files(data_batch: Any) -> list[str]:
+    """Image and label paths of a batch's data samples."""
     samples = data_batch.get('data_samples', []) if isinstance(
         data_batch, dict) else []
-    files = []
-    for sample in samples:
-        for key in ('img_path', 'seg_map_path'):
-            value = getattr(sample, key, None) if hasattr(
-                sample, 'metainfo') else None
-            if value is None and isinstance(sample, dict):
-                value = sample.get(key)
-            if value:
-                files.append(str(value))
-    return files
+    return [str(sample.get(key)) for sample in samples
+            for key in ('img_path', 'seg_map_path')
+            if hasattr(sample, 'get') and sample.get(key)]
 
 
 @HOOKS.register_module()
@@ -317,10 +318,10 @@ class NonFiniteCheckHook(Hook):
 class CheckpointMatchHook(Hook):
     """Refuse a checkpoint that does not fit the model before loading it.
 
-    Runs on every checkpoint a runner loads (``load_from``, ``--resume``,
-    ``tools/test.py``): a head with another number of classes or a backbone
-    of another arch raises ``CheckpointMismatchError`` naming both values,
-    where mmengine alone would only warn and go on with random weights.
+    Runs on every checkpoint a runner loads (``load_from``, ``--resume``):
+    a head with another number of classes or a backbone of another arch
+    raises ``CheckpointMismatchError`` naming both values, where mmengine
+    alone would only warn and go on with random weights.
     """
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:

@@ -180,7 +180,8 @@ def test_label_values_without_reduce_zero_label(tmp_path):
 
 
 def test_colour_label_is_reported(ade):
-    ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_00000001.png')
+    ann = os.path.join(ade, 'annotations', 'training',
+                       'ADE_train_00000001.png')
     label = np.array(Image.open(ann))
     rgb = np.stack([label, label, (label + 1) % 150], axis=-1)
     Image.fromarray(rgb.astype(np.uint8)).save(ann)

@@ -6,7 +6,6 @@ ConvNeXt UPerNet and a generated ADE20K-layout dataset.
 import errno
 import os
 import random
-import textwrap
 import zipfile
 
 import numpy as np
