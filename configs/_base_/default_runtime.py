@@ -1,0 +1,28 @@
+default_scope = 'mmseg'
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'),
+)
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(
+    type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+# tools/test.py --tta wraps the model in this and uses the dataset's
+# tta_pipeline.
+tta_model = dict(type='SegTTAModel')
+custom_hooks = [
+    # the lr of the heads and of the first backbone stage in the train log
+    dict(type='LrLoggerHook'),
+    # a progress bar with ETA during validation and testing
+    dict(type='ProgressBarHook'),
+    # crash safety: random states in checkpoints for exact resumes, a stop
+    # on NaN/inf losses with no NaN checkpoint, checkpoints checked against
+    # the model (classes, arch) before loading
+    dict(type='RandomStateHook'),
+    dict(type='NonFiniteCheckHook'),
+    dict(type='CheckpointMatchHook'),
+]

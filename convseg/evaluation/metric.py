@@ -1,0 +1,96 @@
+"""mmseg's IoUMetric plus result files and prediction PNGs in official ids."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+from mmengine.logging import print_log
+from mmseg.evaluation import IoUMetric
+from mmseg.registry import METRICS
+from PIL import Image
+
+from .results import write_results
+
+
+@METRICS.register_module()
+class PerClassIoUMetric(IoUMetric):
+    """``IoUMetric`` that can also write its results and the predictions.
+
+    The metrics and the logged per-class table are mmseg's. In addition:
+
+    Args:
+        result_prefix: when set, the per-class IoU and accuracy and the summary
+            are written to ``{result_prefix}_metrics.json`` and
+            ``{result_prefix}_per_class.csv`` (see
+            :func:`convseg.evaluation.write_results`).
+        out_dir: when set, each prediction is written to
+            ``{out_dir}/{image file name without extension}.png`` (uint8, the
+            image's H x W) in the dataset's own label ids.
+        label_ids: the official id of each class index, e.g. Cityscapes'
+            labelIds for its 19 trainIds. ``None`` writes the class index, plus
+            1 for datasets loaded with ``reduce_zero_label`` (ADE20K's 0..150,
+            0 being the ignored 'other').
+        **kwargs: ``IoUMetric``'s arguments (``iou_metrics``,
+            ``ignore_index``, ...).
+    """
+
+    def __init__(self,
+                 result_prefix: Optional[str] = None,
+                 out_dir: Optional[str] = None,
+                 label_ids: Optional[Sequence[int]] = None,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.result_prefix = result_prefix
+        self.out_dir = out_dir
+        self.label_ids = None
+        if label_ids is not None:
+            self.label_ids = np.asarray(label_ids, dtype=np.int64)
+            if self.label_ids.min() < 0 or self.label_ids.max() > 255:
+                raise ValueError(
+                    f'label_ids must be in 0..255 to fit an 8-bit PNG, got '
+                    f'{list(label_ids)}.')
+        if out_dir is not None:
+            os.makedirs(out_dir, exist_ok=True)
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        """Accumulate areas as ``IoUMetric`` does; write PNGs if ``out_dir``."""
+        super().process(data_batch, data_samples)
+        if self.out_dir is None:
+            return
+        for sample in data_samples:
+            pred = sample['pred_sem_seg']['data'].squeeze(0).cpu().numpy()
+            name = osp.splitext(osp.basename(sample['img_path']))[0] + '.png'
+            ids = self._official_ids(pred, sample.get('reduce_zero_label',
+                                                      False))
+            Image.fromarray(ids.astype(np.uint8)).save(
+                osp.join(self.out_dir, name))
+
+    def _official_ids(self, pred: np.ndarray,
+                      reduce_zero_label: bool) -> np.ndarray:
+        if self.label_ids is None:
+            return pred + 1 if reduce_zero_label else pred
+        num_classes = len(self.dataset_meta['classes'])
+        if len(self.label_ids) != num_classes:
+            raise ValueError(
+                f'PerClassIoUMetric has {len(self.label_ids)} label_ids but '
+                f'the dataset has {num_classes} classes; give one official '
+                'id per class.')
+        return self.label_ids[pred]
+
+    def compute_metrics(self, results: list) -> Dict[str, float]:
+        """mmseg's summary (aAcc, mIoU, ...); writes the files if asked."""
+        summary = super().compute_metrics(results)
+        if self.result_prefix is None or not results:
+            return summary
+        totals = [sum(column) for column in zip(*results)]
+        per_class = self.total_area_to_metrics(*totals, ['mIoU'],
+                                               self.nan_to_num, self.beta)
+        paths = write_results(
+            self.result_prefix, summary, self.dataset_meta['classes'],
+            np.asarray(per_class['IoU'], dtype=np.float64) * 100,
+            np.asarray(per_class['Acc'], dtype=np.float64) * 100)
+        print_log(f'results written to {paths[0]} and {paths[1]}',
+                  logger='current')
+        return summary

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Evaluate with one process per GPU on this machine, through torchrun:
+#   bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [tools/test.py options]
+# e.g. bash tools/dist_test.sh configs/upernet_convnext_t_ade20k.py \
+#          work_dirs/upernet_convnext_t_ade20k/iter_160000.pth 8 --tta
+# Several machines: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on each.
+# Without GPUs the processes run on the CPU with the gloo backend.
+set -euo pipefail
+if [ $# -lt 3 ]; then
+    echo "usage: bash $0 CONFIG CHECKPOINT GPUS [tools/test.py options]" >&2
+    exit 2
+fi
+CONFIG=$1
+CHECKPOINT=$2
+GPUS=$3
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+TOOLS=$(cd "$(dirname "$0")" && pwd)
+
+PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}" \
+exec python -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --master_port="$PORT" \
+    --nproc_per_node="$GPUS" \
+    "$TOOLS/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"

@@ -1,0 +1,155 @@
+"""Evaluate a segmentation checkpoint on a config's test set.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out DIR]
+        [--show-dir DIR] [--tta] [--cfg-options KEY=VALUE ...]
+        [--launcher none|pytorch|slurm] [--unsafe-load]
+
+Prints aAcc, mIoU, mAcc and the per-class IoU / accuracy table, and writes
+them to WORK_DIR/<checkpoint name>[_tta]_metrics.json and _per_class.csv.
+CHECKPOINT may be one written by tools/train.py or a released UPerNet-ConvNeXt
+checkpoint (Facebook's or OpenMMLab's key names), as a path or URL.
+"""
+import convseg  # noqa: F401  (first: installs the shims, registers convseg)
+
+import argparse
+import contextlib
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner, load_checkpoint
+
+from convseg import compat
+from convseg.datasets import check_dataset_layout
+from convseg.datasets.checks import DatasetLayoutError
+from convseg.engine import fit_to_device
+from convseg.engine.config_checks import (ConfigArgumentError,
+                                          check_model_config)
+from convseg.engine.launch import LaunchError
+from convseg.models import ConvNeXt
+from convseg.models.checkpoints import (CheckpointFormatError,
+                                        CheckpointMismatchError,
+                                        load_segmentor_checkpoint)
+
+#: convseg's own errors: their messages say what is wrong and what to do, so
+#: they are printed without a traceback.
+CONVSEG_ERRORS = (compat.CheckpointDownloadError,
+                  compat.UnsafeCheckpointError, compat.MissingMmcvOpError,
+                  ConfigArgumentError, DatasetLayoutError, LaunchError,
+                  CheckpointFormatError, CheckpointMismatchError)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Evaluate a segmentation checkpoint.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file or URL')
+    parser.add_argument(
+        '--work-dir',
+        help='where the log and the result files go (default: the config\'s '
+        'work_dir, else ./work_dirs/<config name>)')
+    parser.add_argument(
+        '--out',
+        metavar='DIR',
+        help='write one PNG per test image, named after it, in the '
+        'dataset\'s official label ids (ADE20K 0..150, Cityscapes labelIds)')
+    parser.add_argument(
+        '--show-dir',
+        metavar='DIR',
+        help='draw the predictions over the images into DIR')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='multi-scale (0.5 .. 1.75) and flip test-time augmentation')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. test_dataloader.batch_size=2')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm'],
+        default='none',
+        help='how the processes were started')
+    parser.add_argument(
+        '--unsafe-load',
+        action='store_true',
+        help='load checkpoints with full pickle: only for files you trust')
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if not osp.isfile(args.config):
+        parser.error(f'config file {args.config} does not exist')
+    is_url = args.checkpoint.startswith(('http://', 'https://'))
+    if not is_url and not osp.isfile(args.checkpoint):
+        parser.error(f'checkpoint {args.checkpoint} does not exist')
+    return args
+
+
+def main(args: argparse.Namespace) -> None:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        name = osp.splitext(osp.basename(args.config))[0]
+        cfg.work_dir = osp.join('./work_dirs', name)
+
+    # mistakes in the config and the dataset stop before anything is built
+    check_model_config(cfg.model)
+    check_dataset_layout(cfg, splits=['test'])
+
+    # result files named after the checkpoint; prediction PNGs if asked
+    stem = osp.splitext(osp.basename(args.checkpoint.split('?')[0]))[0]
+    cfg.test_evaluator.result_prefix = osp.join(
+        cfg.work_dir, stem + ('_tta' if args.tta else ''))
+    if args.out:
+        cfg.test_evaluator.out_dir = args.out
+
+    # mmseg's visualization hook draws every test image into --show-dir
+    if args.show_dir:
+        cfg.default_hooks.visualization.draw = True
+        cfg.default_hooks.visualization.interval = 1
+        cfg.visualizer.save_dir = args.show_dir
+
+    if args.tta:
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+
+    fit_to_device(cfg)
+
+    runner = Runner.from_cfg(cfg)
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    if args.tta:
+        model = model.module
+    # ConvNeXt checkpoints of any family through convseg's key maps, others
+    # (e.g. the ResNeXt baseline) as mmengine loads them, strictly
+    if isinstance(model.backbone, ConvNeXt):
+        load_segmentor_checkpoint(model, args.checkpoint)
+    else:
+        load_checkpoint(model, args.checkpoint, map_location='cpu',
+                        strict=True)
+    metrics = runner.test()
+
+    if runner.rank == 0:
+        summary = '  '.join(f'{k}: {v:.2f}' for k, v in metrics.items())
+        print(f'{args.checkpoint}: {summary}')
+
+
+if __name__ == '__main__':
+    args = parse_args()
+    unsafe = (compat.unsafe_checkpoint_loading()
+              if args.unsafe_load else contextlib.nullcontext())
+    try:
+        with unsafe:
+            main(args)
+    except CONVSEG_ERRORS as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(1)

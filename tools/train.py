@@ -1,0 +1,147 @@
+"""Train a segmentor from an mmengine config.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm]
+        [--check-dataset] [--unsafe-load]
+
+One process trains on one device (a GPU if there is one, else the CPU);
+tools/dist_train.sh (torchrun) and tools/slurm_train.sh (srun) start one
+process per GPU with --launcher pytorch / slurm.
+"""
+import convseg  # noqa: F401  (first: installs the shims, registers convseg)
+
+import argparse
+import contextlib
+import os
+import os.path as osp
+import sys
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+from convseg import compat
+from convseg.datasets import (apply_skip_unreadable, check_dataset,
+                              check_dataset_layout)
+from convseg.datasets.checks import (SPLITS, DatasetCheckError,
+                                     DatasetLayoutError)
+from convseg.engine import find_resume_checkpoint, fit_to_device
+from convseg.engine.config_checks import (ConfigArgumentError,
+                                          check_model_config)
+from convseg.engine.hooks import (CheckpointSaveError, NonFiniteLossError,
+                                  NonFiniteWeightsError)
+from convseg.engine.launch import LaunchError
+from convseg.models.checkpoints import (CheckpointFormatError,
+                                        CheckpointMismatchError)
+
+#: convseg's own errors: their messages say what is wrong and what to do, so
+#: they are printed without a traceback.
+CONVSEG_ERRORS = (compat.CheckpointDownloadError,
+                  compat.UnsafeCheckpointError, compat.MissingMmcvOpError,
+                  ConfigArgumentError, DatasetLayoutError, DatasetCheckError,
+                  LaunchError, CheckpointFormatError, CheckpointMismatchError,
+                  CheckpointSaveError, NonFiniteLossError,
+                  NonFiniteWeightsError)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a segmentor.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        '--work-dir',
+        help='where logs and checkpoints go (default: the config\'s '
+        'work_dir, else ./work_dirs/<config name>)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        metavar='CKPT',
+        help='resume from CKPT, or without a value from the latest '
+        'checkpoint in the work dir; the schedule continues where it stopped')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed-precision training (needs a CUDA GPU)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. train_dataloader.batch_size=4 '
+        'model.backbone.init_cfg=None')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm'],
+        default='none',
+        help='how the processes were started')
+    parser.add_argument(
+        '--check-dataset',
+        action='store_true',
+        help='before training, read every image and label of the train and '
+        'val splits and stop on any problem (as tools/check_dataset.py); '
+        'without it only the folder layout is checked')
+    parser.add_argument(
+        '--unsafe-load',
+        action='store_true',
+        help='load checkpoints with full pickle: only for files you trust')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if not osp.isfile(args.config):
+        parser.error(f'config file {args.config} does not exist')
+    if args.amp and not torch.cuda.is_available():
+        parser.error('--amp needs a CUDA GPU (torch.cuda.amp) and this '
+                     'machine has none; train without it.')
+    return args
+
+
+def main(args: argparse.Namespace) -> None:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        name = osp.splitext(osp.basename(args.config))[0]
+        cfg.work_dir = osp.join('./work_dirs', name)
+
+    if args.amp and cfg.optim_wrapper.type != 'AmpOptimWrapper':
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+
+    # --resume: the checkpoint given, or the newest complete one in the work
+    # dir (none: start from scratch)
+    if args.resume is not None:
+        cfg.load_from = (find_resume_checkpoint(cfg.work_dir)
+                         if args.resume == 'auto' else args.resume)
+        cfg.resume = cfg.load_from is not None
+
+    # mistakes in the config and the dataset stop the run before it starts
+    check_model_config(cfg.model)
+    apply_skip_unreadable(cfg)
+    check_dataset_layout(cfg)
+    if args.check_dataset:
+        problems = [problem for split in ('train', 'val')
+                    if cfg.get(SPLITS[split])
+                    for problem in check_dataset(cfg, split)]
+        if problems:
+            raise DatasetCheckError(problems)
+
+    fit_to_device(cfg)
+
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    args = parse_args()
+    unsafe = (compat.unsafe_checkpoint_loading()
+              if args.unsafe_load else contextlib.nullcontext())
+    try:
+        with unsafe:
+            main(args)
+    except CONVSEG_ERRORS as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(1)
