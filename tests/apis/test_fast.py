@@ -1,0 +1,384 @@
+"""The inference fast path agrees with the plain model and never trains.
+
+A tiny UPerNet-ConvNeXt from the project's base config, whose BatchNorm
+statistics are the true statistics of its own activations (so folding them is
+tested on non-trivial values), is compared with itself prepared by
+``prepare_for_inference`` on several image sizes, odd ones included, in whole
+and slide mode. The pieces are checked against independent computations:
+Winograd against ``F.conv2d``, the resized-parts conv against mmcv's
+ConvModule on the concatenated ``F.interpolate`` outputs.
+"""
+import copy
+from fractions import Fraction
+from pathlib import Path
+
+import convseg  # noqa: F401  (first: installs the mmcv.ops shim)
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner, save_checkpoint
+from mmseg.models.segmentors import EncoderDecoder
+
+from convseg.apis import fast, init_model
+from convseg.apis.fast import (PREPARED_TRAINING_ERROR, STALE_WEIGHTS_ERROR,
+                               TRAINING_ERROR, ConcatResizeConv, FoldedConv,
+                               FastEncoderDecoder, prepare_for_inference,
+                               to_nchw, to_nhwc)
+
+ROOT = Path(__file__).resolve().parents[2]
+# heads of 64 channels: the width at which the shape rule starts to pick
+# Winograd, so that the default path runs it on the larger maps
+TINY = f"""
+_base_ = [{str(ROOT / 'configs/_base_/models/upernet_convnext.py')!r}]
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(
+    backbone=dict(arch=None, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
+                  drop_path_rate=0.0, init_cfg=None),
+    decode_head=dict(in_channels=[8, 16, 32, 64], channels=64,
+                     num_classes=7, norm_cfg=norm_cfg),
+    auxiliary_head=dict(in_channels=32, channels=8, num_classes=7,
+                        norm_cfg=norm_cfg),
+    test_cfg=dict(mode='whole'))
+"""
+
+
+def calibrate_batchnorm(model: EncoderDecoder, seed: int) -> None:
+    """Set every BatchNorm to the statistics of its own inputs, and its
+    affine parameters to random values."""
+    gen = torch.Generator().manual_seed(seed)
+    norms = [
+        m for m in model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches
+        with torch.no_grad():
+            norm.weight.copy_(
+                torch.rand(norm.weight.shape, generator=gen) + 0.5)
+            norm.bias.copy_(torch.randn(norm.bias.shape, generator=gen) * .2)
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            images = torch.randn(4, 3, 96, 96, generator=gen) * 2 + 0.5
+            model.decode_head(model.extract_feat(images))
+    model.eval()
+
+
+@pytest.fixture(scope='module')
+def config(tmp_path_factory):
+    path = tmp_path_factory.mktemp('fast') / 'tiny.py'
+    path.write_text(TINY)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def checkpoint(config, tmp_path_factory):
+    init_default_scope('mmseg')
+    from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(config).model)
+    calibrate_batchnorm(model, seed=1)
+    path = tmp_path_factory.mktemp('ckpt') / 'tiny.pth'
+    save_checkpoint(dict(state_dict=model.state_dict(), meta={}), str(path))
+    return str(path)
+
+
+@pytest.fixture
+def plain(config, checkpoint):
+    return init_model(config, checkpoint, fast=False)
+
+
+def metas_for(height, width, batch=1):
+    return [
+        dict(img_shape=(height, width),
+             ori_shape=(height, width),
+             pad_shape=(height, width),
+             padding_size=[0, 0, 0, 0]) for _ in range(batch)
+    ]
+
+
+def assert_agree(reference, result):
+    """Argmax equal on >= 99.9% of pixels, logits within 1e-3 relative."""
+    assert result.shape == reference.shape
+    assert result.dtype == torch.float32
+    equal = (result.argmax(1) == reference.argmax(1)).float().mean().item()
+    assert equal >= 0.999
+    rel = ((result - reference).abs().max() / reference.abs().max()).item()
+    assert rel <= 1e-3
+
+
+def test_batchnorm_statistics_are_not_trivial(plain):
+    norm = plain.decode_head.fpn_bottleneck.norm
+    assert (norm.running_mean.abs() > 1e-3).float().mean() > 0.5
+    assert (norm.running_var - 1).abs().max() > 0.1
+
+
+@pytest.mark.parametrize('shape,batch', [((64, 64), 1), ((61, 83), 1),
+                                         ((97, 50), 2), ((128, 96), 1)])
+def test_fast_path_agrees_with_plain_model(plain, shape, batch):
+    prepared = prepare_for_inference(copy.deepcopy(plain))
+    assert type(prepared) is FastEncoderDecoder
+    images = torch.randn(
+        batch, 3, *shape, generator=torch.Generator().manual_seed(
+            shape[0])) * 1.5
+    with torch.no_grad():
+        reference = plain.inference(images, metas_for(*shape, batch))
+        result = prepared.inference(images, metas_for(*shape, batch))
+    assert_agree(reference, result)
+
+
+@pytest.mark.parametrize('winograd', [True, False])
+def test_forced_winograd_choice_agrees(plain, winograd):
+    prepared = prepare_for_inference(copy.deepcopy(plain), winograd=winograd)
+    images = torch.randn(1,
+                         3,
+                         75,
+                         66,
+                         generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert_agree(plain.inference(images, metas_for(75, 66)),
+                     prepared.inference(images, metas_for(75, 66)))
+
+
+def test_slide_mode_agrees(plain):
+    plain.test_cfg.mode = 'slide'
+    plain.test_cfg.crop_size = (64, 64)
+    plain.test_cfg.stride = (40, 40)
+    prepared = prepare_for_inference(copy.deepcopy(plain))
+    images = torch.randn(1,
+                         3,
+                         90,
+                         131,
+                         generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        reference = plain.inference(images, metas_for(90, 131))
+        result = prepared.inference(images, metas_for(90, 131))
+    assert_agree(reference, result)
+
+
+def test_default_rule_runs_winograd_on_large_maps(plain):
+    prepared = prepare_for_inference(copy.deepcopy(plain))
+    conv = prepared.fast_head.fpn_convs[0].conv
+    assert conv.uses_winograd(torch.empty(1, 16, 16, 64))
+    assert not conv.uses_winograd(torch.empty(1, 15, 16, 64))
+
+
+def test_disabled_is_bit_identical(config, checkpoint, plain):
+    untouched = copy.deepcopy(plain)
+    same = prepare_for_inference(untouched, enable=False)
+    assert same is untouched and type(same) is EncoderDecoder
+    off = init_model(config, checkpoint, fast=False)
+    assert type(off) is EncoderDecoder
+    images = torch.randn(2,
+                         3,
+                         70,
+                         54,
+                         generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        reference = plain.inference(images, metas_for(70, 54, 2))
+        assert torch.equal(same.inference(images, metas_for(70, 54, 2)),
+                           reference)
+        assert torch.equal(off.inference(images, metas_for(70, 54, 2)),
+                           reference)
+
+
+def test_init_model_uses_fast_path_on_cpu_by_default(config, checkpoint,
+                                                     plain):
+    model = init_model(config, checkpoint)
+    assert type(model) is FastEncoderDecoder
+    images = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        assert_agree(plain.inference(images, metas_for(64, 80)),
+                     model.inference(images, metas_for(64, 80)))
+
+
+def test_state_dict_is_unchanged(plain):
+    before = {k: v.clone() for k, v in plain.state_dict().items()}
+    prepared = prepare_for_inference(plain)
+    after = prepared.state_dict()
+    assert list(after) == list(before)
+    assert all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_model_in_training_mode_is_refused(plain):
+    plain.train()
+    with pytest.raises(RuntimeError) as err:
+        prepare_for_inference(plain)
+    assert str(err.value) == TRAINING_ERROR
+    assert type(plain) is EncoderDecoder
+
+
+def test_runner_built_model_is_refused(config, tmp_path):
+    cfg = Config.fromfile(config)
+    runner = Runner(model=cfg.model,
+                    work_dir=str(tmp_path),
+                    default_scope='mmseg')
+    assert runner.model.training
+    with pytest.raises(RuntimeError) as err:
+        prepare_for_inference(runner.model)
+    assert str(err.value) == TRAINING_ERROR
+    assert type(runner.model) is EncoderDecoder
+
+
+def test_prepared_model_refuses_to_train(plain):
+    prepared = prepare_for_inference(plain)
+    prepared.train()
+    images = torch.randn(1, 3, 64, 64)
+    with pytest.raises(RuntimeError) as err:
+        prepared.inference(images, metas_for(64, 64))
+    assert str(err.value) == PREPARED_TRAINING_ERROR
+    with pytest.raises(RuntimeError) as err:
+        prepared.loss(images, [])
+    assert str(err.value) == PREPARED_TRAINING_ERROR
+
+
+def test_loading_weights_after_preparing_is_refused(plain):
+    state = copy.deepcopy(plain.state_dict())
+    prepared = prepare_for_inference(plain)
+    with pytest.raises(RuntimeError) as err:
+        prepared.load_state_dict(state)
+    assert str(err.value) == STALE_WEIGHTS_ERROR
+
+
+def test_unsupported_head_is_left_unchanged(config, checkpoint, plain):
+    gelu = init_model(
+        config,
+        checkpoint,
+        fast=False,
+        cfg_options={'model.decode_head.act_cfg': dict(type='GELU')})
+    result = prepare_for_inference(gelu)
+    assert type(result) is EncoderDecoder
+
+
+def test_autocast_path_runs_in_bf16_and_returns_float32(plain):
+    prepared = prepare_for_inference(copy.deepcopy(plain),
+                                     amp='bf16',
+                                     channels_last=True)
+    assert prepared.fast_head is None
+    assert prepared.fast_amp is torch.bfloat16
+    seen = []
+    prepared.backbone.stages[0][0].pwconv1.register_forward_hook(
+        lambda module, args, out: seen.append(out.dtype))
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        reference = plain.inference(images, metas_for(64, 64))
+        result = prepared.inference(images, metas_for(64, 64))
+    assert seen == [torch.bfloat16]
+    assert result.dtype == torch.float32
+    # bf16 keeps 8 bits of mantissa
+    rel = ((result - reference).abs().max() / reference.abs().max()).item()
+    assert rel < 0.1
+
+
+def test_bad_amp_value_is_named(plain):
+    with pytest.raises(ValueError,
+                       match="amp must be 'bf16', 'fp16' or "
+                       "'none', got 'fp8'"):
+        prepare_for_inference(plain, amp='fp8')
+
+
+# ------------------------------------------------------------------ pieces
+
+
+def test_toom_cook_matrices_compute_correlation():
+    rng = np.random.default_rng(0)
+    for m, points in ((2, (0, 1, -1)), (4, (0, 1, -1, 2, -2)),
+                      (6, (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2)))):
+        a_t, g, b_t = (t.numpy() for t in fast.toom_cook_matrices(m, points))
+        d = rng.standard_normal(m + 2)
+        w = rng.standard_normal(3)
+        expected = np.correlate(d, w, mode='valid')
+        np.testing.assert_allclose(a_t @ ((g @ w) * (b_t @ d)),
+                                   expected,
+                                   rtol=1e-10,
+                                   atol=1e-10)
+
+
+@pytest.mark.parametrize('shape', [(1, 16, 16), (2, 13, 22), (1, 5, 3)])
+def test_winograd_matches_conv2d(shape):
+    batch, height, width = shape
+    gen = torch.Generator().manual_seed(height)
+    x = torch.randn(batch, 24, height, width, generator=gen)
+    weight = torch.randn(40, 24, 3, 3, generator=gen) * 0.1
+    bias = torch.randn(40, generator=gen)
+    expected = F.conv2d(x, weight, bias, padding=1)
+    # a channels-last input, as the backbone hands over, and a contiguous one
+    for source in (x.contiguous(memory_format=torch.channels_last), x):
+        result = fast.winograd_conv3x3(to_nhwc(source),
+                                       fast.winograd_filters(weight), bias)
+        torch.testing.assert_close(to_nchw(result),
+                                   expected,
+                                   rtol=1e-4,
+                                   atol=1e-4)
+
+
+def test_folded_conv_matches_conv_module():
+    gen = torch.Generator().manual_seed(0)
+    for kernel in (1, 3):
+        module = ConvModule(12,
+                            20,
+                            kernel,
+                            padding=kernel // 2,
+                            norm_cfg=dict(type='BN')).eval()
+        module.norm.running_mean.copy_(torch.randn(20, generator=gen))
+        module.norm.running_var.copy_(torch.rand(20, generator=gen) + 0.2)
+        module.norm.weight.data.copy_(torch.randn(20, generator=gen))
+        x = torch.randn(2, 12, 9, 11, generator=gen)
+        with torch.no_grad():
+            expected = module(x)
+            for winograd in (True, False):
+                result = to_nchw(FoldedConv(module, winograd)(to_nhwc(x)))
+                torch.testing.assert_close(result,
+                                           expected,
+                                           rtol=1e-4,
+                                           atol=1e-4)
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+@pytest.mark.parametrize('winograd', [False, True])
+def test_concat_resize_conv_matches_conv_of_concatenation(
+        align_corners, winograd):
+    gen = torch.Generator().manual_seed(1)
+    channels = [16, 8, 8, 4]
+    module = ConvModule(sum(channels),
+                        10,
+                        3,
+                        padding=1,
+                        norm_cfg=dict(type='BN')).eval()
+    module.norm.running_mean.copy_(torch.randn(10, generator=gen))
+    module.norm.running_var.copy_(torch.rand(10, generator=gen) + 0.2)
+    size = (19, 26)
+    # one part at the output size, two smaller, one larger (downsized)
+    shapes = [size, (10, 13), (3, 4), (30, 40)]
+    parts = [
+        torch.randn(2, c, *s, generator=gen) for c, s in zip(channels, shapes)
+    ]
+    with torch.no_grad():
+        expected = module(
+            torch.cat([
+                F.interpolate(
+                    p, size=size, mode='bilinear', align_corners=align_corners)
+                for p in parts
+            ], 1))
+        layer = ConcatResizeConv(module, channels, align_corners, winograd)
+        result = to_nchw(layer([to_nhwc(p) for p in parts], size))
+    torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_resize_matrix_matches_interpolate():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 7, generator=gen)
+    for align_corners in (False, True):
+        mat = fast.resize_matrix(7, 17, align_corners, torch.float32,
+                                 torch.device('cpu'))
+        expected = F.interpolate(x[:, None, None, :],
+                                 size=(1, 17),
+                                 mode='bilinear',
+                                 align_corners=align_corners)[:, 0, 0]
+        torch.testing.assert_close(x @ mat.t(), expected)

@@ -1,0 +1,446 @@
+"""Time a segmentor's inference or training step on random images.
+
+    python tools/benchmark.py CONFIG [--checkpoint FILE] [--device cpu|cuda:0]
+        [--shape H W] [--batch N] [--mode infer|train] [--repeat N]
+        [--warmup N] [--fast | --no-fast] [--json OUT]
+
+infer: ``model.inference`` (the config's test mode, whole or slide) on a
+batch of random images. Without --fast/--no-fast the plain model and the one
+prepared by ``convseg.apis.fast.prepare_for_inference`` run in the same
+process, interleaved (plain, fast, fast, plain, ...), and the speedup and
+their agreement are printed: the fraction of pixels whose argmax is equal
+and max |fast - plain| / max |plain| over the logits. --fast or --no-fast
+times only that one.
+
+train: one ``train_step`` (forward, backward, optimizer step) of the config's
+model and optimizer on random images and labels, with the backbone's
+``with_cp`` off and on, each in its own subprocess so that their peak
+memories do not mix.
+
+Every figure is a median over --repeat timed runs after --warmup untimed
+ones: ms per batch, ms per image, images/s, and peak memory (GPU:
+``torch.cuda.max_memory_allocated``; CPU: the peak resident set size of the
+process during the runs, and its rise over the size before them). The machine
+and its load (/proc/loadavg) are printed with them. Without --checkpoint the
+weights are random (the backbone's pretrained init_cfg is dropped).
+"""
+import convseg  # noqa: F401  (first: installs the shims, registers convseg)
+
+import argparse
+import copy
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import time
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.model import revert_sync_batchnorm
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+
+from convseg.apis import init_model
+from convseg.apis.fast import prepare_for_inference
+from convseg.engine import fit_to_device
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Time inference or a training step of a segmentor.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--checkpoint',
+                        help='checkpoint file (default: '
+                        'random weights)')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
+    parser.add_argument('--shape',
+                        type=int,
+                        nargs=2,
+                        default=[512, 512],
+                        metavar=('H', 'W'),
+                        help='image size (512 512)')
+    parser.add_argument('--batch',
+                        type=int,
+                        default=1,
+                        help='images per call (1)')
+    parser.add_argument('--mode', choices=['infer', 'train'], default='infer')
+    parser.add_argument('--repeat',
+                        type=int,
+                        default=5,
+                        help='timed runs per variant; the median is given')
+    parser.add_argument('--warmup',
+                        type=int,
+                        default=1,
+                        help='untimed runs per variant before timing')
+    fast = parser.add_mutually_exclusive_group()
+    fast.add_argument('--fast',
+                      dest='fast',
+                      action='store_true',
+                      default=None,
+                      help='infer: time only the fast path')
+    fast.add_argument('--no-fast',
+                      dest='fast',
+                      action='store_false',
+                      help='infer: time only the plain model')
+    parser.add_argument('--test-mode',
+                        choices=['config', 'whole', 'slide'],
+                        default='whole',
+                        help='infer: whole-image (default), sliding-window, '
+                        'or the config\'s test_cfg.mode')
+    parser.add_argument('--cfg-options',
+                        nargs='+',
+                        action=DictAction,
+                        help='override config entries')
+    parser.add_argument('--json',
+                        metavar='OUT',
+                        help='write the figures '
+                        'as JSON to OUT')
+    args = parser.parse_args(argv)
+    if not os.path.isfile(args.config):
+        parser.error(f'config file {args.config} does not exist')
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        parser.error(f'checkpoint {args.checkpoint} does not exist')
+    if args.repeat < 1 or args.batch < 1 or args.warmup < 0:
+        parser.error('--repeat and --batch must be >= 1, --warmup >= 0')
+    if args.mode == 'train' and args.fast is not None:
+        parser.error('--fast/--no-fast are for --mode infer: training never '
+                     'uses the fast path')
+    return args
+
+
+# ---------------------------------------------------------------- machine
+
+
+def machine_info(device: torch.device) -> Dict[str, object]:
+    """CPU model, cores, threads, load, torch version, GPU name if any."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = dict(cpu=cpu,
+                cores=os.cpu_count(),
+                torch_threads=torch.get_num_threads(),
+                torch=torch.__version__,
+                loadavg=load_average())
+    if device.type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(device)
+    return info
+
+
+def load_average() -> Optional[List[float]]:
+    """1, 5 and 15 minute load averages, or None off Linux."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+# ----------------------------------------------------------------- memory
+
+
+def _status_kb(field: str) -> Optional[int]:
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class PeakMemory:
+    """Peak memory over a block of runs, in MiB.
+
+    GPU: ``torch.cuda.max_memory_allocated`` after a reset. CPU: the peak
+    resident set size (VmHWM, reset through /proc/self/clear_refs) and its
+    rise over the resident size at the start; where the peak cannot be reset
+    it is the process's lifetime peak (getrusage).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def __enter__(self) -> 'PeakMemory':
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device)
+            return self
+        self.resettable = True
+        try:
+            with open('/proc/self/clear_refs', 'w') as f:
+                f.write('5')
+        except OSError:
+            self.resettable = False
+        self.start = (_status_kb('VmRSS') or 0) * 1024
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+            return
+        peak_kb = _status_kb('VmHWM') if self.resettable else None
+        if peak_kb is None:
+            peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.peak = peak_kb * 1024
+
+    def figures(self) -> Dict[str, float]:
+        """Peak and rise over the start, in MiB."""
+        mib = 1024.0**2
+        kind = 'allocated' if self.device.type == 'cuda' else 'rss'
+        return {
+            f'peak_{kind}_mib': round(self.peak / mib, 1),
+            f'peak_{kind}_rise_mib': round((self.peak - self.start) / mib, 1)
+        }
+
+
+# ----------------------------------------------------------------- timing
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds one call of ``fn`` takes (synchronising the GPU)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def summary(times: List[float], batch: int) -> Dict[str, object]:
+    """Median ms per batch and per image, images/s, and all times in ms."""
+    median = statistics.median(times)
+    return dict(ms_per_batch=round(median * 1e3, 1),
+                ms_per_image=round(median * 1e3 / batch, 1),
+                images_per_s=round(batch / median, 3),
+                times_ms=[round(t * 1e3, 1) for t in times])
+
+
+def random_batch(shape: List[int],
+                 batch: int,
+                 num_classes: int,
+                 seed: int = 0) -> dict:
+    """Random uint8 images (3, H, W) with random labels, as a dataloader gives.
+
+    ``dict(inputs=[...], data_samples=[SegDataSample, ...])``, before the
+    model's data preprocessor.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    height, width = shape
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(
+            torch.randint(0,
+                          256, (3, height, width),
+                          dtype=torch.uint8,
+                          generator=gen))
+        sample = SegDataSample(metainfo=dict(img_shape=(height, width),
+                                             ori_shape=(height, width),
+                                             pad_shape=(height, width),
+                                             padding_size=[0, 0, 0, 0],
+                                             flip=False))
+        labels = torch.randint(0,
+                               num_classes, (1, height, width),
+                               generator=gen)
+        sample.gt_sem_seg = PixelData(data=labels)
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+# -------------------------------------------------------------- inference
+
+
+def agreement(plain: torch.Tensor, fast: torch.Tensor) -> Dict[str, float]:
+    """Equal-argmax pixel fraction and max |fast - plain| / max |plain|."""
+    plain, fast = plain.float().cpu(), fast.float().cpu()
+    equal = (plain.argmax(1) == fast.argmax(1)).float().mean().item()
+    rel = ((fast - plain).abs().max() / plain.abs().max()).item()
+    return dict(argmax_equal=equal, max_rel_logit_diff=rel)
+
+
+def run_infer(args: argparse.Namespace) -> Dict[str, object]:
+    device = torch.device(args.device)
+    cfg_options = dict(args.cfg_options or {})
+    if args.checkpoint is None:
+        cfg_options['model.backbone.init_cfg'] = None
+    plain = init_model(args.config,
+                       args.checkpoint,
+                       device=args.device,
+                       cfg_options=cfg_options,
+                       fast=False)
+    if args.test_mode != 'config':
+        plain.test_cfg.mode = args.test_mode
+    variants = {}
+    if args.fast is not True:
+        variants['plain'] = plain
+    if args.fast is not False:
+        variants['fast'] = prepare_for_inference(
+            copy.deepcopy(plain) if args.fast is None else plain)
+    data = plain.data_preprocessor(
+        random_batch(args.shape, args.batch, plain.decode_head.num_classes),
+        False)
+    inputs = data['inputs'].to(device)
+    metas = [s.metainfo for s in data['data_samples']]
+    logits: Dict[str, torch.Tensor] = {}
+    times: Dict[str, List[float]] = {name: [] for name in variants}
+    memory: Dict[str, Dict[str, float]] = {}
+
+    def call(name: str) -> None:
+        logits[name] = variants[name].inference(inputs, copy.deepcopy(metas))
+
+    with torch.no_grad():
+        for name in variants:
+            with PeakMemory(device) as peak:
+                for _ in range(max(1, args.warmup)):
+                    call(name)
+            memory[name] = peak.figures()
+        names = list(variants)
+        for rep in range(args.repeat):
+            for name in (names if rep % 2 == 0 else names[::-1]):
+                times[name].append(timed(lambda: call(name), device))
+    results = {
+        name: dict(summary(times[name], args.batch), **memory[name])
+        for name in variants
+    }
+    if len(variants) == 2:
+        results['speedup'] = round(
+            results['plain']['ms_per_batch'] / results['fast']['ms_per_batch'],
+            3)
+        results['agreement'] = agreement(logits['plain'], logits['fast'])
+    return results
+
+
+# --------------------------------------------------------------- training
+
+
+def _train_variant(args: argparse.Namespace, with_cp: bool) -> dict:
+    from mmseg.registry import MODELS
+    device = torch.device(args.device)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.model.backbone.init_cfg = None
+    cfg.model.backbone.with_cp = with_cp
+    fit_to_device(cfg)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    if device.type == 'cpu':
+        model = revert_sync_batchnorm(model)
+    model.to(device)
+    model.train()
+    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    batch = random_batch(args.shape, args.batch, model.decode_head.num_classes)
+    times = []
+    with PeakMemory(device) as peak:
+        for _ in range(args.warmup):
+            model.train_step(copy.deepcopy(batch), optim_wrapper)
+        for _ in range(args.repeat):
+            times.append(
+                timed(
+                    lambda: model.train_step(copy.deepcopy(batch),
+                                             optim_wrapper), device))
+    return dict(summary(times, args.batch),
+                **peak.figures(),
+                optim_wrapper=type(optim_wrapper).__name__)
+
+
+def _train_child(args: argparse.Namespace, with_cp: bool, queue) -> None:
+    try:
+        queue.put(('ok', _train_variant(args, with_cp)))
+    except BaseException as err:  # reported by the parent
+        queue.put(('error', f'{type(err).__name__}: {err}'))
+
+
+def run_train(args: argparse.Namespace) -> Dict[str, object]:
+    context = multiprocessing.get_context('spawn')
+    results: Dict[str, object] = {}
+    for with_cp in (False, True):
+        queue = context.Queue()
+        child = context.Process(target=_train_child,
+                                args=(args, with_cp, queue))
+        child.start()
+        status, value = queue.get()
+        child.join()
+        if status != 'ok':
+            raise RuntimeError(f'training step with with_cp={with_cp} '
+                               f'failed: {value}')
+        results[f'with_cp={with_cp}'] = value
+    off, on = results['with_cp=False'], results['with_cp=True']
+    key = next(k for k in off
+               if k.startswith('peak_') and not k.endswith('rise_mib'))
+    rise = key.replace('_mib', '_rise_mib')
+    results['with_cp_memory_saving'] = round(1 - on[key] / off[key], 3)
+    results['with_cp_memory_rise_saving'] = round(1 - on[rise] / off[rise], 3)
+    results['with_cp_time_cost'] = round(
+        on['ms_per_batch'] / off['ms_per_batch'] - 1, 3)
+    return results
+
+
+# ---------------------------------------------------------------- output
+
+
+def report(args: argparse.Namespace, results: Dict[str, object],
+           machine: Dict[str, object]) -> None:
+    print(f'{args.config}  mode={args.mode}  device={args.device}  '
+          f'shape={args.shape[0]}x{args.shape[1]}  batch={args.batch}  '
+          f'median of {args.repeat}')
+    print(f'machine: {machine["cpu"]}, {machine["cores"]} cores, torch '
+          f'{machine["torch"]} with {machine["torch_threads"]} threads' +
+          (f', {machine["gpu"]}' if 'gpu' in machine else ''))
+    print(f'load average before: {machine["loadavg"]}  after: '
+          f'{results["loadavg_after"]}')
+    for name, figures in results.items():
+        if not isinstance(figures, dict) or 'ms_per_batch' not in figures:
+            continue
+        memory = '  '.join(f'{k} {v}' for k, v in figures.items()
+                           if k.startswith('peak_'))
+        print(f'{name:>14}: {figures["ms_per_batch"]:9.1f} ms/batch  '
+              f'{figures["ms_per_image"]:9.1f} ms/image  '
+              f'{figures["images_per_s"]:7.3f} images/s  {memory}')
+    if 'speedup' in results:
+        agree = results['agreement']
+        print(f'speedup (fast over plain): {results["speedup"]:.2f}x')
+        print(f'agreement: argmax equal on {100 * agree["argmax_equal"]:.4f}% '
+              f'of pixels, max |fast - plain| / max |plain| = '
+              f'{agree["max_rel_logit_diff"]:.2e}')
+    if 'with_cp_memory_saving' in results:
+        saving = 100 * results['with_cp_memory_saving']
+        print(f'with_cp: peak memory -{saving:.1f}% (rise over the start -'
+              f'{100 * results["with_cp_memory_rise_saving"]:.1f}%), '
+              f'time +{100 * results["with_cp_time_cost"]:.1f}% per step')
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    machine = machine_info(device)
+    results = run_infer(args) if args.mode == 'infer' else run_train(args)
+    results['loadavg_after'] = load_average()
+    report(args, results, machine)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(args=vars(args), machine=machine, results=results),
+                      f,
+                      indent=2)
+    return results
+
+
+if __name__ == '__main__':
+    main()
