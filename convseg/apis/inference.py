@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import importlib.util
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -25,6 +24,7 @@ from mmengine.registry import init_default_scope
 
 from ..models.checkpoints import load_segmentor_checkpoint
 from ..visualization import random_palette
+from .fast import prepare_for_inference
 from .images import ImageInput, load_image
 
 Result = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
@@ -109,13 +109,6 @@ def resolve_dataset_meta(num_classes: int,
     return dict(classes=classes, palette=palette)
 
 
-def _prepare_fast(model: torch.nn.Module) -> torch.nn.Module:
-    if importlib.util.find_spec('convseg.apis.fast') is None:
-        return model
-    from .fast import prepare_for_inference
-    return prepare_for_inference(model)
-
-
 def init_model(config: Union[str, Path, Config],
                checkpoint: Optional[str] = None, device: str = 'cpu',
                cfg_options: Optional[dict] = None,
@@ -153,10 +146,9 @@ def init_model(config: Union[str, Path, Config],
     model.cfg = cfg
     model.to(device)
     model.eval()
-    use_fast = torch.device(device).type == 'cpu' if fast is None else fast
-    if use_fast:
-        model = _prepare_fast(model)
-    return model
+    if fast is None:
+        fast = torch.device(device).type == 'cpu'
+    return prepare_for_inference(model, enable=fast)
 
 
 def _transform_name(step: dict) -> str:

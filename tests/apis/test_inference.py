@@ -133,6 +133,18 @@ def test_cfg_options_are_merged(files):
     assert model.cfg.model.test_cfg.mode == 'whole'
 
 
+def test_fast_path_on_cpu_by_default_with_the_same_scores(files):
+    from convseg.apis.fast import FastEncoderDecoder
+    fast = init_model(files['ade'], files['plain'])
+    plain = init_model(files['ade'], files['plain'], fast=False)
+    assert isinstance(fast, FastEncoderDecoder)
+    assert not isinstance(plain, FastEncoderDecoder)
+    image = _smooth_image(60, 90, seed=11)
+    _, fast_scores = inference_model(fast, image, return_scores=True)
+    _, plain_scores = inference_model(plain, image, return_scores=True)
+    np.testing.assert_allclose(fast_scores, plain_scores, atol=1e-5)
+
+
 def test_path_array_pil_agree_with_mmseg_test_step(model, tmp_path):
     image = _smooth_image(70, 101)
     path = tmp_path / 'odd.png'
