@@ -1,0 +1,447 @@
+"""End to end: tools/train.py, tools/test.py, the torchrun / srun launchers
+and tools/get_flops.py as subprocesses, on generated data in the ADE20K and
+Cityscapes layouts.
+
+The model is the real experiment config with a tiny ConvNeXt (depths
+(1, 1, 1, 1), dims (8, 16, 32, 64)) and slim heads, on 32-pixel crops; every
+other part (layer decay, warm-up + poly schedule, SyncBN heads, sliding-window
+test, evaluator, hooks) is the config's own. Numbers reported by the tools are
+checked against independent computations: the released lr formula, a numpy
+confusion matrix of the PNGs written by --out against the ground-truth PNGs,
+and parameter counts of a model built here.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from PIL import Image
+
+import convseg  # noqa: F401
+from convseg import compat
+from convseg.datasets import generate_ade20k, generate_cityscapes
+from mmseg.registry import MODELS
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = REPO / 'tools'
+TRAIN, TEST = str(TOOLS / 'train.py'), str(TOOLS / 'test.py')
+BASE_LR = 1e-3
+TOTAL = 8  # the schedule's length; the runs stop before it ends
+
+TINY = '''
+_base_ = ['{base}']
+crop_size = {crop}
+scale = {scale}
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(arch=None, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
+                  {init_cfg}),
+    decode_head=dict(in_channels=[8, 16, 32, 64], channels=16),
+    auxiliary_head=dict(in_channels=32, channels=8),
+    test_cfg=dict(crop_size=crop_size, stride={stride}))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomResize', scale=scale, ratio_range=(0.5, 2.0),
+         keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=scale, keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='TestTimeAug', transforms=[
+        [dict(type='Resize', scale=(int(scale[0] * r), int(scale[1] * r)),
+              keep_ratio=True) for r in (1.0, 1.5)],
+        [dict(type='RandomFlip', prob=0.0, direction='horizontal'),
+         dict(type='RandomFlip', prob=1.0, direction='horizontal')],
+        [dict(type='LoadAnnotations')],
+        [dict(type='PackSegInputs')]])
+]
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root='{data_root}', pipeline=train_pipeline))
+val_dataloader = dict(
+    num_workers=0, persistent_workers=False,
+    dataset=dict(data_root='{data_root}', pipeline=test_pipeline))
+test_dataloader = val_dataloader
+optim_wrapper = dict(optimizer=dict(lr={lr}))
+# the released formula at a small scale: 2 warm-up iterations from 0.1
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=3),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0,
+         end={total_plus_one}),
+]
+train_cfg = dict(max_iters={iters}, val_interval=1000)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
+randomness = dict(seed=0)
+'''
+
+ADE = dict(base=REPO / 'configs' / 'upernet_convnext_t_ade20k.py',
+           crop=(32, 32), scale=(64, 32), stride=(21, 21))
+CITYSCAPES = dict(base=REPO / 'configs' / 'upernet_convnext_t_cityscapes.py',
+                  crop=(32, 64), scale=(64, 32), stride=(21, 42))
+
+
+def write_config(path, layout, data_root, iters, lr=BASE_LR, total=TOTAL,
+                 init_cfg='init_cfg=None', extra=''):
+    path.write_text(TINY.format(data_root=data_root, iters=iters, lr=lr,
+                                total_plus_one=total + 1, init_cfg=init_cfg,
+                                **layout) + extra)
+    return str(path)
+
+
+def env(**more):
+    """The tools' environment: one thread, no display, no proxy, own hub."""
+    out = {k: v for k, v in os.environ.items()
+           if k.lower() not in ('http_proxy', 'https_proxy', 'all_proxy',
+                                'display')}
+    out.update(OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1',
+               PATH=f'{Path(sys.executable).parent}:{out.get("PATH", "")}')
+    out.update(more)
+    return out
+
+
+def run(args, tmp, timeout=300, **more):
+    result = subprocess.run([str(a) for a in args], cwd=REPO,
+                            env=env(TORCH_HOME=str(tmp / 'hub'), **more),
+                            capture_output=True, text=True, timeout=timeout)
+    return result
+
+
+def ok(result):
+    assert result.returncode == 0, (result.stdout[-4000:] +
+                                    result.stderr[-4000:])
+    return result.stdout + result.stderr
+
+
+def expected_lr(t):
+    """The schedule's lr at iteration t (0-based): poly x linear warm-up."""
+    warmup = 0.1 + 0.9 * t / 2 if t < 2 else 1.0
+    return BASE_LR * (1 - t / TOTAL) * warmup
+
+
+def logged_lrs(text):
+    """{iteration: (head_lr, stage1_lr)} from the training log lines."""
+    found = re.findall(
+        r'Iter\(train\) \[\s*(\d+)/\d+\].*? head_lr: (\S+) stage1_lr: (\S+)',
+        text)
+    return {int(i): (float(h), float(s)) for i, h, s in found}
+
+
+def read_checkpoint(path):
+    return compat.load_checkpoint_file(str(path), map_location='cpu')
+
+
+def confusion_miou(pairs, num_classes):
+    """mIoU, aAcc, mAcc (percent, mmseg's 2 decimals) of (pred, gt) arrays."""
+    n = num_classes
+    cm = np.zeros((n, n), np.int64)
+    for pred, gt in pairs:
+        keep = gt != 255
+        assert pred.shape == gt.shape
+        cm += np.bincount(gt[keep].astype(np.int64) * n + pred[keep],
+                          minlength=n * n).reshape(n, n)
+    inter = np.diag(cm).astype(float)
+    union = cm.sum(0) + cm.sum(1) - inter
+    with np.errstate(invalid='ignore', divide='ignore'):
+        iou, acc = inter / union, inter / cm.sum(1)
+    return (round(np.nanmean(iou) * 100, 2), round(inter.sum() / cm.sum()
+                                                   * 100, 2),
+            round(np.nanmean(acc) * 100, 2), iou * 100)
+
+
+def ade20k_pairs(out_dir, ann_dir):
+    """(prediction, ground truth) in 0..149 / 255 from ADE20K-id PNGs."""
+    pairs = []
+    names = sorted(os.listdir(ann_dir))
+    assert sorted(os.listdir(out_dir)) == names
+    for name in names:
+        pred = np.array(Image.open(out_dir / name)).astype(np.int64)
+        assert pred.min() >= 1 and pred.max() <= 150  # ADE20K's own ids
+        gt = np.array(Image.open(ann_dir / name)).astype(np.int64)
+        gt = np.where(gt == 0, 255, gt - 1)  # reduce_zero_label
+        pairs.append((pred - 1, gt))
+    return pairs
+
+
+def cityscapes_pairs(out_dir, gt_dir):
+    """(prediction, ground truth) in trainIds from labelId PNGs."""
+    from cityscapesscripts.helpers.labels import labels
+    to_train = np.full(256, 255, np.int64)
+    for label in labels:
+        if label.id >= 0 and 0 <= label.trainId < 255:
+            to_train[label.id] = label.trainId
+    pairs = []
+    for path in sorted(out_dir.iterdir()):
+        stem = path.name[:-len('_leftImg8bit.png')]
+        city = stem.split('_')[0]
+        pred = np.array(Image.open(path))
+        assert set(np.unique(pred)) <= set(np.flatnonzero(to_train != 255))
+        gt = np.array(Image.open(
+            gt_dir / city / f'{stem}_gtFine_labelTrainIds.png'))
+        pairs.append((to_train[pred], gt.astype(np.int64)))
+    return pairs
+
+
+def check_results(work_dir, stem, reference):
+    """The JSON and CSV test.py wrote agree with the numpy reference."""
+    miou, a_acc, m_acc, iou = reference
+    written = json.loads((work_dir / f'{stem}_metrics.json').read_text())
+    assert (written['mIoU'], written['aAcc'], written['mAcc']) == (
+        miou, a_acc, m_acc)
+    per_class = [row['IoU'] for row in written['per_class']]
+    assert [v is None for v in per_class] == list(np.isnan(iou))
+    np.testing.assert_allclose(
+        [v for v in per_class if v is not None], iou[~np.isnan(iou)],
+        atol=1e-3)
+    csv_lines = (work_dir / f'{stem}_per_class.csv').read_text().splitlines()
+    assert csv_lines[0] == 'class,IoU,Acc'
+    assert len(csv_lines) == 1 + len(iou)
+    return written
+
+
+# ---------------------------------------------------------------------------
+# ADE20K: train, resume, test
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def ade(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('ade')
+    data_root = generate_ade20k(str(tmp / 'data'), num_train=4, num_val=3,
+                                size=(48, 64))
+    config = write_config(tmp / 'tiny_ade20k.py', ADE, data_root, iters=4)
+    work = tmp / 'work'
+    trained = ok(run([sys.executable, TRAIN, config, '--work-dir', work],
+                     tmp))
+    return dict(tmp=tmp, data_root=Path(data_root), config=config, work=work,
+                log=trained)
+
+
+def test_train_logs_head_and_stage1_lr_of_the_schedule(ade):
+    lrs = logged_lrs(ade['log'])
+    assert sorted(lrs) == [1, 2, 3, 4]
+    for iteration, (head, stage1) in lrs.items():
+        assert head == pytest.approx(expected_lr(iteration - 1), rel=1e-3)
+        # layer decay 0.9, num_layers 6: stage 1 is layer 1 of 0..7
+        assert stage1 == pytest.approx(head * 0.9**6, rel=1e-3)
+    assert ' eta: ' in ade['log']
+    # one CPU process: SyncBN is reverted, AMP falls back to fp32
+    assert 'all SyncBatchNorm (SyncBN) layers in the model will be ' \
+        'automatically reverted' in ade['log']
+    assert 'training in fp32 with OptimWrapper instead' in ade['log']
+    checkpoint = read_checkpoint(ade['work'] / 'iter_4.pth')
+    assert checkpoint['meta']['iter'] == 4
+
+
+@pytest.fixture(scope='module')
+def ade_resumed(ade):
+    log = ok(run([sys.executable, TRAIN, ade['config'], '--work-dir',
+                  ade['work'], '--resume', '--cfg-options',
+                  'train_cfg.max_iters=6'], ade['tmp']))
+    return dict(ade, log=log)
+
+
+def test_resume_continues_iterations_and_schedule(ade_resumed):
+    log, work = ade_resumed['log'], ade_resumed['work']
+    assert 'resumed epoch: 0, iter: 4' in log
+    lrs = logged_lrs(log)
+    assert sorted(lrs) == [5, 6]
+    for iteration, (head, _) in lrs.items():
+        assert head == pytest.approx(expected_lr(iteration - 1), rel=1e-3)
+    checkpoint = read_checkpoint(work / 'iter_6.pth')
+    assert checkpoint['meta']['iter'] == 6
+    # the heads' groups train at the full rate
+    lr = max(g['lr'] for g in checkpoint['optimizer']['param_groups'])
+    assert lr == pytest.approx(expected_lr(6), rel=1e-9)
+
+
+def test_test_tool_miou_equals_numpy_on_out_pngs(ade_resumed):
+    tmp, work = ade_resumed['tmp'], ade_resumed['work']
+    out, show = tmp / 'out', tmp / 'show'
+    # evaluated on the training images, which the model has begun to fit
+    text = ok(run([
+        sys.executable, TEST, ade_resumed['config'], work / 'iter_6.pth',
+        '--work-dir', work, '--out', out, '--show-dir', show,
+        '--cfg-options', 'test_dataloader.dataset.data_prefix.img_path='
+        'images/training', 'test_dataloader.dataset.data_prefix.'
+        'seg_map_path=annotations/training'], tmp))
+    reference = confusion_miou(
+        ade20k_pairs(out, ade_resumed['data_root'] / 'annotations' /
+                     'training'), 150)
+    written = check_results(work, 'iter_6', reference)
+    assert f'iter_6.pth: aAcc: {written["aAcc"]:.2f}  mIoU: ' \
+        f'{written["mIoU"]:.2f}  mAcc: {written["mAcc"]:.2f}' in text
+    # the per-class table
+    assert re.search(r'\|\s+Class\s+\|\s+IoU\s+\|\s+Acc\s+\|', text)
+    assert '] 4/4, ' in text and 'ETA:' in text  # the progress bar
+    drawn = sorted(p.name for p in show.rglob('*.png'))
+    assert len(drawn) == 4 and all(n.startswith('test_ADE_train_')
+                                   for n in drawn)
+
+
+def test_offline_pretrained_url_stops_with_a_message(ade):
+    # the config keeps the experiment's init_cfg (the official ImageNet
+    # weights); the URL given here cannot be reached
+    config = write_config(ade['tmp'] / 'tiny_pretrained.py', ADE,
+                          ade['data_root'], iters=4, init_cfg='')
+    url = 'http://127.0.0.1:9/convnext_tiny_1k_224.pth'
+    result = run([sys.executable, TRAIN, config, '--work-dir',
+                  ade['tmp'] / 'offline', '--cfg-options',
+                  f'model.backbone.init_cfg.checkpoint={url}'], ade['tmp'])
+    assert result.returncode == 1
+    assert 'Traceback' not in result.stdout + result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f'error: could not download checkpoint {url} ')
+    assert '--cfg-options model.backbone.init_cfg.checkpoint=' in message
+    assert '--cfg-options model.backbone.init_cfg=None' in message
+
+
+def test_get_flops_counts_every_parameter(ade):
+    text = ok(run([sys.executable, TOOLS / 'get_flops.py', ade['config'],
+                   '--shape', '64', '96'], ade['tmp']))
+    init_default_scope('mmseg')
+    model = MODELS.build(Config.fromfile(ade['config']).model)
+    params = int(re.search(r'^parameters: (\d+) ', text, re.M).group(1))
+    assert params == sum(p.numel() for p in model.parameters())
+    assert 'input: 1 x 3 x 64 x 96' in text
+    flops = int(re.search(r'^FLOPs: (\d+) ', text, re.M).group(1))
+    # the stem alone: a 4x4 stride-4 conv from 3 to 8 channels on 16 x 24
+    assert flops > 16 * 24 * 8 * 3 * 4 * 4
+
+
+# ---------------------------------------------------------------------------
+# Cityscapes: train, test with TTA, labelIds
+# ---------------------------------------------------------------------------
+
+def test_cityscapes_train_and_tta_test_in_label_ids(tmp_path):
+    data_root = Path(generate_cityscapes(str(tmp_path / 'data'), num_train=4,
+                                         num_val=2, size=(32, 64)))
+    config = write_config(tmp_path / 'tiny_cityscapes.py', CITYSCAPES,
+                          data_root, iters=20, lr=1e-2, total=20)
+    work, out = tmp_path / 'work', tmp_path / 'out'
+    ok(run([sys.executable, TRAIN, config, '--work-dir', work], tmp_path))
+    text = ok(run([sys.executable, TEST, config, work / 'iter_20.pth',
+                   '--work-dir', work, '--out', out, '--tta'], tmp_path))
+    assert sorted(p.name for p in out.iterdir()) == [
+        'frankfurt_000000_000019_leftImg8bit.png',
+        'lindau_000000_000019_leftImg8bit.png']
+    reference = confusion_miou(
+        cityscapes_pairs(out, data_root / 'gtFine' / 'val'), 19)
+    written = check_results(work, 'iter_20_tta', reference)
+    assert written['mIoU'] > 0  # street scenes are learnt in 20 iterations
+    assert 'SyncBatchNorm (SyncBN) layers in the model will be ' \
+        'automatically reverted' in text
+
+
+# ---------------------------------------------------------------------------
+# two processes on CPU with torchrun (gloo)
+# ---------------------------------------------------------------------------
+
+RANK_DUMP = '''
+import os
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmseg.registry import HOOKS
+
+
+@HOOKS.register_module()
+class RankDumpHook(Hook):
+    """Each rank saves its parameters before and after training."""
+
+    def _dump(self, runner, tag):
+        model = runner.model
+        model = model.module if is_model_wrapper(model) else model
+        torch.save({k: v.detach().clone()
+                    for k, v in model.named_parameters()},
+                   os.path.join(runner.work_dir,
+                                f'{tag}_rank{runner.rank}.pth'))
+
+    def before_train(self, runner):
+        self._dump(runner, 'before')
+
+    def after_train(self, runner):
+        self._dump(runner, 'after')
+'''
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return str(s.getsockname()[1])
+
+
+def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
+    assert shutil.which('bash')
+    data_root = Path(generate_ade20k(str(tmp_path / 'data'), num_train=4,
+                                     num_val=3, size=(48, 64)))
+    (tmp_path / 'rank_dump.py').write_text(RANK_DUMP)
+    hooks = Config.fromfile(str(REPO / 'configs' / '_base_' /
+                                'default_runtime.py')).to_dict()['custom_hooks']
+    config = write_config(
+        tmp_path / 'tiny_ddp.py', ADE, data_root, iters=4,
+        extra=(f"custom_imports = dict(imports=['rank_dump'])\n"
+               f"custom_hooks = {hooks + [dict(type='RankDumpHook')]!r}\n"))
+    work, out = tmp_path / 'work', tmp_path / 'out'
+    launch_env = dict(PYTHONPATH=f'{tmp_path}:{REPO}', PORT=free_port())
+    text = ok(run(['bash', TOOLS / 'dist_train.sh', config, '2',
+                   '--work-dir', work], tmp_path, **launch_env))
+    assert 'Distributed training: True' in text
+    after = [torch.load(work / f'after_rank{r}.pth') for r in (0, 1)]
+    before = torch.load(work / 'before_rank0.pth')
+    assert after[0].keys() == after[1].keys() == before.keys()
+    for name in after[0]:
+        assert torch.equal(after[0][name], after[1][name]), name
+    assert all(not torch.equal(after[0][k], before[k]) for k in before)
+    saved = read_checkpoint(work / 'iter_4.pth')['state_dict']
+    assert all(torch.equal(saved[k], v) for k, v in after[0].items())
+
+    launch_env['PORT'] = free_port()
+    text = ok(run(['bash', TOOLS / 'dist_test.sh', config,
+                   work / 'iter_4.pth', '2', '--work-dir', work, '--out',
+                   out], tmp_path, **launch_env))
+    reference = confusion_miou(
+        ade20k_pairs(out, data_root / 'annotations' / 'validation'), 150)
+    check_results(work, 'iter_4', reference)
+
+
+# ---------------------------------------------------------------------------
+# SLURM: the srun command line the script builds
+# ---------------------------------------------------------------------------
+
+def test_slurm_train_passes_the_job_to_srun(tmp_path):
+    stub = tmp_path / 'bin' / 'srun'
+    stub.parent.mkdir()
+    record = tmp_path / 'srun_args.json'
+    stub.write_text(f'#!{sys.executable}\nimport json, sys\n'
+                    f'json.dump(sys.argv[1:], open({str(record)!r}, "w"))\n')
+    stub.chmod(0o755)
+    result = run(['bash', TOOLS / 'slurm_train.sh', 'gpu', 'convnext_t',
+                  'configs/upernet_convnext_t_ade20k.py', '--work-dir',
+                  'work_dirs/t'], tmp_path, GPUS='16', GPUS_PER_NODE='8',
+                 SRUN_ARGS='--time=72:00:00 --exclusive',
+                 PATH=f'{stub.parent}:{os.environ["PATH"]}')
+    ok(result)
+    assert json.loads(record.read_text()) == [
+        '-p', 'gpu', '--job-name=convnext_t', '--gres=gpu:8', '--ntasks=16',
+        '--ntasks-per-node=8', '--cpus-per-task=5', '--kill-on-bad-exit=1',
+        '--time=72:00:00', '--exclusive', 'python', '-u', TRAIN,
+        'configs/upernet_convnext_t_ade20k.py', '--launcher', 'slurm',
+        '--work-dir', 'work_dirs/t']
