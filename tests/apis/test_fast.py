@@ -382,3 +382,76 @@ def test_resize_matrix_matches_interpolate():
                                  mode='bilinear',
                                  align_corners=align_corners)[:, 0, 0]
         torch.testing.assert_close(x @ mat.t(), expected)
+
+
+# ------------------------------------------------------------ tools/test.py
+
+TOOL_CONFIG = f"""
+_base_ = [{str(ROOT / 'configs/upernet_convnext_t_ade20k.py')!r}]
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(
+    backbone=dict(arch=None, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
+                  drop_path_rate=0.0, init_cfg=None),
+    decode_head=dict(in_channels=[8, 16, 32, 64], channels=64,
+                     norm_cfg=norm_cfg),
+    auxiliary_head=dict(in_channels=32, channels=8, norm_cfg=norm_cfg),
+    test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(40, 40)))
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(96, 80), keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs')]
+test_dataloader = dict(
+    num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={{data_root!r}}, pipeline=test_pipeline))
+"""
+
+
+def test_tools_test_fast_by_default_and_no_fast_switch(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from convseg.datasets.synthetic import generate_ade20k
+    data_root = generate_ade20k(str(tmp_path / 'data'),
+                                num_train=1,
+                                num_val=2,
+                                size=(60, 90),
+                                seed=3)
+    config = tmp_path / 'tiny_ade.py'
+    config.write_text(TOOL_CONFIG.format(data_root=data_root))
+    init_default_scope('mmseg')
+    from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(str(config)).model)
+    calibrate_batchnorm(model, seed=4)
+    save_checkpoint(dict(state_dict=model.state_dict(), meta={}),
+                    str(tmp_path / 'tiny.pth'))
+    predictions = {}
+    for flags in ([], ['--no-fast']):
+        work_dir = tmp_path / ('plain' if flags else 'fast')
+        run = subprocess.run([
+            sys.executable,
+            str(ROOT / 'tools/test.py'),
+            str(config),
+            str(tmp_path / 'tiny.pth'), '--work-dir',
+            str(work_dir), '--out',
+            str(work_dir / 'png')
+        ] + flags,
+                             cwd=str(ROOT),
+                             capture_output=True,
+                             text=True,
+                             timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert ('fast inference: UPerHead' in run.stdout) == (not flags)
+        predictions[bool(flags)] = {
+            path.name: np.asarray(Image.open(path))
+            for path in sorted((work_dir / 'png').iterdir())
+        }
+    fast_png, plain_png = predictions[False], predictions[True]
+    assert list(fast_png) == ['ADE_val_00000001.png', 'ADE_val_00000002.png']
+    assert list(plain_png) == list(fast_png)
+    for name, plain_labels in plain_png.items():
+        assert fast_png[name].shape == plain_labels.shape == (60, 90)
+        assert (fast_png[name] == plain_labels).mean() >= 0.999
