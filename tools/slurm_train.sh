@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Train on a SLURM cluster with one task per GPU, through srun:
 #   [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS="..."] \
-#   bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG [tools/train.py options]
+#   bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG [train.py options]
 # e.g. GPUS=16 bash tools/slurm_train.sh gpu convnext_t \
 #          configs/upernet_convnext_t_ade20k.py --work-dir work_dirs/t
-# GPUS is the total over all nodes; the batch per GPU comes from the config.
+# GPUS counts all nodes; the batch per GPU comes from the config.
 set -euo pipefail
 if [ $# -lt 3 ]; then
-    echo "usage: bash $0 PARTITION JOB_NAME CONFIG [tools/train.py options]" >&2
+    echo "usage: bash $0 PARTITION JOB_NAME CONFIG [train.py options]" >&2
     exit 2
 fi
 PARTITION=$1

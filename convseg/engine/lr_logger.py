@@ -1,4 +1,4 @@
-"""Log the learning rate of chosen parameter groups next to mmengine's ``lr``."""
+"""Log the lr of chosen parameter groups beside mmengine's ``lr``."""
 from __future__ import annotations
 
 import logging

@@ -55,7 +55,7 @@ class PerClassIoUMetric(IoUMetric):
             os.makedirs(out_dir, exist_ok=True)
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
-        """Accumulate areas as ``IoUMetric`` does; write PNGs if ``out_dir``."""
+        """Accumulate areas as ``IoUMetric`` does; PNGs if ``out_dir``."""
         super().process(data_batch, data_samples)
         if self.out_dir is None:
             return

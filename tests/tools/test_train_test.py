@@ -393,8 +393,8 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     data_root = Path(generate_ade20k(str(tmp_path / 'data'), num_train=4,
                                      num_val=3, size=(48, 64)))
     (tmp_path / 'rank_dump.py').write_text(RANK_DUMP)
-    hooks = Config.fromfile(str(REPO / 'configs' / '_base_' /
-                                'default_runtime.py')).to_dict()['custom_hooks']
+    runtime = REPO / 'configs' / '_base_' / 'default_runtime.py'
+    hooks = Config.fromfile(str(runtime)).to_dict()['custom_hooks']
     config = write_config(
         tmp_path / 'tiny_ddp.py', ADE, data_root, iters=4,
         extra=(f"custom_imports = dict(imports=['rank_dump'])\n"
@@ -404,6 +404,7 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     text = ok(run(['bash', TOOLS / 'dist_train.sh', config, '2',
                    '--work-dir', work], tmp_path, **launch_env))
     assert 'Distributed training: True' in text
+    assert 'using BN (batch statistics per process) in its place' in text
     after = [torch.load(work / f'after_rank{r}.pth') for r in (0, 1)]
     before = torch.load(work / 'before_rank0.pth')
     assert after[0].keys() == after[1].keys() == before.keys()

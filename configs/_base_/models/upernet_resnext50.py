@@ -2,7 +2,8 @@
 # head as upernet_convnext.py, so the two backbone families can be compared
 # with everything else equal. The backbone uses SyncBN like the heads, as
 # mmseg's ResNet-family UPerNet configs do, and starts from the ImageNet-1K
-# ResNeXt-50 32x4d weights of OpenMMLab's model zoo (open-mmlab://resnext50_32x4d).
+# ResNeXt-50 32x4d weights of OpenMMLab's model zoo
+# (open-mmlab://resnext50_32x4d).
 _base_ = ['./upernet_convnext.py']
 model = dict(
     backbone=dict(
