@@ -2,10 +2,12 @@
 
     python tools/benchmark.py CONFIG [--checkpoint FILE] [--device cpu|cuda:0]
         [--shape H W] [--batch N] [--mode infer|train] [--repeat N]
-        [--warmup N] [--fast | --no-fast] [--json OUT]
+        [--warmup N] [--fast | --no-fast] [--winograd auto|on|off]
+        [--amp bf16|fp16|none] [--compile] [--test-mode config|whole|slide]
+        [--json OUT]
 
-infer: ``model.inference`` (the config's test mode, whole or slide) on a
-batch of random images. Without --fast/--no-fast the plain model and the one
+infer: ``model.inference`` on a batch of random images, whole-image unless
+--test-mode says slide (or the config's mode). Without --fast/--no-fast the plain model and the one
 prepared by ``convseg.apis.fast.prepare_for_inference`` run in the same
 process, interleaved (plain, fast, fast, plain, ...), and the speedup and
 their agreement are printed: the fraction of pixels whose argmax is equal
@@ -20,8 +22,9 @@ memories do not mix.
 Every figure is a median over --repeat timed runs after --warmup untimed
 ones: ms per batch, ms per image, images/s, and peak memory (GPU:
 ``torch.cuda.max_memory_allocated``; CPU: the peak resident set size of the
-process during the runs, and its rise over the size before them). The machine
-and its load (/proc/loadavg) are printed with them. Without --checkpoint the
+process during the runs, and its rise over the size before them; for
+inference, during the warm-up runs, which build the fast path's caches). The
+machine and its load (/proc/loadavg) are printed with them. Without --checkpoint the
 weights are random (the backbone's pretrained init_cfg is dropped).
 """
 import convseg  # noqa: F401  (first: installs the shims, registers convseg)
@@ -88,6 +91,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       dest='fast',
                       action='store_false',
                       help='infer: time only the plain model')
+    parser.add_argument('--winograd',
+                        choices=['auto', 'on', 'off'],
+                        default='auto',
+                        help='infer, CPU fast path: Winograd 3x3 convs where '
+                        'the measured rule says (auto), always, or never')
+    parser.add_argument('--amp',
+                        choices=['bf16', 'fp16', 'none'],
+                        help='infer, fast path: autocast dtype (default: '
+                        'bf16 or fp16 on GPU, none on CPU)')
+    parser.add_argument('--compile',
+                        action='store_true',
+                        help='infer, fast path: torch.compile the backbone')
     parser.add_argument('--test-mode',
                         choices=['config', 'whole', 'slide'],
                         default='whole',
@@ -108,9 +123,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error(f'checkpoint {args.checkpoint} does not exist')
     if args.repeat < 1 or args.batch < 1 or args.warmup < 0:
         parser.error('--repeat and --batch must be >= 1, --warmup >= 0')
-    if args.mode == 'train' and args.fast is not None:
-        parser.error('--fast/--no-fast are for --mode infer: training never '
-                     'uses the fast path')
+    if args.mode == 'train' and (args.fast is not None or args.compile
+                                 or args.amp or args.winograd != 'auto'):
+        parser.error('--fast/--no-fast, --winograd, --amp and --compile are '
+                     'for --mode infer: training never uses the fast path')
     return args
 
 
@@ -289,7 +305,10 @@ def run_infer(args: argparse.Namespace) -> Dict[str, object]:
         variants['plain'] = plain
     if args.fast is not False:
         variants['fast'] = prepare_for_inference(
-            copy.deepcopy(plain) if args.fast is None else plain)
+            copy.deepcopy(plain) if args.fast is None else plain,
+            winograd=dict(auto=None, on=True, off=False)[args.winograd],
+            amp=args.amp,
+            compile=args.compile)
     data = plain.data_preprocessor(
         random_batch(args.shape, args.batch, plain.decode_head.num_classes),
         False)

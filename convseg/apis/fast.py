@@ -9,22 +9,26 @@ forward pass by :class:`FastUPerHead`, which computes the same function with
 fewer multiplications:
 
 * BatchNorm folded into the preceding conv of every ConvModule;
-* the 3x3 convs at stride 4 and 8 (``fpn_convs``, and the full-resolution
-  part of ``fpn_bottleneck``) by Winograd's minimal filtering F(4x4, 3x3):
-  2.25 multiplications per output instead of 9, as batched GEMMs;
+* 3x3 convs (``fpn_convs``, the full-resolution part of ``fpn_bottleneck``
+  and of the PPM ``bottleneck``) by Winograd's minimal filtering
+  F(4x4, 3x3), 2.25 multiplications per output instead of 9, as GEMMs,
+  where :func:`winograd_pays` for the map;
 * a 3x3 conv of upsampled maps (the coarse parts of ``fpn_bottleneck`` and
   of the PPM ``bottleneck``) without upsampling the input: bilinear resizing
   acts per channel and the conv per pixel, so the conv's nine taps are
   applied as one 1x1 conv at the coarse resolution and the nine resulting
   maps are resized and shifted into place with small interpolation matrices;
-  the concatenated full-resolution input is never built.
+  the concatenated full-resolution input is never built;
+* channels-last maps throughout, so 1x1 convs are plain GEMMs, and
+  channels-last logits, which the resizing after the head reads faster.
 
 The parameters of the model are not changed (the folded weights are derived
 buffers that are not saved), so its state dict is that of the plain model.
 
 On GPU it sets up mixed precision (bf16 or fp16 autocast, logits returned in
 float32), channels-last memory format, ``cudnn.benchmark`` and, on request,
-``torch.compile`` of the backbone and head.
+``torch.compile`` of the backbone. That path has not been timed on a GPU.
+The measurements behind each piece are in the README.
 """
 from __future__ import annotations
 
@@ -55,17 +59,18 @@ STALE_WEIGHTS_ERROR = (
     'weights from the weights it had then; load weights before preparing '
     '(convseg.apis.init_model does), or build a fresh model.')
 
-#: output tile of Winograd's F(m x m, 3 x 3) and its interpolation points
-#: (infinity is the implicit last point).
+#: output tile m of Winograd's F(m x m, 3 x 3) and its m + 1 finite
+#: interpolation points (infinity is the last): relative errors near 1e-5
+#: in float32.
 WINOGRAD_TILE = 4
 WINOGRAD_POINTS = (0, 1, -1, 2, -2)
 
 #: Winograd replaces a 3x3 conv when both channel counts are at least this
 #: and the map has at least this many pixels per image. Measured on one
-#: core (x86-64, AVX-512, MKL): 2.0x to 2.9x faster than mkldnn's direct
+#: core (x86-64, AVX-512, MKL): 1.5x to 2.9x faster than mkldnn's direct
 #: conv for 512 -> 512 channels from 16x16 to 128x128 maps, at batch 1 and
 #: 2, 2.7x for 2048 -> 512 at 128x128; 1.1x to 1.9x for 64 and 128
-#: channels; slower below 64 channels.
+#: channels; slower for 32.
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MIN_PIXELS = 16 * 16
 
@@ -125,32 +130,30 @@ def toom_cook_matrices(m: int,
 _TRANSFORMS: Dict[tuple, Tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def _winograd_transforms(m: int, dtype: torch.dtype,
+def _winograd_transforms(dtype: torch.dtype,
                          device: torch.device) -> Tuple[torch.Tensor, ...]:
-    """(B^T kron B^T (n*n, n*n), A^T kron A^T (m*m, n*n)) for F(m x m, 3x3)."""
-    key = (m, dtype, str(device))
+    """(B^T kron B^T (n*n, n*n), A^T kron A^T (m*m, n*n)) of F(m x m, 3x3)."""
+    key = (dtype, str(device))
     if key not in _TRANSFORMS:
-        a_t, _, b_t = toom_cook_matrices(m, WINOGRAD_POINTS[:m + 1])
+        a_t, _, b_t = toom_cook_matrices(WINOGRAD_TILE, WINOGRAD_POINTS)
         _TRANSFORMS[key] = (torch.kron(b_t, b_t).to(device, dtype),
                             torch.kron(a_t, a_t).to(device, dtype))
     return _TRANSFORMS[key]
 
 
-def winograd_filters(weight: torch.Tensor,
-                     m: int = WINOGRAD_TILE) -> torch.Tensor:
+def winograd_filters(weight: torch.Tensor) -> torch.Tensor:
     """Transformed 3x3 filters: (Co, Ci, 3, 3) -> (n*n, Ci, Co), n = m + 2."""
-    _, g, _ = toom_cook_matrices(m, WINOGRAD_POINTS[:m + 1])
+    _, g, _ = toom_cook_matrices(WINOGRAD_TILE, WINOGRAD_POINTS)
     g = g.to(weight.device)
     u = torch.einsum('ai,ocij,bj->abco', g, weight.detach().double(), g)
-    n = m + 2
+    n = WINOGRAD_TILE + 2
     return u.reshape(n * n, weight.shape[1],
                      weight.shape[0]).to(weight.dtype).contiguous()
 
 
 def winograd_conv3x3(x: torch.Tensor,
                      filters: torch.Tensor,
-                     bias: Optional[torch.Tensor] = None,
-                     m: int = WINOGRAD_TILE) -> torch.Tensor:
+                     bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """3x3 conv (stride 1, zero padding 1) of NHWC maps by Winograd.
 
     ``x`` (N, H, W, Ci) contiguous, ``filters`` from
@@ -160,8 +163,8 @@ def winograd_conv3x3(x: torch.Tensor,
     multiplied by the filters as n*n GEMMs over all tiles of the batch, and
     transformed back by one GEMM.
     """
-    n = m + 2
-    b_kron, a_kron = _winograd_transforms(m, x.dtype, x.device)
+    m, n = WINOGRAD_TILE, WINOGRAD_TILE + 2
+    b_kron, a_kron = _winograd_transforms(x.dtype, x.device)
     batch, height, width, in_ch = x.shape
     out_ch = filters.shape[2]
     rows, cols = -(-height // m), -(-width // m)
@@ -612,7 +615,8 @@ def prepare_for_inference(model: nn.Module,
     Returns ``model`` itself, its class changed to
     :class:`FastEncoderDecoder`; with ``enable=False`` returns it untouched.
     Prepare after loading weights: loading weights into a prepared model
-    raises. Raises RuntimeError if the model is in training mode.
+    raises. Raises RuntimeError if the model, or any of its modules, is in
+    training mode.
 
     Args:
         model: an mmseg ``EncoderDecoder`` in eval mode. Other segmentors,
@@ -631,7 +635,7 @@ def prepare_for_inference(model: nn.Module,
     """
     if not enable:
         return model
-    if model.training:
+    if any(module.training for module in model.modules()):
         raise RuntimeError(TRAINING_ERROR)
     if isinstance(model, FastEncoderDecoder):
         print_log('the model is already prepared for inference',

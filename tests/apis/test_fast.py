@@ -455,3 +455,10 @@ def test_tools_test_fast_by_default_and_no_fast_switch(tmp_path):
     for name, plain_labels in plain_png.items():
         assert fast_png[name].shape == plain_labels.shape == (60, 90)
         assert (fast_png[name] == plain_labels).mean() >= 0.999
+
+
+def test_model_with_a_module_in_training_mode_is_refused(plain):
+    plain.decode_head.fpn_bottleneck.norm.train()
+    with pytest.raises(RuntimeError) as err:
+        prepare_for_inference(plain)
+    assert str(err.value) == TRAINING_ERROR
