@@ -20,6 +20,8 @@ import sys
 from mmengine.config import Config, DictAction
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner, load_checkpoint
+from mmseg.evaluation import IoUMetric
+from mmseg.registry import METRICS
 
 from convseg import compat
 from convseg.apis.fast import prepare_for_inference
@@ -110,7 +112,11 @@ def main(args: argparse.Namespace) -> None:
     check_model_config(cfg.model)
     check_dataset_layout(cfg, splits=['test'])
 
-    # result files named after the checkpoint; prediction PNGs if asked
+    # result files named after the checkpoint; prediction PNGs if asked.
+    # They come from convseg's PerClassIoUMetric, mmseg's IoUMetric plus
+    # files: configs that name IoUMetric get it, with the same numbers.
+    if METRICS.get(cfg.test_evaluator.type) is IoUMetric:
+        cfg.test_evaluator.type = 'PerClassIoUMetric'
     stem = osp.splitext(osp.basename(args.checkpoint.split('?')[0]))[0]
     cfg.test_evaluator.result_prefix = osp.join(
         cfg.work_dir, stem + ('_tta' if args.tta else ''))

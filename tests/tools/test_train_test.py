@@ -415,9 +415,11 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     assert all(torch.equal(saved[k], v) for k, v in after[0].items())
 
     launch_env['PORT'] = free_port()
+    # a config naming mmseg's IoUMetric gets the same metric with files
     text = ok(run(['bash', TOOLS / 'dist_test.sh', config,
                    work / 'iter_4.pth', '2', '--work-dir', work, '--out',
-                   out], tmp_path, **launch_env))
+                   out, '--cfg-options', 'test_evaluator.type=IoUMetric'],
+                  tmp_path, **launch_env))
     reference = confusion_miou(
         ade20k_pairs(out, data_root / 'annotations' / 'validation'), 150)
     check_results(work, 'iter_4', reference)
