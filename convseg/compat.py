@@ -259,26 +259,31 @@ def hub_checkpoint_path(url: str) -> str:
 def download_checkpoint(url: str) -> str:
     """Download ``url`` into the torch hub cache once; return the local path.
 
-    In a distributed run rank 0 downloads and the others wait for it.
+    In a distributed run rank 0 downloads while the others wait; every rank
+    then raises the same :class:`CheckpointDownloadError` if the file did not
+    arrive, so no rank is left waiting at a barrier.
     """
     from mmengine.dist import barrier, get_dist_info
 
     cached = hub_checkpoint_path(url)
     rank, world_size = get_dist_info()
+    reason = 'rank 0 could not download it'
     if rank == 0 and not os.path.isfile(cached):
         os.makedirs(os.path.dirname(cached), exist_ok=True)
         try:
             torch.hub.download_url_to_file(url, cached, progress=False)
         except Exception as err:  # urllib raises several types
-            raise CheckpointDownloadError(
-                f'could not download checkpoint {url} ({err}). Offline? '
-                f'Download it on a machine with internet access and put it at '
-                f'{cached}, or point the config at a local file (e.g. '
-                f"--cfg-options model.backbone.init_cfg.checkpoint=/path/to/"
-                f'{os.path.basename(cached)}), or train from scratch with '
-                f'--cfg-options model.backbone.init_cfg=None.') from None
+            reason = str(err)
     if world_size > 1:
         barrier()
+    if not os.path.isfile(cached):
+        raise CheckpointDownloadError(
+            f'could not download checkpoint {url} ({reason}). Offline? '
+            f'Download it on a machine with internet access and put it at '
+            f'{cached}, or point the config at a local file (e.g. '
+            f"--cfg-options model.backbone.init_cfg.checkpoint=/path/to/"
+            f'{os.path.basename(cached)}), or train from scratch with '
+            f'--cfg-options model.backbone.init_cfg=None.')
     return cached
 
 
