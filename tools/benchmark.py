@@ -7,25 +7,28 @@
         [--json OUT]
 
 infer: ``model.inference`` on a batch of random images, whole-image unless
---test-mode says slide (or the config's mode). Without --fast/--no-fast the plain model and the one
-prepared by ``convseg.apis.fast.prepare_for_inference`` run in the same
-process, interleaved (plain, fast, fast, plain, ...), and the speedup and
-their agreement are printed: the fraction of pixels whose argmax is equal
-and max |fast - plain| / max |plain| over the logits. --fast or --no-fast
-times only that one.
+--test-mode says slide (or the config's mode). Without --fast/--no-fast the
+plain model and the one prepared by
+``convseg.apis.fast.prepare_for_inference`` run in the same process,
+interleaved (plain, fast, fast, plain, ...), and the speedup and their
+agreement are printed: the fraction of pixels whose argmax is equal and
+max |fast - plain| / max |plain| over the logits. --fast or --no-fast times
+only that one.
 
 train: one ``train_step`` (forward, backward, optimizer step) of the config's
 model and optimizer on random images and labels, with the backbone's
-``with_cp`` off and on, each in its own subprocess so that their peak
-memories do not mix.
+``with_cp`` off and on: the two step times interleaved in one subprocess, the
+peak memory of each in a subprocess of its own (model built, warm-up steps
+and one more step), so that the two do not mix.
 
 Every figure is a median over --repeat timed runs after --warmup untimed
 ones: ms per batch, ms per image, images/s, and peak memory (GPU:
 ``torch.cuda.max_memory_allocated``; CPU: the peak resident set size of the
 process during the runs, and its rise over the size before them; for
 inference, during the warm-up runs, which build the fast path's caches). The
-machine and its load (/proc/loadavg) are printed with them. Without --checkpoint the
-weights are random (the backbone's pretrained init_cfg is dropped).
+machine and its load (/proc/loadavg) are printed with them. Without
+--checkpoint the weights are random (the backbone's pretrained init_cfg is
+dropped).
 """
 import convseg  # noqa: F401  (first: installs the shims, registers convseg)
 
@@ -346,7 +349,8 @@ def run_infer(args: argparse.Namespace) -> Dict[str, object]:
 # --------------------------------------------------------------- training
 
 
-def _train_variant(args: argparse.Namespace, with_cp: bool) -> dict:
+def _build_for_training(args: argparse.Namespace, with_cp: bool):
+    """The config's model (random weights, train mode) and optimizer."""
     from mmseg.registry import MODELS
     device = torch.device(args.device)
     cfg = Config.fromfile(args.config)
@@ -362,43 +366,69 @@ def _train_variant(args: argparse.Namespace, with_cp: bool) -> dict:
         model = revert_sync_batchnorm(model)
     model.to(device)
     model.train()
-    optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    batch = random_batch(args.shape, args.batch, model.decode_head.num_classes)
-    times = []
+    return model, build_optim_wrapper(model, cfg.optim_wrapper)
+
+
+def _train_memory(args: argparse.Namespace, with_cp: bool) -> dict:
+    """Peak memory over the warm-up steps and one more training step."""
+    device = torch.device(args.device)
     with PeakMemory(device) as peak:
-        for _ in range(args.warmup):
+        model, optim_wrapper = _build_for_training(args, with_cp)
+        batch = random_batch(args.shape, args.batch,
+                             model.decode_head.num_classes)
+        for _ in range(args.warmup + 1):
             model.train_step(copy.deepcopy(batch), optim_wrapper)
-        for _ in range(args.repeat):
-            times.append(
+    return dict(peak.figures(), optim_wrapper=type(optim_wrapper).__name__)
+
+
+def _train_times(args: argparse.Namespace) -> dict:
+    """Step times without and with with_cp, interleaved in one process."""
+    device = torch.device(args.device)
+    variants = [_build_for_training(args, with_cp) for with_cp in (0, 1)]
+    batch = random_batch(args.shape, args.batch,
+                         variants[0][0].decode_head.num_classes)
+    times: List[List[float]] = [[], []]
+    for _ in range(args.warmup):
+        for model, optim_wrapper in variants:
+            model.train_step(copy.deepcopy(batch), optim_wrapper)
+    for rep in range(args.repeat):
+        for index in ((0, 1) if rep % 2 == 0 else (1, 0)):
+            model, optim_wrapper = variants[index]
+            times[index].append(
                 timed(
                     lambda: model.train_step(copy.deepcopy(batch),
                                              optim_wrapper), device))
-    return dict(summary(times, args.batch),
-                **peak.figures(),
-                optim_wrapper=type(optim_wrapper).__name__)
+    return {
+        f'with_cp={bool(i)}': summary(times[i], args.batch)
+        for i in (0, 1)
+    }
 
 
-def _train_child(args: argparse.Namespace, with_cp: bool, queue) -> None:
+def _child(target: Callable, args: tuple, queue) -> None:
     try:
-        queue.put(('ok', _train_variant(args, with_cp)))
+        queue.put(('ok', target(*args)))
     except BaseException as err:  # reported by the parent
         queue.put(('error', f'{type(err).__name__}: {err}'))
 
 
-def run_train(args: argparse.Namespace) -> Dict[str, object]:
+def _in_subprocess(target: Callable, *args) -> dict:
     context = multiprocessing.get_context('spawn')
-    results: Dict[str, object] = {}
+    queue = context.Queue()
+    child = context.Process(target=_child, args=(target, args, queue))
+    child.start()
+    status, value = queue.get()
+    child.join()
+    if status != 'ok':
+        raise RuntimeError(f'{target.__name__} failed: {value}')
+    return value
+
+
+def run_train(args: argparse.Namespace) -> Dict[str, object]:
+    """Peak memory of each variant in its own process, then both timed."""
+    results: Dict[str, object] = _in_subprocess(_train_times, args)
     for with_cp in (False, True):
-        queue = context.Queue()
-        child = context.Process(target=_train_child,
-                                args=(args, with_cp, queue))
-        child.start()
-        status, value = queue.get()
-        child.join()
-        if status != 'ok':
-            raise RuntimeError(f'training step with with_cp={with_cp} '
-                               f'failed: {value}')
-        results[f'with_cp={with_cp}'] = value
+        results[f'with_cp={with_cp}'].update(
+            _in_subprocess(_train_memory, args, with_cp))
     off, on = results['with_cp=False'], results['with_cp=True']
     key = next(k for k in off
                if k.startswith('peak_') and not k.endswith('rise_mib'))
@@ -438,10 +468,11 @@ def report(args: argparse.Namespace, results: Dict[str, object],
               f'of pixels, max |fast - plain| / max |plain| = '
               f'{agree["max_rel_logit_diff"]:.2e}')
     if 'with_cp_memory_saving' in results:
-        saving = 100 * results['with_cp_memory_saving']
-        print(f'with_cp: peak memory -{saving:.1f}% (rise over the start -'
-              f'{100 * results["with_cp_memory_rise_saving"]:.1f}%), '
-              f'time +{100 * results["with_cp_time_cost"]:.1f}% per step')
+        peak = -100 * results['with_cp_memory_saving']
+        rise = -100 * results['with_cp_memory_rise_saving']
+        cost = 100 * results['with_cp_time_cost']
+        print(f'with_cp: peak memory {peak:+.1f}% (rise over the start '
+              f'{rise:+.1f}%), time {cost:+.1f}% per step')
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
