@@ -12,6 +12,7 @@ manifest (for instance a real dataset) is never touched.
 """
 from __future__ import annotations
 
+import colorsys
 import contextlib
 import json
 import os
@@ -326,13 +327,27 @@ SCENE_PALETTE = [[120, 120, 120], [230, 25, 75], [60, 180, 75],
                  [255, 225, 25], [0, 130, 200], [245, 130, 48]]
 
 
-def _colour_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two random colours far enough apart for a pattern to show."""
-    c1 = rng.uniform(20, 235, 3)
-    while True:
-        c2 = rng.uniform(20, 235, 3)
-        if np.abs(c1 - c2).sum() > 150:
-            return c1, c2
+def _colour_pair(rng: np.random.Generator,
+                 hue: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Two RGB colours (0..255) far enough apart for a pattern to show.
+
+    Without ``hue`` both are random. With ``hue`` (degrees) both lie within
+    45 degrees of it (so neighbouring classes' ranges overlap), one light and
+    one dark.
+    """
+    if hue is None:
+        c1 = rng.uniform(20, 235, 3)
+        while True:
+            c2 = rng.uniform(20, 235, 3)
+            if np.abs(c1 - c2).sum() > 150:
+                return c1, c2
+    light, dark = rng.uniform(0.75, 1.0), rng.uniform(0.2, 0.45)
+    if rng.random() < 0.5:
+        light, dark = dark, light
+    return tuple(
+        255 * np.array(colorsys.hsv_to_rgb(
+            (hue + rng.uniform(-45, 45)) % 360 / 360, rng.uniform(0.4, 1),
+            value)) for value in (light, dark))
 
 
 def _rotated(rng: np.random.Generator, yy: np.ndarray,
@@ -348,25 +363,25 @@ def _mix(c1: np.ndarray, c2: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _texture(kind: str, rng: np.random.Generator, yy: np.ndarray,
-             xx: np.ndarray, scale: float) -> np.ndarray:
+             xx: np.ndarray, scale: float,
+             hue: float | None = None) -> np.ndarray:
     """A float (H, W, 3) texture of ``kind`` with random colours and pose."""
-    c1, c2 = _colour_pair(rng)
+    c1, c2 = _colour_pair(rng, hue)
     u, v = _rotated(rng, yy, xx)
     if kind == 'stripes':
-        period = rng.uniform(4, 7) * scale
+        period = rng.uniform(6, 9) * scale
         return _mix(c1, c2, (u / period + rng.random()) % 1 < 0.5)
     if kind == 'checks':
-        cell = rng.uniform(2.5, 4.5) * scale
+        cell = rng.uniform(4, 6) * scale
         return _mix(c1, c2, (np.floor(u / cell) + np.floor(v / cell)) % 2)
     if kind == 'dots':
-        step = rng.uniform(5, 7) * scale
+        step = rng.uniform(7, 9) * scale
         radius = rng.uniform(0.22, 0.32) * step
         du = (u / step + rng.random()) % 1 - 0.5
         dv = (v / step + rng.random()) % 1 - 0.5
         return _mix(c1, c2, np.hypot(du, dv) * step < radius)
     if kind == 'flat':
-        return _mix(c1, c2, rng.uniform(0, 0.35) * (u - u.min()) /
-                    max(float(np.ptp(u)), 1.0))
+        return _mix(c1, c2, np.zeros_like(u))
     if kind == 'waves':
         period = rng.uniform(16, 32) * scale
         return _mix(c1, c2, 0.5 + 0.5 * np.sin(2 * np.pi * u / period)
@@ -392,12 +407,12 @@ def _shape_mask(kind: str, rng: np.random.Generator, h: int,
     draw = ImageDraw.Draw(mask)
     cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h
     if kind == 'ring':
-        outer = rng.uniform(0.14, 0.24) * s
+        outer = rng.uniform(0.17, 0.27) * s
         inner = outer * rng.uniform(0.45, 0.6)
         draw.ellipse([cx - outer, cy - outer, cx + outer, cy + outer], fill=1)
         draw.ellipse([cx - inner, cy - inner, cx + inner, cy + inner], fill=0)
     elif kind == 'triangle':
-        radius = rng.uniform(0.16, 0.28) * s
+        radius = rng.uniform(0.2, 0.32) * s
         start = rng.uniform(0, 2 * np.pi)
         angles = start + np.array([0, 2, 4]) * np.pi / 3 + rng.uniform(
             -0.3, 0.3, 3)
@@ -405,10 +420,10 @@ def _shape_mask(kind: str, rng: np.random.Generator, h: int,
                       for a in angles], fill=1)
     elif kind == 'blob':
         if rng.random() < 0.5:
-            rx, ry = rng.uniform(0.12, 0.25, 2) * s
+            rx, ry = rng.uniform(0.15, 0.28, 2) * s
             draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=1)
         else:
-            draw.polygon(_random_polygon(rng, h, w, 0.12, 0.28), fill=1)
+            draw.polygon(_random_polygon(rng, h, w, 0.15, 0.3), fill=1)
     elif kind == 'clutter':
         size = rng.uniform(0.05, 0.1) * s
         draw.rectangle([cx - size, cy - size, cx + size, cy + size], fill=1)
@@ -430,19 +445,27 @@ def _scene_sample(rng: np.random.Generator, h: int,
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     background = str(rng.choice(['waves', 'tiles', 'clouds']))
     img = _texture(background, rng, yy, xx, scale)
+    img += rng.normal(0, rng.uniform(12, 20), (h, w, 1))  # grain
     label = np.ones((h, w), dtype=np.uint8)
-    classes = rng.choice(list(_SCENE_OBJECTS), size=int(rng.integers(2, 5)))
+    occupied = np.zeros((h, w), dtype=bool)
+    classes = rng.choice(list(_SCENE_OBJECTS), size=int(rng.integers(1, 4)))
     for cls in classes:
         shape, texture = _SCENE_OBJECTS[int(cls)]
-        mask = _shape_mask(shape, rng, h, w)
-        img[mask] = _texture(texture, rng, yy, xx, scale)[mask]
+        # objects may occlude each other, but mostly not
+        for _ in range(5):
+            mask = _shape_mask(shape, rng, h, w)
+            if (mask & occupied).sum() < 0.3 * mask.sum():
+                break
+        occupied |= mask
+        hue = 360 * (cls - 1) / len(_SCENE_OBJECTS)
+        img[mask] = _texture(texture, rng, yy, xx, scale, hue)[mask]
         label[mask] = cls + 1
     for _ in range(int(rng.integers(0, 3))):
         mask = _shape_mask('clutter', rng, h, w)
         img[mask] = rng.uniform(0, 255, (int(mask.sum()), 3))
         label[mask] = 0
     img = img * rng.uniform(0.75, 1.25) + rng.uniform(-25, 25, 3)
-    img += rng.normal(0, 8, img.shape)
+    img += rng.normal(0, rng.uniform(2, 6), img.shape)
     return np.clip(np.round(img), 0, 255).astype(np.uint8), label
 
 
