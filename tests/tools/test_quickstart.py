@@ -1,0 +1,53 @@
+"""tools/quickstart.py end to end on a tiny setting (the full run is
+`make quickstart`)."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def test_quickstart_tiny(tmp_path):
+    data_root, work_dir = tmp_path / 'data', tmp_path / 'work'
+    result = subprocess.run(
+        [sys.executable, 'tools/quickstart.py', '--num-train', '16',
+         '--num-val', '4', '--iters', '4', '--num-overlays', '2',
+         '--data-root', str(data_root), '--work-dir', str(work_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+    dataset = data_root / 'synthetic_scenes'
+    for split, count in (('training', 16), ('validation', 4)):
+        assert len(os.listdir(dataset / 'images' / split)) == count
+        assert len(os.listdir(dataset / 'annotations' / split)) == count
+
+    checkpoint = work_dir / 'iter_4.pth'
+    metrics_file = work_dir / 'test' / 'iter_4_metrics.json'
+    assert checkpoint.is_file()
+    metrics = json.loads(metrics_file.read_text())
+    assert [row['class'] for row in metrics['per_class']] == [
+        'background', 'stripes', 'checks', 'dots', 'ring', 'triangle']
+    assert 0 <= metrics['mIoU'] <= 100
+
+    # the summary: mIoU as tools/test.py wrote it, and where things are
+    tail = result.stdout[result.stdout.index('==> 5. done'):].splitlines()
+    assert tail[1] == (f'validation mIoU: {metrics["mIoU"]:.2f}% '
+                       f'({metrics_file})')
+    assert tail[2] == f'dataset:     {dataset}'
+    assert tail[5] == f'checkpoint:  {checkpoint}'
+    assert tail[7] == f'overlays:    {work_dir / "overlays"}'
+
+    # overlays drawn by demo/image_demo.py on the first validation images
+    for name in ('scene_000000', 'scene_000001'):
+        overlay = Image.open(work_dir / 'overlays' / f'{name}_overlay.png')
+        assert overlay.mode == 'RGB' and min(overlay.size) >= 64
+        mask = np.asarray(
+            Image.open(work_dir / 'overlays' / f'{name}_mask.png'))
+        assert mask.shape == (64, 64) and mask.max() < 6
+    assert not (work_dir / 'overlays' / 'scene_000002_overlay.png').exists()
