@@ -183,38 +183,43 @@ def test_missing_local_file_names_it(tmp_path):
     assert str(err.value) == f'checkpoint {missing} does not exist'
 
 
-def test_url_download_goes_to_hub_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+@pytest.fixture
+def hub_dir(tmp_path):
+    """A fresh torch hub directory for the test, the previous one after."""
+    before = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / 'hub'))
+    yield tmp_path / 'hub'
+    torch.hub.set_dir(before)
+
+
+def test_url_download_goes_to_hub_cache(tmp_path, hub_dir):
     source = tmp_path / 'convnext_atto.pth'
     torch.save({'model': {'w': torch.arange(4.)}}, source)
     url = source.as_uri()
     cached = compat.download_checkpoint(url)
-    assert cached == str(tmp_path / 'torch_home' / 'hub' / 'checkpoints' /
-                         'convnext_atto.pth')
+    assert cached == str(hub_dir / 'checkpoints' / 'convnext_atto.pth')
     loaded = compat.load_checkpoint_file(cached)
     assert loaded['model']['w'].tolist() == [0., 1., 2., 3.]
 
 
-def test_offline_url_gives_actionable_error(tmp_path, monkeypatch):
+def test_offline_url_gives_actionable_error(hub_dir):
     from mmengine.runner.checkpoint import _load_checkpoint
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
     url = 'http://127.0.0.1:9/convnext_tiny_1k_224.pth'
     with pytest.raises(compat.CheckpointDownloadError) as err:
         _load_checkpoint(url)
     message = str(err.value)
     assert message.startswith(f'could not download checkpoint {url} (')
-    cached = tmp_path / 'hub' / 'checkpoints' / 'convnext_tiny_1k_224.pth'
+    cached = hub_dir / 'checkpoints' / 'convnext_tiny_1k_224.pth'
     assert f'put it at {cached}' in message
     assert 'model.backbone.init_cfg=None' in message
     assert not cached.exists()
 
 
-def test_generic_file_names_get_distinct_cache_paths(tmp_path, monkeypatch):
-    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+def test_generic_file_names_get_distinct_cache_paths(hub_dir):
     a = compat.hub_checkpoint_path('https://h/a/resolve/main/model.safetensors')
     b = compat.hub_checkpoint_path('https://h/b/resolve/main/model.safetensors')
     assert a != b
     assert os.path.basename(a).endswith('-model.safetensors')
     official = 'https://dl.fbaipublicfiles.com/convnext/convnext_tiny_1k_224.pth'
     assert compat.hub_checkpoint_path(official) == str(
-        tmp_path / 'hub' / 'checkpoints' / 'convnext_tiny_1k_224.pth')
+        hub_dir / 'checkpoints' / 'convnext_tiny_1k_224.pth')
