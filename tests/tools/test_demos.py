@@ -189,6 +189,24 @@ def test_image_demo_on_one_image_with_options(tiny, inputs):
         labels, inference_model(tiny['model'], folder / 'rgba.png'))
 
 
+def test_image_demo_with_labels_writes_names_on_the_image_only(tiny, inputs):
+    folder, expected = inputs
+    drawn = {}
+    for flags in ((), ('--with-labels',)):
+        out = tiny['root'] / ('labels' if flags else 'plain')
+        done = _run('image_demo.py', folder / 'rgba.png', tiny['config'],
+                    tiny['checkpoint'], '--out-dir', out, *flags)
+        assert done.returncode == 0, done.stderr
+        drawn[bool(flags)] = np.asarray(Image.open(out / 'rgba_overlay.png'))
+    plain, labelled = drawn[False], drawn[True]
+    assert plain.shape == labelled.shape
+    height, width = expected['rgba'].shape[:2]
+    changed = np.any(plain != labelled, axis=-1)
+    assert changed[:height, :width].any()
+    changed[:height, :width] = False
+    assert not changed.any()
+
+
 def test_video_demo_keeps_fps_size_and_frames(tiny):
     source = tiny['root'] / 'clip.avi'
     writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*'MJPG'),
