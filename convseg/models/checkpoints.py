@@ -618,6 +618,36 @@ def load_backbone_weights(backbone: nn.Module,
     return summary
 
 
+_CLASSIFIER = re.compile(r'^((?:decode_head|auxiliary_head)(?:\.\d+)?)'
+                         r'\.conv_seg\.weight$')
+
+
+def check_num_classes(state_dict: Mapping[str, torch.Tensor],
+                      model_state: Mapping[str, torch.Tensor],
+                      source: str) -> None:
+    """Raise if a head's classifier has another number of classes.
+
+    Compares ``<head>.conv_seg.weight`` (shape ``(num_classes, C, 1, 1)``) of
+    the decode and auxiliary heads.
+    """
+    for key, value in state_dict.items():
+        found = _CLASSIFIER.match(key)
+        if not found or key not in model_state:
+            continue
+        ckpt_classes = int(value.shape[0])
+        model_classes = int(model_state[key].shape[0])
+        if ckpt_classes != model_classes:
+            head = found.group(1)
+            raise CheckpointMismatchError(
+                f'checkpoint {source} was trained for {ckpt_classes} classes '
+                f'({key} has {ckpt_classes} outputs), but the model\'s {head} '
+                f'has num_classes={model_classes}. Set '
+                f'model.{head}.num_classes={ckpt_classes} (with the dataset '
+                f'the checkpoint was trained on), or start from its backbone '
+                f'only: model.backbone.init_cfg=dict(type=\'Pretrained\', '
+                f'prefix=\'backbone.\', checkpoint=...).')
+
+
 def load_segmentor_checkpoint(model: nn.Module,
                               checkpoint: Checkpoint,
                               map_location: Any = 'cpu') -> dict:
@@ -642,6 +672,7 @@ def load_segmentor_checkpoint(model: nn.Module,
             "(dict(type='Pretrained', checkpoint=...)) instead.")
     result = convert(state, 'auto', source)
     model_state = model.state_dict()
+    check_num_classes(result.state_dict, model_state, source)
     check_fits(result.state_dict, model_state, result.sources, source,
                prefix='backbone.')
     missing = [k for k in model_state if k not in result.state_dict]

@@ -145,6 +145,19 @@ def test_fast_path_on_cpu_by_default_with_the_same_scores(files):
     np.testing.assert_allclose(fast_scores, plain_scores, atol=1e-5)
 
 
+def test_checkpoint_for_other_num_classes_names_both_numbers(files):
+    from convseg.models.checkpoints import CheckpointMismatchError
+    options = {'model.decode_head.num_classes': 19,
+               'model.auxiliary_head.num_classes': 19}
+    with pytest.raises(CheckpointMismatchError) as err:
+        init_model(files['ade'], files['plain'], fast=False,
+                   cfg_options=options)
+    assert str(err.value).startswith(
+        f"checkpoint {files['plain']} was trained for 150 classes "
+        "(decode_head.conv_seg.weight has 150 outputs), but the model's "
+        'decode_head has num_classes=19.')
+
+
 def test_path_array_pil_agree_with_mmseg_test_step(model, tmp_path):
     image = _smooth_image(70, 101)
     path = tmp_path / 'odd.png'
