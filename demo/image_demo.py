@@ -12,7 +12,6 @@ exit code is 1 if any failed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -23,9 +22,9 @@ import torch
 from mmengine.utils import ProgressBar
 from PIL import Image
 
-from convseg import compat
 from convseg.apis import inference_model, init_model
 from convseg.apis.images import IMAGE_SUFFIXES, ImageReadError, read_image
+from convseg.cli import run_tool
 from convseg.visualization import (PALETTE_NAMES, mask_image, overlay,
                                    resolve_palette)
 
@@ -87,19 +86,15 @@ def save_atomic(image: Image.Image, path: Path) -> None:
     os.replace(partial, path)
 
 
-def main(argv: List[str] = None) -> int:
-    """Run the demo; returns the exit code."""
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the demo on parsed arguments; returns the exit code."""
     source = Path(args.input)
     paths = list_images(source)
     if not paths:
         print(f'no image files ({", ".join(IMAGE_SUFFIXES)}) in {source}',
               file=sys.stderr)
         return 1
-    loading = (compat.unsafe_checkpoint_loading() if args.unsafe_load
-               else contextlib.nullcontext())
-    with loading:
-        model = init_model(args.config, args.checkpoint, device=args.device)
+    model = init_model(args.config, args.checkpoint, device=args.device)
     classes = model.dataset_meta['classes']
     palette = resolve_palette(args.palette, model.dataset_meta)
     out_dir = Path(args.out_dir)
@@ -132,6 +127,12 @@ def main(argv: List[str] = None) -> int:
               f'{", ".join(str(p) for p in failed)}', file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: List[str] = None) -> int:
+    """Run the demo; returns the exit code (1 with a message on errors)."""
+    args = parse_args(argv)
+    return run_tool(run, args, unsafe_load=args.unsafe_load)
 
 
 if __name__ == '__main__':

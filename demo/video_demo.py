@@ -10,7 +10,6 @@ Motion-JPEG ('MJPG'), both available in the opencv-python wheels.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -22,8 +21,8 @@ import numpy as np
 import torch
 from mmengine.utils import ProgressBar
 
-from convseg import compat
 from convseg.apis import inference_model, init_model
+from convseg.cli import run_tool
 from convseg.visualization import PALETTE_NAMES, overlay, resolve_palette
 
 FOURCC = {'.mp4': 'mp4v', '.avi': 'MJPG'}
@@ -52,9 +51,8 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: List[str] = None) -> int:
-    """Run the demo; returns the exit code."""
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the demo on parsed arguments; returns the exit code."""
     out = Path(args.out)
     if out.suffix.lower() not in FOURCC:
         print(f'--out {out}: the suffix must be one of {", ".join(FOURCC)}',
@@ -74,10 +72,7 @@ def main(argv: List[str] = None) -> int:
               file=sys.stderr)
         fps = 25.0
 
-    loading = (compat.unsafe_checkpoint_loading() if args.unsafe_load
-               else contextlib.nullcontext())
-    with loading:
-        model = init_model(args.config, args.checkpoint, device=args.device)
+    model = init_model(args.config, args.checkpoint, device=args.device)
     classes = model.dataset_meta['classes']
     palette = resolve_palette(args.palette, model.dataset_meta)
 
@@ -131,6 +126,12 @@ def main(argv: List[str] = None) -> int:
           f'{frames / elapsed:.2f} frames per second; wrote {out} '
           f'({size[0]}x{size[1]}, {fps:g} fps)')
     return 0
+
+
+def main(argv: List[str] = None) -> int:
+    """Run the demo; returns the exit code (1 with a message on errors)."""
+    args = parse_args(argv)
+    return run_tool(run, args, unsafe_load=args.unsafe_load)
 
 
 if __name__ == '__main__':

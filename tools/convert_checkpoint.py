@@ -15,7 +15,6 @@ loads weights-only (no pickled objects).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import torch
 
 import convseg  # noqa: F401  (installs the checkpoint-loading shims)
 from convseg import compat
+from convseg.cli import run_tool
 from convseg.models import checkpoints
 
 PLAIN = (str, int, float, bool, type(None), torch.Tensor)
@@ -132,16 +132,8 @@ def convert_file(args: argparse.Namespace) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the tool; return the exit status (1 with a message on errors)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    guard = (compat.unsafe_checkpoint_loading() if args.unsafe_load else
-             contextlib.nullcontext())
-    try:
-        with guard:
-            print(convert_file(args))
-    except (OSError, ValueError, RuntimeError, compat.UnsafeCheckpointError) \
-            as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
-    return 0
+    return run_tool(lambda: print(convert_file(args)),
+                    unsafe_load=args.unsafe_load)
 
 
 if __name__ == '__main__':

@@ -12,7 +12,6 @@ checkpoint (Facebook's or OpenMMLab's key names), as a path or URL.
 import convseg  # noqa: F401  (first: installs the shims, registers convseg)
 
 import argparse
-import contextlib
 import os
 import os.path as osp
 import sys
@@ -23,25 +22,13 @@ from mmengine.runner import Runner, load_checkpoint
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 
-from convseg import compat
 from convseg.apis.fast import prepare_for_inference
+from convseg.cli import run_tool
 from convseg.datasets import check_dataset_layout
-from convseg.datasets.checks import DatasetLayoutError
 from convseg.engine import fit_to_device
-from convseg.engine.config_checks import (ConfigArgumentError,
-                                          check_model_config)
-from convseg.engine.launch import LaunchError
+from convseg.engine.config_checks import check_model_config
 from convseg.models import ConvNeXt
-from convseg.models.checkpoints import (CheckpointFormatError,
-                                        CheckpointMismatchError,
-                                        load_segmentor_checkpoint)
-
-#: convseg's own errors: their messages say what is wrong and what to do, so
-#: they are printed without a traceback.
-CONVSEG_ERRORS = (compat.CheckpointDownloadError,
-                  compat.UnsafeCheckpointError, compat.MissingMmcvOpError,
-                  ConfigArgumentError, DatasetLayoutError, LaunchError,
-                  CheckpointFormatError, CheckpointMismatchError)
+from convseg.models.checkpoints import load_segmentor_checkpoint
 
 
 def parse_args() -> argparse.Namespace:
@@ -160,11 +147,4 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == '__main__':
     args = parse_args()
-    unsafe = (compat.unsafe_checkpoint_loading()
-              if args.unsafe_load else contextlib.nullcontext())
-    try:
-        with unsafe:
-            main(args)
-    except CONVSEG_ERRORS as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(1)
+    sys.exit(run_tool(main, args, unsafe_load=args.unsafe_load))

@@ -11,7 +11,6 @@ process per GPU with --launcher pytorch / slurm.
 import convseg  # noqa: F401  (first: installs the shims, registers convseg)
 
 import argparse
-import contextlib
 import os
 import os.path as osp
 import sys
@@ -20,28 +19,12 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from convseg import compat
+from convseg.cli import run_tool
 from convseg.datasets import (apply_skip_unreadable, check_dataset,
                               check_dataset_layout)
-from convseg.datasets.checks import (SPLITS, DatasetCheckError,
-                                     DatasetLayoutError)
+from convseg.datasets.checks import SPLITS, DatasetCheckError
 from convseg.engine import find_resume_checkpoint, fit_to_device
-from convseg.engine.config_checks import (ConfigArgumentError,
-                                          check_model_config)
-from convseg.engine.hooks import (CheckpointSaveError, NonFiniteLossError,
-                                  NonFiniteWeightsError)
-from convseg.engine.launch import LaunchError
-from convseg.models.checkpoints import (CheckpointFormatError,
-                                        CheckpointMismatchError)
-
-#: convseg's own errors: their messages say what is wrong and what to do, so
-#: they are printed without a traceback.
-CONVSEG_ERRORS = (compat.CheckpointDownloadError,
-                  compat.UnsafeCheckpointError, compat.MissingMmcvOpError,
-                  ConfigArgumentError, DatasetLayoutError, DatasetCheckError,
-                  LaunchError, CheckpointFormatError, CheckpointMismatchError,
-                  CheckpointSaveError, NonFiniteLossError,
-                  NonFiniteWeightsError)
+from convseg.engine.config_checks import check_model_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -137,11 +120,4 @@ def main(args: argparse.Namespace) -> None:
 
 if __name__ == '__main__':
     args = parse_args()
-    unsafe = (compat.unsafe_checkpoint_loading()
-              if args.unsafe_load else contextlib.nullcontext())
-    try:
-        with unsafe:
-            main(args)
-    except CONVSEG_ERRORS as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(1)
+    sys.exit(run_tool(main, args, unsafe_load=args.unsafe_load))
