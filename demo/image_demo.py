@@ -40,6 +40,10 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     parser.add_argument(
         '--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
         help='device to run on, e.g. cpu or cuda:0')
+    parser.add_argument(
+        '--no-fast', action='store_true',
+        help='on CPU, run the model as built instead of through the '
+        'inference fast path (convseg.apis.fast.prepare_for_inference)')
     parser.add_argument('--opacity', type=float, default=0.5,
                         help='weight of the class colour in the blend (0..1)')
     parser.add_argument('--no-legend', action='store_true',
@@ -94,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         print(f'no image files ({", ".join(IMAGE_SUFFIXES)}) in {source}',
               file=sys.stderr)
         return 1
-    model = init_model(args.config, args.checkpoint, device=args.device)
+    model = init_model(args.config, args.checkpoint, device=args.device,
+                       fast=False if args.no_fast else None)
     classes = model.dataset_meta['classes']
     palette = resolve_palette(args.palette, model.dataset_meta)
     out_dir = Path(args.out_dir)

@@ -189,7 +189,7 @@ def test_image_demo_on_one_image_with_options(tiny, inputs):
         labels, inference_model(tiny['model'], folder / 'rgba.png'))
 
 
-def test_image_demo_with_labels_writes_names_on_the_image_only(tiny, inputs):
+def test_image_demo_with_labels_and_no_fast(tiny, inputs):
     folder, expected = inputs
     drawn = {}
     for flags in ((), ('--with-labels',)):
@@ -205,6 +205,15 @@ def test_image_demo_with_labels_writes_names_on_the_image_only(tiny, inputs):
     assert changed[:height, :width].any()
     changed[:height, :width] = False
     assert not changed.any()
+
+    out = tiny['root'] / 'no_fast'
+    done = _run('image_demo.py', folder / 'rgba.png', tiny['config'],
+                tiny['checkpoint'], '--out-dir', out, '--no-fast')
+    assert done.returncode == 0, done.stderr
+    plain_model = np.asarray(Image.open(out / 'rgba_mask.png'))
+    fast_model = np.asarray(Image.open(tiny['root'] / 'plain' /
+                                       'rgba_mask.png'))
+    assert (plain_model == fast_model).mean() >= 0.999
 
 
 def test_video_demo_keeps_fps_size_and_frames(tiny):
