@@ -7,11 +7,18 @@ is honoured here for every tool.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
+import os.path as osp
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Optional
+
+import torch
+
+from mmengine.config import Config
 
 from convseg import compat
+from convseg.apis import init_model
 from convseg.apis.fast import UnsupportedModelError
 from convseg.apis.images import ImageReadError
 from convseg.datasets.checks import DatasetCheckError, DatasetLayoutError
@@ -50,3 +57,44 @@ def run_tool(main: Callable[..., Any], *args: Any,
         print(f'error: {err}', file=sys.stderr)
         return 1
     return 0 if code is None else int(code)
+
+
+def load_tool_config(config: str, cfg_options: Optional[dict] = None,
+                     work_dir: Optional[str] = None,
+                     launcher: str = 'none') -> Config:
+    """The config a tool runs: the file, ``--cfg-options`` merged in, the
+    launcher, and the work dir (``--work-dir``, else the config's, else
+    ``./work_dirs/<config name>``), as mmseg's tools set them."""
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        name = osp.splitext(osp.basename(config))[0]
+        cfg.work_dir = osp.join('./work_dirs', name)
+    return cfg
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demos' model arguments: CONFIG CHECKPOINT [--device] [--no-fast]
+    [--unsafe-load]; :func:`model_from_args` builds the model from them."""
+    parser.add_argument('config', help='model config file')
+    parser.add_argument('checkpoint', help='checkpoint file or URL')
+    parser.add_argument(
+        '--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
+        help='device to run on, e.g. cpu or cuda:0')
+    parser.add_argument(
+        '--no-fast', action='store_true',
+        help='on CPU, run the model as built instead of through the '
+        'inference fast path (convseg.apis.fast.prepare_for_inference)')
+    parser.add_argument(
+        '--unsafe-load', action='store_true',
+        help='load a trusted checkpoint that holds arbitrary pickled objects')
+
+
+def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
+    """``init_model`` with the arguments of :func:`add_model_arguments`."""
+    return init_model(args.config, args.checkpoint, device=args.device,
+                      fast=False if args.no_fast else None)

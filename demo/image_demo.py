@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
-import torch
 from mmengine.utils import ProgressBar
 from PIL import Image
 
-from convseg.apis import inference_model, init_model
+from convseg.apis import inference_model
 from convseg.apis.images import IMAGE_SUFFIXES, ImageReadError, read_image
-from convseg.cli import run_tool
+from convseg.cli import add_model_arguments, model_from_args, run_tool
 from convseg.visualization import (PALETTE_NAMES, mask_image, overlay,
                                    resolve_palette)
 
@@ -33,17 +32,9 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('input', help='an image file or a folder of images')
-    parser.add_argument('config', help='model config file')
-    parser.add_argument('checkpoint', help='checkpoint file or URL')
+    add_model_arguments(parser)
     parser.add_argument('--out-dir', default='work_dirs/demo',
                         help='where to write the outputs')
-    parser.add_argument(
-        '--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
-        help='device to run on, e.g. cpu or cuda:0')
-    parser.add_argument(
-        '--no-fast', action='store_true',
-        help='on CPU, run the model as built instead of through the '
-        'inference fast path (convseg.apis.fast.prepare_for_inference)')
     parser.add_argument('--opacity', type=float, default=0.5,
                         help='weight of the class colour in the blend (0..1)')
     parser.add_argument('--no-legend', action='store_true',
@@ -52,9 +43,6 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
                         help='write class names on the regions')
     parser.add_argument('--palette', choices=PALETTE_NAMES,
                         help="colours to draw with (default: the model's)")
-    parser.add_argument(
-        '--unsafe-load', action='store_true',
-        help='load a trusted checkpoint that holds arbitrary pickled objects')
     return parser.parse_args(argv)
 
 
@@ -98,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f'no image files ({", ".join(IMAGE_SUFFIXES)}) in {source}',
               file=sys.stderr)
         return 1
-    model = init_model(args.config, args.checkpoint, device=args.device,
-                       fast=False if args.no_fast else None)
+    model = model_from_args(args)
     classes = model.dataset_meta['classes']
     palette = resolve_palette(args.palette, model.dataset_meta)
     out_dir = Path(args.out_dir)

@@ -18,11 +18,10 @@ from typing import List
 
 import cv2
 import numpy as np
-import torch
 from mmengine.utils import ProgressBar
 
-from convseg.apis import inference_model, init_model
-from convseg.cli import run_tool
+from convseg.apis import inference_model
+from convseg.cli import add_model_arguments, model_from_args, run_tool
 from convseg.visualization import PALETTE_NAMES, overlay, resolve_palette
 
 FOURCC = {'.mp4': 'mp4v', '.avi': 'MJPG'}
@@ -32,26 +31,15 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('input', help='input video file')
-    parser.add_argument('config', help='model config file')
-    parser.add_argument('checkpoint', help='checkpoint file or URL')
+    add_model_arguments(parser)
     parser.add_argument('--out', required=True,
                         help=f'output video ({" or ".join(FOURCC)})')
-    parser.add_argument(
-        '--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
-        help='device to run on, e.g. cpu or cuda:0')
-    parser.add_argument(
-        '--no-fast', action='store_true',
-        help='on CPU, run the model as built instead of through the '
-        'inference fast path (convseg.apis.fast.prepare_for_inference)')
     parser.add_argument('--opacity', type=float, default=0.5,
                         help='weight of the class colour in the blend (0..1)')
     parser.add_argument('--palette', choices=PALETTE_NAMES,
                         help="colours to draw with (default: the model's)")
     parser.add_argument('--batch-size', type=int, default=4,
                         help='frames segmented together')
-    parser.add_argument(
-        '--unsafe-load', action='store_true',
-        help='load a trusted checkpoint that holds arbitrary pickled objects')
     return parser.parse_args(argv)
 
 
@@ -76,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         fps = 25.0
 
-    model = init_model(args.config, args.checkpoint, device=args.device,
-                       fast=False if args.no_fast else None)
+    model = model_from_args(args)
     classes = model.dataset_meta['classes']
     palette = resolve_palette(args.palette, model.dataset_meta)
 

@@ -16,14 +16,14 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner, load_checkpoint
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 
 from convseg.apis.fast import prepare_for_inference
-from convseg.cli import run_tool
+from convseg.cli import load_tool_config, run_tool
 from convseg.datasets import check_dataset_layout
 from convseg.engine import fit_to_device
 from convseg.engine.config_checks import check_model_config
@@ -84,16 +84,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> None:
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        name = osp.splitext(osp.basename(args.config))[0]
-        cfg.work_dir = osp.join('./work_dirs', name)
+    cfg = load_tool_config(args.config, args.cfg_options, args.work_dir,
+                           args.launcher)
 
     # mistakes in the config and the dataset stop before anything is built
     check_model_config(cfg.model)

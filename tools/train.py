@@ -11,15 +11,17 @@ process per GPU with --launcher pytorch / slurm.
 import convseg  # noqa: F401  (first: installs the shims, registers convseg)
 
 import argparse
+import logging
 import os
 import os.path as osp
 import sys
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from convseg.cli import run_tool
+from convseg.cli import load_tool_config, run_tool
 from convseg.datasets import (apply_skip_unreadable, check_dataset,
                               check_dataset_layout)
 from convseg.datasets.checks import SPLITS, DatasetCheckError
@@ -79,16 +81,8 @@ def parse_args() -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> None:
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-
-    if args.work_dir:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        name = osp.splitext(osp.basename(args.config))[0]
-        cfg.work_dir = osp.join('./work_dirs', name)
+    cfg = load_tool_config(args.config, args.cfg_options, args.work_dir,
+                           args.launcher)
 
     if args.amp and cfg.optim_wrapper.type != 'AmpOptimWrapper':
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -100,6 +94,9 @@ def main(args: argparse.Namespace) -> None:
         cfg.load_from = (find_resume_checkpoint(cfg.work_dir)
                          if args.resume == 'auto' else args.resume)
         cfg.resume = cfg.load_from is not None
+        if not cfg.resume:
+            print_log(f'--resume: no complete checkpoint in {cfg.work_dir}; '
+                      'training starts from scratch', level=logging.WARNING)
 
     # mistakes in the config and the dataset stop the run before it starts
     check_model_config(cfg.model)
