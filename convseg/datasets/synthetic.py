@@ -5,9 +5,9 @@ use, without downloading anything. Every generator here is deterministic from
 its seed (image ``i`` of a split depends only on the seed, the split and
 ``i``), and writes atomically: the dataset is built in a temporary folder next
 to its destination and renamed into place at the end, so a failure never
-leaves a half-written dataset behind. A manifest file records the arguments;
-calling a generator again with the same arguments reuses the dataset on disk,
-with different ones it replaces it. A folder at the destination that has no
+leaves a half-written dataset behind. A manifest file records the arguments
+and the generator version; calling a generator again with the same arguments
+reuses the dataset on disk, with different ones it replaces it. A folder at the destination that has no
 manifest (for instance a real dataset) is never touched.
 """
 from __future__ import annotations
@@ -27,6 +27,9 @@ from mmseg.registry import DATASETS
 from PIL import Image, ImageDraw
 
 MANIFEST = 'convseg_synthetic.json'
+#: Bumped whenever a generator's output changes, so that datasets written by
+#: an older version are regenerated instead of reused.
+GENERATOR_VERSION = 1
 
 ADE20K_NUM_CLASSES = 150
 
@@ -87,7 +90,7 @@ def _build(dest: str, kind: str, params: dict,
     Returns ``dest``.
     """
     dest = osp.abspath(dest)
-    manifest = {'kind': kind, 'params': params}
+    manifest = {'kind': kind, 'params': params, 'version': GENERATOR_VERSION}
     if osp.exists(dest):
         existing = _read_manifest(dest)
         if existing == manifest:
@@ -369,19 +372,19 @@ def _texture(kind: str, rng: np.random.Generator, yy: np.ndarray,
     c1, c2 = _colour_pair(rng, hue)
     u, v = _rotated(rng, yy, xx)
     if kind == 'stripes':
-        period = rng.uniform(6, 9) * scale
+        period = rng.uniform(5, 7) * scale
         return _mix(c1, c2, (u / period + rng.random()) % 1 < 0.5)
     if kind == 'checks':
-        cell = rng.uniform(4, 6) * scale
+        cell = rng.uniform(5, 7) * scale
         return _mix(c1, c2, (np.floor(u / cell) + np.floor(v / cell)) % 2)
     if kind == 'dots':
-        step = rng.uniform(7, 9) * scale
+        step = rng.uniform(8, 10) * scale
         radius = rng.uniform(0.22, 0.32) * step
         du = (u / step + rng.random()) % 1 - 0.5
         dv = (v / step + rng.random()) % 1 - 0.5
         return _mix(c1, c2, np.hypot(du, dv) * step < radius)
     if kind == 'flat':
-        return _mix(c1, c2, np.zeros_like(u))
+        return np.broadcast_to(c1, u.shape + (3,)).astype(np.float32)
     if kind == 'waves':
         period = rng.uniform(16, 32) * scale
         return _mix(c1, c2, 0.5 + 0.5 * np.sin(2 * np.pi * u / period)
@@ -407,12 +410,12 @@ def _shape_mask(kind: str, rng: np.random.Generator, h: int,
     draw = ImageDraw.Draw(mask)
     cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h
     if kind == 'ring':
-        outer = rng.uniform(0.17, 0.27) * s
-        inner = outer * rng.uniform(0.45, 0.6)
+        outer = rng.uniform(0.2, 0.3) * s
+        inner = outer * rng.uniform(0.35, 0.5)
         draw.ellipse([cx - outer, cy - outer, cx + outer, cy + outer], fill=1)
         draw.ellipse([cx - inner, cy - inner, cx + inner, cy + inner], fill=0)
     elif kind == 'triangle':
-        radius = rng.uniform(0.2, 0.32) * s
+        radius = rng.uniform(0.24, 0.36) * s
         start = rng.uniform(0, 2 * np.pi)
         angles = start + np.array([0, 2, 4]) * np.pi / 3 + rng.uniform(
             -0.3, 0.3, 3)
@@ -420,10 +423,10 @@ def _shape_mask(kind: str, rng: np.random.Generator, h: int,
                       for a in angles], fill=1)
     elif kind == 'blob':
         if rng.random() < 0.5:
-            rx, ry = rng.uniform(0.15, 0.28, 2) * s
+            rx, ry = rng.uniform(0.18, 0.3, 2) * s
             draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=1)
         else:
-            draw.polygon(_random_polygon(rng, h, w, 0.15, 0.3), fill=1)
+            draw.polygon(_random_polygon(rng, h, w, 0.18, 0.33), fill=1)
     elif kind == 'clutter':
         size = rng.uniform(0.05, 0.1) * s
         draw.rectangle([cx - size, cy - size, cx + size, cy + size], fill=1)

@@ -183,6 +183,23 @@ def test_rerun_reuses_same_arguments_and_replaces_others(tmp_path):
     assert os.stat(image).st_ino != stat.st_ino
     assert sorted(os.listdir(tmp_path)) == ['ADEChallengeData2016']
 
+    # a dataset from another generator version is regenerated
+    manifest_file = osp.join(path, synthetic.MANIFEST)
+    with open(manifest_file) as f:
+        manifest = json.load(f)
+    assert manifest == {'kind': 'ade20k',
+                        'version': synthetic.GENERATOR_VERSION,
+                        'params': {'num_train': 3, 'num_val': 1,
+                                   'size': [64, 64], 'seed': 0}}
+    manifest['version'] = synthetic.GENERATOR_VERSION - 1
+    with open(manifest_file, 'w') as f:
+        json.dump(manifest, f)
+    stat = os.stat(image)
+    generate_ade20k(str(tmp_path), num_train=3, num_val=1)
+    assert os.stat(image).st_ino != stat.st_ino
+    with open(manifest_file) as f:
+        assert json.load(f)['version'] == synthetic.GENERATOR_VERSION
+
 
 def test_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
     real_sample = synthetic._ade20k_sample
