@@ -68,7 +68,7 @@ test_evaluator = val_evaluator
 
 # AdamW + stage-wise layer decay; linear warm-up times a poly decay to 0
 # (both run from iteration 0 and multiply, as in the ADE20K configs).
-max_iters = 3000
+max_iters = 2500
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(

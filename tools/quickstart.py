@@ -38,9 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--data-root', default='data',
                         help='the dataset goes to DATA_ROOT/synthetic_scenes')
     parser.add_argument('--work-dir', default='work_dirs/quickstart')
-    parser.add_argument('--num-train', type=int, default=300,
+    parser.add_argument('--num-train', type=int, default=1000,
                         help='training images')
-    parser.add_argument('--num-val', type=int, default=60,
+    parser.add_argument('--num-val', type=int, default=100,
                         help='validation images')
     parser.add_argument('--iters', type=int, default=None,
                         help='training iterations (default: the config\'s)')
@@ -114,7 +114,7 @@ def main() -> None:
     timings['test'] = time.time() - t
     metrics_file = osp.join(test_dir, f'iter_{iters}_metrics.json')
     with open(metrics_file) as f:
-        miou = json.load(f)['mIoU']
+        metrics = json.load(f)
 
     t = time.time()
     overlay_dir = osp.join(work_dir, 'overlays')
@@ -131,7 +131,12 @@ def main() -> None:
 
     total = time.time() - started
     print('\n==> 5. done')
-    print(f'validation mIoU: {miou:.2f}% ({metrics_file})')
+    print(f'validation mIoU: {metrics["mIoU"]:.2f}% ({metrics_file})')
+    print('    class          IoU     Acc')
+    for row in metrics['per_class']:
+        iou, acc = (' n/a' if v is None else f'{v:6.2f}'
+                    for v in (row['IoU'], row['Acc']))
+        print(f'    {row["class"]:<10} {iou:>7} {acc:>7}')
     print(f'dataset:     {data_root}')
     print(f'config:      {osp.abspath(args.config)}')
     print(f'work dir:    {work_dir} (training log and checkpoint)')

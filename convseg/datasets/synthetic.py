@@ -472,7 +472,7 @@ def _scene_sample(rng: np.random.Generator, h: int,
     return np.clip(np.round(img), 0, 255).astype(np.uint8), label
 
 
-def generate_scenes(root: str, num_train: int = 300, num_val: int = 60,
+def generate_scenes(root: str, num_train: int = 1000, num_val: int = 100,
                     size: Sequence[int] = (64, 64), seed: int = 0) -> str:
     """Write the synthetic scene dataset in the ADE20K layout under ``root``.
 

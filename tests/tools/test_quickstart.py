@@ -35,13 +35,19 @@ def test_quickstart_tiny(tmp_path):
         'background', 'stripes', 'checks', 'dots', 'ring', 'triangle']
     assert 0 <= metrics['mIoU'] <= 100
 
-    # the summary: mIoU as tools/test.py wrote it, and where things are
+    # the summary: mIoU and classes as tools/test.py wrote them, and where
+    # things are
     tail = result.stdout[result.stdout.index('==> 5. done'):].splitlines()
     assert tail[1] == (f'validation mIoU: {metrics["mIoU"]:.2f}% '
                        f'({metrics_file})')
-    assert tail[2] == f'dataset:     {dataset}'
-    assert tail[5] == f'checkpoint:  {checkpoint}'
-    assert tail[7] == f'overlays:    {work_dir / "overlays"}'
+    rows = [line.split() for line in tail[3:9]]
+    assert [r[0] for r in rows] == [c['class'] for c in metrics['per_class']]
+    for row, expected in zip(rows, metrics['per_class']):
+        for shown, value in zip(row[1:], (expected['IoU'], expected['Acc'])):
+            assert shown == ('n/a' if value is None else f'{value:.2f}')
+    assert f'dataset:     {dataset}' in tail
+    assert f'checkpoint:  {checkpoint}' in tail
+    assert f'overlays:    {work_dir / "overlays"}' in tail
 
     # overlays drawn by demo/image_demo.py on the first validation images
     for name in ('scene_000000', 'scene_000001'):
