@@ -20,8 +20,9 @@ from multiprocessing import Pool
 
 EXPECTED_LAYOUT = """\
 expected layout:
-  DATA_ROOT/leftImg8bit/{train,val,test}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
-  DATA_ROOT/gtFine/{train,val,test}/<city>/<city>_<seq>_<frame>_gtFine_polygons.json
+  DATA_ROOT/leftImg8bit/{train,val,test}/<city>/<name>_leftImg8bit.png
+  DATA_ROOT/gtFine/{train,val,test}/<city>/<name>_gtFine_polygons.json
+  (<name> = <city>_<sequence>_<frame>, e.g. aachen_000000_000019)
 Download gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip from
 https://www.cityscapes-dataset.com/downloads/ and unzip both into DATA_ROOT."""
 
@@ -69,7 +70,8 @@ def check_annotation(json_file: str) -> str | None:
     missing = [k for k in ('imgHeight', 'imgWidth', 'objects')
                if k not in annotation]
     if missing:
-        return f'{json_file} lacks the key(s) {missing} of a polygon annotation'
+        return (f'{json_file} lacks the key(s) {missing} of a polygon '
+                'annotation')
     unknown = set()
     for i, obj in enumerate(annotation['objects']):
         if 'label' not in obj or 'polygon' not in obj:
@@ -86,7 +88,7 @@ def check_annotation(json_file: str) -> str | None:
 
 
 def convert(json_file: str) -> str | None:
-    """Write the labelTrainIds PNG for one JSON file; return an error or None."""
+    """Write the labelTrainIds PNG of a JSON file; return an error or None."""
     from cityscapesscripts.preparation.json2labelImg import json2labelImg
 
     problem = check_annotation(json_file)

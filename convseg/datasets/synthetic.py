@@ -7,8 +7,9 @@ its seed (image ``i`` of a split depends only on the seed, the split and
 to its destination and renamed into place at the end, so a failure never
 leaves a half-written dataset behind. A manifest file records the arguments
 and the generator version; calling a generator again with the same arguments
-reuses the dataset on disk, with different ones it replaces it. A folder at the destination that has no
-manifest (for instance a real dataset) is never touched.
+reuses the dataset on disk, with different ones it replaces it. A folder at
+the destination that has no manifest (for instance a real dataset) is never
+touched.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def _read_manifest(path: str) -> dict | None:
 
 @contextlib.contextmanager
 def _staging(dest: str) -> Iterator[str]:
-    """Yield a temporary folder beside ``dest``; on success move it to ``dest``.
+    """Yield a temporary folder beside ``dest``; on success move it there.
 
     On any exception the temporary folder is removed and ``dest`` is left as it
     was. An existing ``dest`` (already checked to be ours) is swapped out and
@@ -99,7 +100,8 @@ def _build(dest: str, kind: str, params: dict,
             raise SyntheticDatasetError(
                 f'{dest} already exists and is not a synthetic {kind} dataset '
                 f'(no {MANIFEST} for it there); it is left untouched. Choose '
-                'another root, or remove that folder if it is yours to remove.')
+                'another root, or remove that folder if it is yours to '
+                'remove.')
     with _staging(dest) as tmp:
         write(tmp)
         with open(osp.join(tmp, MANIFEST), 'w') as f:
@@ -258,7 +260,8 @@ def _cityscapes_objects(rng: np.random.Generator, h: int,
                              cy + ch * 0.85)))
     px = rng.uniform(0.1, 0.3) * w
     objects.append((str(rng.choice(['person', 'rider'])),
-                    _box(px, horizon - h * 0.1, px + w * 0.03, horizon + h * 0.15)))
+                    _box(px, horizon - h * 0.1, px + w * 0.03,
+                         horizon + h * 0.15)))
     objects.append(('ego vehicle', [[0, h - 1], [int(w * 0.2), int(h * 0.92)],
                                     [int(w * 0.8), int(h * 0.92)],
                                     [w - 1, h - 1]]))
@@ -476,10 +479,14 @@ def generate_scenes(root: str, num_train: int = 1000, num_val: int = 100,
                     size: Sequence[int] = (64, 64), seed: int = 0) -> str:
     """Write the synthetic scene dataset in the ADE20K layout under ``root``.
 
-    Images show textured objects of the classes in :data:`SCENE_CLASSES`
-    (stripes, checks and dots on random shapes; rings and triangles
-    recognised by shape) over structured backgrounds, with random colours,
-    occlusion, colour jitter and noise. Layout: ``root/synthetic_scenes/
+    Each image shows one to three objects over a structured, grainy
+    background (waves, tiles or clouds in random colours): stripes, checks
+    and dots on random blobs, and flat rings and triangles told apart by
+    shape. Object colours come from per-class hue ranges that overlap, so
+    colour alone does not separate the classes; objects may occlude each
+    other, small 'other' patches of noise are scattered over the scene, and
+    every image gets brightness and colour jitter and noise. Layout:
+    ``root/synthetic_scenes/
     images/{training,validation}/scene_%06d.jpg`` (RGB, ``size`` = (H, W)) and
     ``annotations/.../scene_%06d.png`` (uint8: 0 = other, i + 1 = class i).
     Returns the ``synthetic_scenes`` path.
