@@ -569,13 +569,25 @@ def test_segmentor_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointMismatchError) as err:
         checkpoints.load_segmentor_checkpoint(model, ckpt)
     assert str(err.value) == (
-        'checkpoint the given state dict: decode_head.conv_seg.weight has '
-        'shape (150, 16, 1, 1) in the checkpoint but (5, 16, 1, 1) in the '
-        'model. Check that the config matches the checkpoint (in_channels, '
-        'num_classes, channels).')
+        'checkpoint the given state dict was trained for 150 classes '
+        '(decode_head.conv_seg.weight has 150 outputs), but the model\'s '
+        'decode_head has num_classes=5. Set model.decode_head.num_classes=150 '
+        '(with the dataset the checkpoint was trained on), or start from its '
+        "backbone only: model.backbone.init_cfg=dict(type='Pretrained', "
+        "prefix='backbone.', checkpoint=...).")
 
     ckpt['state_dict']['decode_head.conv_seg.weight'] = torch.zeros(
         5, 16, 1, 1)
+    key = 'decode_head.conv_seg.bias'
+    right = ckpt['state_dict'][key]
+    ckpt['state_dict'][key] = torch.zeros(7)
+    with pytest.raises(CheckpointMismatchError) as err:
+        checkpoints.load_segmentor_checkpoint(model, ckpt)
+    assert str(err.value) == (
+        f'checkpoint the given state dict: {key} has shape (7,) in the '
+        'checkpoint but (5,) in the model. Check that the config matches the '
+        'checkpoint (in_channels, num_classes, channels).')
+    ckpt['state_dict'][key] = right
     with pytest.raises(CheckpointMismatchError) as err:
         checkpoints.load_segmentor_checkpoint(model, ckpt)
     assert str(err.value) == (
