@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import os.path as osp
 import sys
 from typing import Any, Callable, Optional
@@ -77,6 +78,41 @@ def load_tool_config(config: str, cfg_options: Optional[dict] = None,
     return cfg
 
 
+def add_no_fast_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-fast``: run the model as built instead of the CPU fast path."""
+    parser.add_argument(
+        '--no-fast', action='store_true',
+        help='on CPU, run the model as built instead of through the '
+        'inference fast path (convseg.apis.fast.prepare_for_inference)')
+
+
+def add_unsafe_load_argument(parser: argparse.ArgumentParser) -> None:
+    """``--unsafe-load``: full-pickle loading of trusted checkpoints."""
+    parser.add_argument(
+        '--unsafe-load', action='store_true',
+        help='load checkpoints with full pickle: only for files you trust')
+
+
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    """What tools/train.py and tools/test.py share: ``--launcher``,
+    ``--unsafe-load`` and the ``--local-rank`` that torch.distributed.launch
+    passes; :func:`check_launch_arguments` finishes them after parsing."""
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+        help='how the processes were started')
+    add_unsafe_load_argument(parser)
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+
+
+def check_launch_arguments(parser: argparse.ArgumentParser,
+                           args: argparse.Namespace) -> None:
+    """Export LOCAL_RANK for mmengine and stop on a missing config file."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if not osp.isfile(args.config):
+        parser.error(f'config file {args.config} does not exist')
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The demos' model arguments: CONFIG CHECKPOINT [--device] [--no-fast]
     [--unsafe-load]; :func:`model_from_args` builds the model from them."""
@@ -85,13 +121,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
         help='device to run on, e.g. cpu or cuda:0')
-    parser.add_argument(
-        '--no-fast', action='store_true',
-        help='on CPU, run the model as built instead of through the '
-        'inference fast path (convseg.apis.fast.prepare_for_inference)')
-    parser.add_argument(
-        '--unsafe-load', action='store_true',
-        help='load a trusted checkpoint that holds arbitrary pickled objects')
+    add_no_fast_argument(parser)
+    add_unsafe_load_argument(parser)
 
 
 def model_from_args(args: argparse.Namespace) -> torch.nn.Module:

@@ -12,7 +12,6 @@ checkpoint (Facebook's or OpenMMLab's key names), as a path or URL.
 import convseg  # noqa: F401  (first: installs the shims, registers convseg)
 
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -23,7 +22,8 @@ from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 
 from convseg.apis.fast import prepare_for_inference
-from convseg.cli import load_tool_config, run_tool
+from convseg.cli import (add_launch_arguments, add_no_fast_argument,
+                         check_launch_arguments, load_tool_config, run_tool)
 from convseg.datasets import check_dataset_layout
 from convseg.engine import fit_to_device
 from convseg.engine.config_checks import check_model_config
@@ -58,25 +58,10 @@ def parse_args() -> argparse.Namespace:
         nargs='+',
         action=DictAction,
         help='override config entries, e.g. test_dataloader.batch_size=2')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm'],
-        default='none',
-        help='how the processes were started')
-    parser.add_argument(
-        '--no-fast',
-        action='store_true',
-        help='on CPU, run the model as built instead of through the '
-        'inference fast path (convseg.apis.fast.prepare_for_inference)')
-    parser.add_argument(
-        '--unsafe-load',
-        action='store_true',
-        help='load checkpoints with full pickle: only for files you trust')
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    add_no_fast_argument(parser)
+    add_launch_arguments(parser)
     args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    if not osp.isfile(args.config):
-        parser.error(f'config file {args.config} does not exist')
+    check_launch_arguments(parser, args)
     is_url = args.checkpoint.startswith(('http://', 'https://'))
     if not is_url and not osp.isfile(args.checkpoint):
         parser.error(f'checkpoint {args.checkpoint} does not exist')

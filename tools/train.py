@@ -12,8 +12,6 @@ import convseg  # noqa: F401  (first: installs the shims, registers convseg)
 
 import argparse
 import logging
-import os
-import os.path as osp
 import sys
 
 import torch
@@ -21,7 +19,8 @@ from mmengine.config import DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from convseg.cli import load_tool_config, run_tool
+from convseg.cli import (add_launch_arguments, check_launch_arguments,
+                         load_tool_config, run_tool)
 from convseg.datasets import (apply_skip_unreadable, check_dataset,
                               check_dataset_layout)
 from convseg.datasets.checks import SPLITS, DatasetCheckError
@@ -54,26 +53,14 @@ def parse_args() -> argparse.Namespace:
         help='override config entries, e.g. train_dataloader.batch_size=4 '
         'model.backbone.init_cfg=None')
     parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm'],
-        default='none',
-        help='how the processes were started')
-    parser.add_argument(
         '--check-dataset',
         action='store_true',
         help='before training, read every image and label of the train and '
         'val splits and stop on any problem (as tools/check_dataset.py); '
         'without it only the folder layout is checked')
-    parser.add_argument(
-        '--unsafe-load',
-        action='store_true',
-        help='load checkpoints with full pickle: only for files you trust')
-    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
-    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    add_launch_arguments(parser)
     args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    if not osp.isfile(args.config):
-        parser.error(f'config file {args.config} does not exist')
+    check_launch_arguments(parser, args)
     if args.amp and not torch.cuda.is_available():
         parser.error('--amp needs a CUDA GPU (torch.cuda.amp) and this '
                      'machine has none; train without it.')
