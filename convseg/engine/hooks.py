@@ -28,8 +28,8 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
-from .checkpoint_io import (LAST_CHECKPOINT_FILE, atomic_write_text,
-                            find_resume_checkpoint)
+from ..fileio import atomic_write_text
+from .checkpoint_io import LAST_CHECKPOINT_FILE, find_resume_checkpoint
 from .checkpoint_match import check_checkpoint_matches_model
 from .random_state import (capture_random_state, derived_seed,
                            restore_random_state, seed_random_state,
