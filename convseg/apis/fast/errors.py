@@ -1,6 +1,8 @@
 """Errors and messages of the inference fast path."""
 from __future__ import annotations
 
+from ...errors import ConvsegError
+
 TRAINING_ERROR = (
     'prepare_for_inference() makes an inference-only model, but this model '
     'is in training mode; call model.eval() first, and never prepare a '
@@ -16,5 +18,5 @@ STALE_WEIGHTS_ERROR = (
     '(convseg.apis.init_model does), or build a fresh model.')
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(ConvsegError, ValueError):
     """A model or head the fast path has no fast version of."""
