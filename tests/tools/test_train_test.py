@@ -355,8 +355,11 @@ def test_cityscapes_train_and_tta_test_in_label_ids(tmp_path):
 # ---------------------------------------------------------------------------
 
 RANK_DUMP = '''
+import atexit
 import os
+import sys
 import torch
+import torch.distributed as dist
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
@@ -379,6 +382,15 @@ class RankDumpHook(Hook):
 
     def after_train(self, runner):
         self._dump(runner, 'after')
+
+
+@atexit.register
+def record_group_at_exit():
+    """Whether this rank's process group was still alive at exit."""
+    name = os.path.basename(sys.argv[0]).replace('.py', '')
+    with open(os.path.join(os.environ['EXIT_RECORDS'],
+                           f'{name}_rank{os.environ["RANK"]}.txt'), 'w') as f:
+        f.write(str(dist.is_initialized()))
 '''
 
 
@@ -400,7 +412,10 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
         extra=(f"custom_imports = dict(imports=['rank_dump'])\n"
                f"custom_hooks = {hooks + [dict(type='RankDumpHook')]!r}\n"))
     work, out = tmp_path / 'work', tmp_path / 'out'
-    launch_env = dict(PYTHONPATH=f'{tmp_path}:{REPO}', PORT=free_port())
+    records = tmp_path / 'exit_records'
+    records.mkdir()
+    launch_env = dict(PYTHONPATH=f'{tmp_path}:{REPO}', PORT=free_port(),
+                      EXIT_RECORDS=str(records))
     text = ok(run(['bash', TOOLS / 'dist_train.sh', config, '2',
                    '--work-dir', work], tmp_path, **launch_env))
     assert 'Distributed training: True' in text
@@ -423,6 +438,11 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     reference = confusion_miou(
         ade20k_pairs(out, data_root / 'annotations' / 'validation'), 150)
     check_results(work, 'iter_4', reference)
+    # both tools leave the process group before the interpreter shuts down
+    # (left to interpreter exit, gloo's threads can abort the process)
+    assert {p.name: p.read_text() for p in records.iterdir()} == {
+        f'{tool}_rank{r}.txt': 'False' for tool in ('train', 'test')
+        for r in (0, 1)}
 
 
 # ---------------------------------------------------------------------------
