@@ -114,7 +114,12 @@ def main(args: argparse.Namespace) -> None:
                         strict=True)
     # same logits, faster, on CPU (inference only: the model was built here)
     if not args.no_fast and next(model.parameters()).device.type == 'cpu':
-        prepare_for_inference(model.eval())
+        fast = prepare_for_inference(model.eval())
+        # the runner (or its DDP / TTA wrapper) runs the prepared model
+        owner, name = runner, 'model'
+        while getattr(owner, name) is not model:
+            owner, name = getattr(owner, name), 'module'
+        setattr(owner, name, fast)
     metrics = runner.test()
 
     if runner.rank == 0:
