@@ -407,7 +407,7 @@ test_dataloader = dict(
 """
 
 
-def test_tools_test_fast_by_default_and_no_fast_switch(tmp_path):
+def test_tools_test_plain_by_default_and_fast_switch(tmp_path):
     import subprocess
     import sys
 
@@ -429,8 +429,8 @@ def test_tools_test_fast_by_default_and_no_fast_switch(tmp_path):
     save_checkpoint(dict(state_dict=model.state_dict(), meta={}),
                     str(tmp_path / 'tiny.pth'))
     predictions = {}
-    for flags in ([], ['--no-fast']):
-        work_dir = tmp_path / ('plain' if flags else 'fast')
+    for flags in (['--fast'], []):
+        work_dir = tmp_path / ('fast' if flags else 'plain')
         run = subprocess.run([
             sys.executable,
             str(ROOT / 'tools/test.py'),
@@ -444,8 +444,8 @@ def test_tools_test_fast_by_default_and_no_fast_switch(tmp_path):
                              text=True,
                              timeout=300)
         assert run.returncode == 0, run.stderr[-3000:]
-        assert ('fast inference: UPerHead' in run.stdout) == (not flags)
-        predictions[bool(flags)] = {
+        assert ('fast inference: UPerHead' in run.stdout) == bool(flags)
+        predictions[not flags] = {
             path.name: np.asarray(Image.open(path))
             for path in sorted((work_dir / 'png').iterdir())
         }
