@@ -1,7 +1,5 @@
 """Tests of convseg.compat: the mmcv.ops stand-in and weights-only loading."""
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -10,12 +8,6 @@ import torch
 
 import convseg  # noqa: F401
 from convseg import compat
-
-
-def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)],
-                          capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
 
 
 def _bilinear(image: np.ndarray, x: float, y: float) -> np.ndarray:
@@ -78,10 +70,10 @@ def test_lite_stand_in_serves_mmseg_and_raises_on_compiled_ops():
     assert str(err.value) == _missing_op_message('CrissCrossAttention')
 
 
-def test_nothing_is_patched_when_compiled_ops_are_present():
+def test_nothing_is_patched_when_compiled_ops_are_present(run_script):
     # A finder that reports mmcv._ext as present, and a module standing for
     # full mmcv's compiled mmcv.ops: importing convseg must leave it alone.
-    result = _run_python('''
+    result = run_script('-c', textwrap.dedent('''
         import importlib.machinery, sys, types
         class Finder:
             def find_spec(self, name, path=None, target=None):
@@ -98,13 +90,13 @@ def test_nothing_is_patched_when_compiled_ops_are_present():
         assert compat.mmcv_has_compiled_ops()
         import mmcv.ops
         print(sys.modules['mmcv.ops'] is full_ops, mmcv.ops.point_sample)
-    ''')
+    '''))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ['True', 'compiled']
 
 
-def test_import_prints_no_warnings():
-    result = _run_python('import convseg, mmseg.models, mmseg.apis')
+def test_import_prints_no_warnings(run_script):
+    result = run_script('-c', 'import convseg, mmseg.models, mmseg.apis')
     assert result.returncode == 0
     assert result.stderr == ''
 
