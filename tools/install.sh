@@ -10,13 +10,14 @@
 #   the compiled ops), otherwise installs mmcv-lite. Both live in the same
 #   `mmcv` folder, so installing one over the other breaks it; that is why the
 #   flavour is an extra, chosen here, and not a plain dependency;
-# - installs convseg in editable mode, with the test extras on --tests.
+# - installs convseg in editable mode, with the test and deploy extras on
+#   --tests (the deploy tests run in the suite).
 # Re-running is cheap: a stamp file records the inputs it was run with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${CONVSEG_VENV:-.venv}
 EXTRAS=""
-[ "${1:-}" = "--tests" ] && EXTRAS="tests"
+[ "${1:-}" = "--tests" ] && EXTRAS="tests,deploy"
 
 stamp="$VENV/.convseg-install-$EXTRAS"
 inputs=$(cat setup.cfg pyproject.toml tools/install.sh | sha1sum | cut -c1-40)

@@ -112,7 +112,8 @@ def resolve_dataset_meta(num_classes: int,
 def init_model(config: Union[str, Path, Config],
                checkpoint: Optional[str] = None, device: str = 'cpu',
                cfg_options: Optional[dict] = None,
-               fast: Optional[bool] = None) -> torch.nn.Module:
+               fast: Optional[bool] = None,
+               backend: Optional[str] = None) -> torch.nn.Module:
     """Build an eval-mode segmentor from a config and checkpoint on ``device``.
 
     ``config`` is a config file or an mmengine ``Config`` (copied, not
@@ -122,10 +123,15 @@ def init_model(config: Union[str, Path, Config],
     ``palette`` from the checkpoint's meta, else from the config's test
     dataset, else generated; ``model.cfg`` holds the config. ``fast``
     (default: on for CPU devices) applies
-    :func:`convseg.apis.fast.prepare_for_inference`.
+    :func:`convseg.apis.fast.prepare_for_inference`. An ``.onnx``
+    checkpoint (or ``backend='onnxruntime'``) gives a
+    :class:`convseg.deploy.runtime.OrtSegmentor` instead.
     """
     from mmseg.registry import MODELS
 
+    from ..deploy.runtime import init_ort_model, uses_onnxruntime
+    if uses_onnxruntime(checkpoint, backend):
+        return init_ort_model(config, checkpoint, device, cfg_options)
     cfg = _load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
