@@ -28,6 +28,7 @@ from convseg.engine.config_checks import ConfigArgumentError
 from convseg.engine.hooks import (CheckpointSaveError, NonFiniteLossError,
                                   NonFiniteWeightsError)
 from convseg.engine.launch import LaunchError
+from convseg.engine.train_speed import TrainSpeedConfigError
 from convseg.models.checkpoints import (CheckpointFormatError,
                                         CheckpointMismatchError)
 
@@ -39,7 +40,7 @@ USER_ERRORS = (FileNotFoundError, FileExistsError,
                DatasetLayoutError, DatasetCheckError, SyntheticDatasetError,
                LaunchError, CheckpointFormatError, CheckpointMismatchError,
                CheckpointSaveError, NonFiniteLossError, NonFiniteWeightsError,
-               UnsupportedModelError, ImageReadError)
+               UnsupportedModelError, ImageReadError, TrainSpeedConfigError)
 
 
 def run_tool(main: Callable[..., Any], *args: Any,
