@@ -10,7 +10,8 @@
 #   the compiled ops), otherwise installs mmcv-lite. Both live in the same
 #   `mmcv` folder, so installing one over the other breaks it; that is why the
 #   flavour is an extra, chosen here, and not a plain dependency;
-# - installs convseg in editable mode, with the test extras on --tests;
+# - installs convseg in editable mode, with the test and deploy extras on
+#   --tests (the deploy tests run in the suite);
 # - writes convseg's start-up hook (convseg/mmcv_ops_hook.py) into the venv's
 #   site-packages. pip cannot place a .pth file for an editable install, so
 #   this script does it; `python -m convseg.mmcv_ops_hook` does the same.
@@ -19,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${CONVSEG_VENV:-.venv}
 EXTRAS=""
-[ "${1:-}" = "--tests" ] && EXTRAS="tests"
+[ "${1:-}" = "--tests" ] && EXTRAS="tests,deploy"
 
 stamp="$VENV/.convseg-install-$EXTRAS"
 inputs=$(cat setup.cfg pyproject.toml tools/install.sh | sha1sum | cut -c1-40)

@@ -30,6 +30,7 @@ from convseg.cli import (add_launch_arguments, check_launch_arguments,
                          load_tool_config, run_tool)
 from convseg.datasets import check_dataset_layout
 from convseg.engine import fit_to_device
+from convseg.engine.launch import finish_distributed
 from convseg.engine.config_checks import check_model_config
 from convseg.models import ConvNeXt
 from convseg.models.checkpoints import load_segmentor_checkpoint
@@ -138,6 +139,7 @@ def main(args: argparse.Namespace) -> None:
             owner, name = getattr(owner, name), 'module'
         setattr(owner, name, fast)
     metrics = runner.test()
+    finish_distributed()
 
     if runner.rank == 0:
         summary = '  '.join(f'{k}: {v:.2f}' for k, v in metrics.items())

@@ -29,3 +29,12 @@ custom_hooks = [
     dict(type='NonFiniteCheckHook'),
     dict(type='CheckpointMatchHook'),
 ]
+# Training speed switches (convseg.engine.train_speed, applied by
+# tools/train.py), off until measured on a GPU: channels-last model,
+# fused AdamW, bf16 instead of fp16 autocast where the GPU computes bf16
+# natively, torch.compile of the backbone (True or torch.compile arguments).
+train_speed = dict(
+    channels_last=False,
+    fused_adamw=False,
+    bf16=False,
+    compile_backbone=False)

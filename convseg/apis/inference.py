@@ -116,7 +116,8 @@ def init_model(config: Union[str, Path, Config],
                checkpoint: Optional[str] = None,
                device: Optional[str] = None,
                cfg_options: Optional[dict] = None,
-               fast: Optional[bool] = None) -> torch.nn.Module:
+               fast: Optional[bool] = None,
+               backend: Optional[str] = None) -> torch.nn.Module:
     """Build an eval-mode segmentor from a config and checkpoint on ``device``.
 
     ``device`` None means ``cuda`` when CUDA is available, else ``cpu``.
@@ -127,10 +128,15 @@ def init_model(config: Union[str, Path, Config],
     ``palette`` from the checkpoint's meta, else from the config's test
     dataset, else generated; ``model.cfg`` holds the config. ``fast``
     (default: on for CPU devices) applies
-    :func:`convseg.apis.fast.prepare_for_inference`.
+    :func:`convseg.apis.fast.prepare_for_inference`. An ``.onnx``
+    checkpoint (or ``backend='onnxruntime'``) gives a
+    :class:`convseg.deploy.runtime.OrtSegmentor` instead.
     """
     from mmseg.registry import MODELS
 
+    from ..deploy.runtime import init_ort_model, uses_onnxruntime
+    if uses_onnxruntime(checkpoint, backend):
+        return init_ort_model(config, checkpoint, device, cfg_options)
     cfg = _load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
