@@ -1,9 +1,10 @@
 """What every convseg command-line tool does around its work.
 
-convseg's own errors say what is wrong and what to do, so a tool prints them
-as one ``error: ...`` line and exits 1, without a traceback; anything else is
-a bug and keeps its traceback. ``--unsafe-load`` (trusted checkpoints only)
-is honoured here for every tool.
+convseg's own errors (:class:`convseg.errors.ConvsegError`) say what is wrong
+and what to do, so a tool prints them as one ``error: ...`` line, with the
+remedy's command-line spelling, and exits 1, without a traceback; anything
+else is a bug and keeps its traceback. ``--unsafe-load`` (trusted
+checkpoints only) is honoured here for every tool.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import contextlib
 import os
 import os.path as osp
 import sys
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -20,27 +22,11 @@ from mmengine.config import Config
 
 from convseg import compat
 from convseg.apis import init_model
-from convseg.apis.fast import UnsupportedModelError
-from convseg.apis.images import ImageReadError
-from convseg.datasets.checks import DatasetCheckError, DatasetLayoutError
-from convseg.datasets.synthetic import SyntheticDatasetError
-from convseg.deploy.errors import DeployError
-from convseg.engine.config_checks import ConfigArgumentError
-from convseg.engine.hooks import (CheckpointSaveError, NonFiniteLossError,
-                                  NonFiniteWeightsError)
-from convseg.engine.launch import LaunchError
-from convseg.models.checkpoints import (CheckpointFormatError,
-                                        CheckpointMismatchError)
+from convseg.errors import ConvsegError
 
-#: errors whose message is the whole story for a user (a missing or taken
-#: path is named by the error itself)
-USER_ERRORS = (FileNotFoundError, FileExistsError,
-               compat.CheckpointDownloadError, compat.UnsafeCheckpointError,
-               compat.MissingMmcvOpError, ConfigArgumentError,
-               DatasetLayoutError, DatasetCheckError, SyntheticDatasetError,
-               LaunchError, CheckpointFormatError, CheckpointMismatchError,
-               CheckpointSaveError, NonFiniteLossError, NonFiniteWeightsError,
-               UnsupportedModelError, ImageReadError, DeployError)
+#: errors whose message is the whole story for a user: convseg's own, and a
+#: missing or taken path (named by the error itself)
+USER_ERRORS = (ConvsegError, FileNotFoundError, FileExistsError)
 
 
 def run_tool(main: Callable[..., Any], *args: Any,
@@ -56,13 +42,14 @@ def run_tool(main: Callable[..., Any], *args: Any,
         with loading:
             code = main(*args)
     except USER_ERRORS as err:
-        print(f'error: {err}', file=sys.stderr)
+        message = err.for_tools() if isinstance(err, ConvsegError) else err
+        print(f'error: {message}', file=sys.stderr)
         return 1
     return 0 if code is None else int(code)
 
 
-def load_tool_config(config: str, cfg_options: Optional[dict] = None,
-                     work_dir: Optional[str] = None,
+def load_tool_config(config: str, cfg_options: dict | None = None,
+                     work_dir: str | None = None,
                      launcher: str = 'none') -> Config:
     """The config a tool runs: the file, ``--cfg-options`` merged in, the
     launcher, and the work dir (``--work-dir``, else the config's, else

@@ -37,6 +37,8 @@ from typing import Any, Iterator
 import torch
 import torch.nn.functional as F
 
+from .errors import ConvsegError
+
 UNSAFE_LOAD_ENV = 'CONVSEG_UNSAFE_LOAD'
 
 FULL_MMCV_HINT = (
@@ -45,15 +47,17 @@ FULL_MMCV_HINT = (
     'with a build matching your torch), or pick a model that does not use it.')
 
 
-class MissingMmcvOpError(RuntimeError):
+class MissingMmcvOpError(ConvsegError, RuntimeError):
     """Raised when a compiled mmcv op is used on an mmcv without compiled ops."""
 
 
-class UnsafeCheckpointError(pickle.UnpicklingError):
+class UnsafeCheckpointError(ConvsegError, pickle.UnpicklingError):
     """Raised when a checkpoint holds pickled objects outside the allow-list."""
 
+    tool_hint = 'With the convseg tools, pass --unsafe-load.'
 
-class CheckpointDownloadError(RuntimeError):
+
+class CheckpointDownloadError(ConvsegError, RuntimeError):
     """Raised when a checkpoint URL cannot be downloaded."""
 
 
@@ -233,9 +237,9 @@ def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
             f'refusing to load checkpoint {filename}: it holds a pickled '
             f'object ({what}) that is not plain weights or one of the types '
             f'mmengine writes. Loading it could run code. Only if you trust '
-            f'where the file comes from, pass --unsafe-load to the convseg '
-            f'tools (or set {UNSAFE_LOAD_ENV}=1, or use '
-            f'convseg.compat.unsafe_checkpoint_loading()).') from None
+            f'where the file comes from, load it inside '
+            f'convseg.compat.unsafe_checkpoint_loading() or set '
+            f'{UNSAFE_LOAD_ENV}=1.') from None
 
 
 GENERIC_CHECKPOINT_NAMES = frozenset(
@@ -277,13 +281,18 @@ def download_checkpoint(url: str) -> str:
     if world_size > 1:
         barrier()
     if not os.path.isfile(cached):
-        raise CheckpointDownloadError(
+        local = f'/path/to/{os.path.basename(cached)}'
+        error = CheckpointDownloadError(
             f'could not download checkpoint {url} ({reason}). Offline? '
             f'Download it on a machine with internet access and put it at '
             f'{cached}, or point the config at a local file (e.g. '
-            f"--cfg-options model.backbone.init_cfg.checkpoint=/path/to/"
-            f'{os.path.basename(cached)}), or train from scratch with '
-            f'--cfg-options model.backbone.init_cfg=None.')
+            f'model.backbone.init_cfg.checkpoint={local}), or train from '
+            f'scratch with model.backbone.init_cfg=None.')
+        error.tool_hint = (
+            f'On the command line: --cfg-options '
+            f'model.backbone.init_cfg.checkpoint={local}, or --cfg-options '
+            f'model.backbone.init_cfg=None.')
+        raise error
     return cached
 
 

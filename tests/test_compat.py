@@ -118,9 +118,11 @@ def test_foreign_pickled_object_is_refused_with_opt_in(tmp_path):
         f'refusing to load checkpoint {path}: it holds a pickled object '
         f'(test_compat._Foreign) that is not plain weights or one of the '
         f'types mmengine writes. Loading it could run code. Only if you trust '
-        f'where the file comes from, pass --unsafe-load to the convseg tools '
-        f'(or set CONVSEG_UNSAFE_LOAD=1, or use '
-        f'convseg.compat.unsafe_checkpoint_loading()).')
+        f'where the file comes from, load it inside '
+        f'convseg.compat.unsafe_checkpoint_loading() or set '
+        f'CONVSEG_UNSAFE_LOAD=1.')
+    assert err.value.for_tools() == (
+        f'{err.value} With the convseg tools, pass --unsafe-load.')
     with compat.unsafe_checkpoint_loading():
         loaded = compat.load_checkpoint_file(str(path))
     assert loaded['extra'].value == 3

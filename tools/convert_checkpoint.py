@@ -17,8 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-from typing import Any, List, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,13 +25,14 @@ import torch
 import convseg  # noqa: F401  (installs the checkpoint-loading shims)
 from convseg import compat
 from convseg.cli import run_tool
+from convseg.fileio import atomic_write
 from convseg.models import checkpoints
 
 PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 _DROP = object()
 
 
-def plain_meta(value: Any, where: str, dropped: List[str]) -> Any:
+def plain_meta(value: Any, where: str, dropped: list[str]) -> Any:
     """``value`` with numpy types made Python ones and other objects left out.
 
     What is left out is named in ``dropped``, so that DST loads weights-only.
@@ -57,7 +57,7 @@ def plain_meta(value: Any, where: str, dropped: List[str]) -> Any:
     return _DROP
 
 
-def parse_args(argv: List[str]) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line of this tool."""
     parser = argparse.ArgumentParser(
         description='Convert a ConvNeXt / UPerNet-ConvNeXt checkpoint of '
@@ -86,7 +86,7 @@ def convert_file(args: argparse.Namespace) -> str:
     raw = checkpoints.read_checkpoint(args.src)
     state = checkpoints.extract_state_dict(raw, args.src)
     result = checkpoints.convert(state, args.family, args.src)
-    dropped_meta: List[str] = []
+    dropped_meta: list[str] = []
     meta = raw.get('meta') if isinstance(raw, dict) else None
     meta = plain_meta(dict(meta or {}), 'meta', dropped_meta)
     dataset_meta = checkpoints.dataset_meta_from(meta)
@@ -98,17 +98,9 @@ def convert_file(args: argparse.Namespace) -> str:
     state_dict = {k: v.detach().clone().contiguous()
                   for k, v in result.state_dict.items()}
 
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.convert-', suffix='.pth',
-                               dir=os.path.dirname(dst))
-    os.close(fd)
-    try:
+    with atomic_write(dst) as tmp:
         torch.save({'meta': meta, 'state_dict': state_dict}, tmp)
         compat.load_checkpoint_file(tmp, map_location='cpu')
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
     segmentor = checkpoints.is_segmentor_state_dict(state_dict)
     arch = checkpoints.infer_arch(state_dict,
@@ -129,7 +121,7 @@ def convert_file(args: argparse.Namespace) -> str:
     return '\n'.join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the tool; return the exit status (1 with a message on errors)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     return run_tool(lambda: print(convert_file(args)),

@@ -11,7 +11,10 @@
 #   `mmcv` folder, so installing one over the other breaks it; that is why the
 #   flavour is an extra, chosen here, and not a plain dependency;
 # - installs convseg in editable mode, with the test and deploy extras on
-#   --tests (the deploy tests run in the suite).
+#   --tests (the deploy tests run in the suite);
+# - writes convseg's start-up hook (convseg/mmcv_ops_hook.py) into the venv's
+#   site-packages. pip cannot place a .pth file for an editable install, so
+#   this script does it; `python -m convseg.mmcv_ops_hook` does the same.
 # Re-running is cheap: a stamp file records the inputs it was run with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,4 +47,7 @@ fi
 extras=$(printf '%s\n' $flavour $EXTRAS | paste -sd, -)
 echo "[install] pip install -e .${extras:+[$extras]}"
 $PIP install -e ".${extras:+[$extras]}"
+# a start-up hook so that processes which never import convseg (mmseg's own
+# tools, `from mmseg.apis import init_model`) import mmseg on mmcv-lite too
+"$PY" -c "from convseg.mmcv_ops_hook import main; main()"
 echo "$inputs" > "$stamp"

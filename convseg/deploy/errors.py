@@ -4,10 +4,12 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from convseg.errors import ConvsegError
+
 INSTALL_HINT = 'pip install -e ".[deploy]"'
 
 
-class DeployError(ValueError):
+class DeployError(ConvsegError, ValueError):
     """Base of the errors of :mod:`convseg.deploy`."""
 
 

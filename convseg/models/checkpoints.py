@@ -35,6 +35,7 @@ import torch.nn as nn
 from mmengine.logging import print_log
 
 from .. import compat
+from ..errors import ConvsegError
 from .convnext import arch_settings
 
 StateDict = Dict[str, torch.Tensor]
@@ -49,11 +50,11 @@ WRAPPER_PREFIXES = ('module.', )
 _WB = r'(weight|bias)'
 
 
-class CheckpointFormatError(ValueError):
+class CheckpointFormatError(ConvsegError, ValueError):
     """Raised when a checkpoint's layout is not one convseg can map."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(ConvsegError, ValueError):
     """Raised when a checkpoint does not fit the model it is loaded into."""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import stat
 
 import pytest
 import torch
@@ -154,7 +155,8 @@ def converted(tmp_path_factory, run_script):
 
     procs = {name: run_script(TOOL, src, tmp / f'{name}_convseg.pth',
                               '--from', 'auto' if name == 'hf' else name,
-                              background=True)
+                              background=True,
+                              preexec_fn=lambda: os.umask(0o022))
              for name, (src, _) in sources.items()}
     results = {}
     for name, proc in procs.items():
@@ -169,6 +171,17 @@ def output_of(converted, name):
     rc, out, err, dst = results[name]
     assert rc == 0, err
     return sources[name], out, compat.load_checkpoint_file(str(dst)), dst
+
+
+def test_outputs_are_readable_like_plain_files(converted):
+    # the tools ran under umask 022, where a plain open gives 0644
+    for name in converted[1]:
+        dst = output_of(converted, name)[3]
+        assert stat.S_IMODE(os.stat(dst).st_mode) == 0o644, name
+    assert sorted(os.listdir(dst.parent)) == sorted(
+        [f'{name}_convseg.pth' for name in converted[1]] +
+        ['convnextv2_22k.pt', 'hf_model', 'timm.safetensors',
+         'upernet_mmcls.pth'])
 
 
 def test_facebook_v2_drops_the_22k_classifier(converted):

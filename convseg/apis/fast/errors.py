@@ -1,6 +1,8 @@
 """Errors and messages of the inference fast path."""
 from __future__ import annotations
 
+from ...errors import ConvsegError
+
 TRAINING_ERROR = (
     'prepare_for_inference() makes an inference-only model, but this model '
     'is in training mode; call model.eval() first, and never prepare a '
@@ -15,6 +17,11 @@ STALE_WEIGHTS_ERROR = (
     'weights from the weights it had then; load weights before preparing '
     '(convseg.apis.init_model does), or build a fresh model.')
 
+EDITED_WEIGHTS_ERROR = (
+    '{name} changed after convseg.apis.fast.prepare_for_inference() '
+    'derived its fast weights, which are now stale; change weights before '
+    'preparing, or prepare the plain model again.')
 
-class UnsupportedModelError(ValueError):
+
+class UnsupportedModelError(ConvsegError, ValueError):
     """A model or head the fast path has no fast version of."""
