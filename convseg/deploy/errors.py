@@ -4,6 +4,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from ..errors import ConvsegError
+
 from convseg.errors import ConvsegError
 
 INSTALL_HINT = 'pip install -e ".[deploy]"'
