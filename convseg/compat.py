@@ -36,10 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-# Only modules that import nothing of convseg's at their top level: the
-# start-up hook (convseg/mmcv_ops_hook.py) loads this file while mmseg is half
-# imported, before the convseg package can be. checkpoint_reading is imported
-# where it is used.
+from . import checkpoint_reading
 from .deprecation import moved_names
 from .errors import ConvsegError
 
@@ -135,13 +132,11 @@ def install_mmcv_ops_shim(force: bool = False) -> bool:
 # --------------------------------------------------------------------------
 
 def _load_from_local(filename: str, map_location: Any = None) -> Any:
-    from . import checkpoint_reading
     return checkpoint_reading.load_checkpoint_file(filename, map_location)
 
 
 def _load_from_http(filename: str, map_location: Any = None,
                     model_dir: Any = None) -> Any:
-    from . import checkpoint_reading
     return checkpoint_reading.load_checkpoint_file(
         checkpoint_reading.download_checkpoint(filename), map_location)
 
@@ -150,8 +145,6 @@ def install_checkpoint_loading() -> None:
     """Allow-list mmengine's types and route its loaders through
     :mod:`convseg.checkpoint_reading`'s weights-only loading."""
     from mmengine.runner.checkpoint import CheckpointLoader
-
-    from . import checkpoint_reading
 
     torch.serialization.add_safe_globals(
         checkpoint_reading.checkpoint_safe_globals())

@@ -14,8 +14,8 @@ Set ``CONVSEG_MMCV_OPS_HOOK=0`` to switch it off. Can go with the shim.
 This module imports only the standard library at start-up, and the finder
 loads ``convseg/compat.py`` on its own (under its usual name) rather than
 through ``import convseg``: the package imports mmseg, which at that moment
-is half imported. So ``compat.py`` imports at its top level only the convseg
-modules in :data:`STANDALONE`, which import nothing of convseg's.
+is half imported. So ``compat.py`` must not import other convseg modules at
+its top level.
 """
 from __future__ import annotations
 
@@ -38,33 +38,20 @@ def hook_enabled() -> bool:
     return os.environ.get(ENV, '1') != '0'
 
 
-#: the modules compat.py needs at its top level, in load order; none of them
-#: imports the convseg package
-STANDALONE = ('errors', 'deprecation', 'compat')
-
-
-def _load_standalone(name: str) -> types.ModuleType:
-    """``convseg.<name>``, loaded from its file if not loaded yet."""
-    full = f'convseg.{name}'
-    if full in sys.modules:
-        return sys.modules[full]
+def _compat() -> types.ModuleType:
+    """``convseg.compat``, loaded from its file if the package is not loaded."""
+    if 'convseg.compat' in sys.modules:
+        return sys.modules['convseg.compat']
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                        f'{name}.py')
-    spec = importlib.util.spec_from_file_location(full, path)
+                        'compat.py')
+    spec = importlib.util.spec_from_file_location('convseg.compat', path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[full] = module
+    sys.modules['convseg.compat'] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[full]
+        del sys.modules['convseg.compat']
         raise
-    return module
-
-
-def _compat() -> types.ModuleType:
-    """``convseg.compat``, loaded from its file if the package is not loaded."""
-    for name in STANDALONE:
-        module = _load_standalone(name)
     return module
 
 
