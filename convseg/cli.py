@@ -103,9 +103,15 @@ def check_launch_arguments(parser: argparse.ArgumentParser,
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The demos' model arguments: CONFIG CHECKPOINT [--device] [--no-fast]
-    [--unsafe-load]; :func:`model_from_args` builds the model from them."""
+    [--unsafe-load] [--backend]; :func:`model_from_args` builds the model
+    from them."""
     parser.add_argument('config', help='model config file')
-    parser.add_argument('checkpoint', help='checkpoint file or URL')
+    parser.add_argument('checkpoint',
+                        help='checkpoint file or URL, or an .onnx file')
+    parser.add_argument(
+        '--backend', choices=['pytorch', 'onnxruntime'],
+        help='run the model with PyTorch or onnxruntime (default: '
+        'onnxruntime for an .onnx CHECKPOINT, see tools/export_onnx.py)')
     parser.add_argument(
         '--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
         help='device to run on, e.g. cpu or cuda:0')
@@ -116,4 +122,5 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     """``init_model`` with the arguments of :func:`add_model_arguments`."""
     return init_model(args.config, args.checkpoint, device=args.device,
-                      fast=False if args.no_fast else None)
+                      fast=False if args.no_fast else None,
+                      backend=args.backend)

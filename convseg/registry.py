@@ -11,7 +11,9 @@ mmseg registry                 convseg's parts (module)
 ``OPTIM_WRAPPER_CONSTRUCTORS`` ``LayerDecayOptimWrapperConstructor``
                                (:mod:`convseg.engine.layer_decay`)
 ``HOOKS``                      one hook per module of
-                               :mod:`convseg.engine.hooks`
+                               :mod:`convseg.engine.hooks`; ``TrainSpeedHook``
+                               beside its config switches
+                               (:mod:`convseg.engine.train_speed`)
 ``METRICS``                    ``PerClassIoUMetric``
                                (:mod:`convseg.evaluation.metric`)
 ``DATASETS``                   ``SyntheticScenesDataset``
@@ -30,7 +32,8 @@ REGISTERED: dict[str, tuple[str, ...]] = {
     'MODELS': ('ConvNeXt', ),
     'OPTIM_WRAPPER_CONSTRUCTORS': ('LayerDecayOptimWrapperConstructor', ),
     'HOOKS': ('AtomicCheckpointHook', 'RandomStateHook', 'NonFiniteCheckHook',
-              'CheckpointMatchHook', 'LrLoggerHook', 'ProgressBarHook'),
+              'CheckpointMatchHook', 'LrLoggerHook', 'ProgressBarHook',
+              'TrainSpeedHook'),
     'METRICS': ('PerClassIoUMetric', ),
     'DATASETS': ('SyntheticScenesDataset', ),
     'TRANSFORMS': ('SkipUnreadable', ),

@@ -20,7 +20,7 @@ import numpy as np
 from mmengine.utils import ProgressBar
 from PIL import Image
 
-from convseg.apis import inference_model
+from convseg.apis import inference_labels
 from convseg.apis.images import IMAGE_SUFFIXES, ImageReadError, read_image
 from convseg.cli import add_model_arguments, model_from_args, run_tool
 from convseg.fileio import atomic_write
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             failed.append(path)
             print(f'\nskipped {path}: {err}', file=sys.stderr)
         else:
-            labels = inference_model(model, image)
+            labels = inference_labels(model, image)
             drawn = overlay(np.ascontiguousarray(image[:, :, ::-1]), labels,
                             palette, classes, opacity=args.opacity,
                             legend=not args.no_legend,

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from mmengine.utils import ProgressBar
 
-from convseg.apis import inference_model
+from convseg.apis import inference_labels
 from convseg.cli import add_model_arguments, model_from_args, run_tool
 from convseg.fileio import finish_atomic_write, temporary_path
 from convseg.visualization import PALETTE_NAMES, overlay, resolve_palette
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
     def flush(batch: List[np.ndarray]) -> None:
-        for frame, labels in zip(batch, inference_model(model, batch)):
+        for frame, labels in zip(batch, inference_labels(model, batch)):
             rgb = np.ascontiguousarray(frame[:, :, ::-1])
             drawn = overlay(rgb, labels, palette, classes,
                             opacity=args.opacity, legend=False)

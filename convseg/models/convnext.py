@@ -143,7 +143,8 @@ class ConvNeXt(BaseModule):
     Args:
         arch: a name in :data:`arch_settings` (atto ... huge). Ignored when
             ``depths`` and ``dims`` are given (which must then agree with it
-            if it is also given).
+            if it is also given). mmpretrain's ``dict(depths=[...],
+            channels=[...])`` is read as ``depths`` and ``dims``.
         in_channels: channels of the input image (alias ``in_chans``, the
             name of the official configs).
         depths: blocks per stage, 4 ints.
@@ -173,12 +174,14 @@ class ConvNeXt(BaseModule):
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``; this
             is what mmseg's ``EncoderDecoder(pretrained=...)`` (the official
             ``--options model.pretrained=URL``) passes to its backbone.
+        gap_before_final_norm: mmpretrain's option; only False (feature
+            maps, what segmentation uses) is accepted.
     """
 
     arch_settings = arch_settings
 
     def __init__(self,
-                 arch: Optional[str] = None,
+                 arch: str | dict | None = None,
                  in_channels: Optional[int] = None,
                  depths: Optional[Sequence[int]] = None,
                  dims: Optional[Sequence[int]] = None,
@@ -190,14 +193,25 @@ class ConvNeXt(BaseModule):
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None,
                  in_chans: Optional[int] = None,
-                 pretrained: Optional[str] = None) -> None:
+                 pretrained: Optional[str] = None,
+                 gap_before_final_norm: bool = False) -> None:
         if pretrained is not None:
             if init_cfg is not None:
                 raise ValueError(
                     f'pretrained={pretrained!r} and init_cfg={init_cfg!r} '
                     'both say how to initialise the backbone; pass only one.')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        if gap_before_final_norm:
+            raise ValueError(
+                'gap_before_final_norm=True (mmpretrain\'s pooled '
+                'classification output) does not apply to a segmentation '
+                'backbone: convseg\'s ConvNeXt returns the normalised feature '
+                'maps of out_indices. Leave gap_before_final_norm out or set '
+                'it to False.')
         super().__init__(init_cfg=init_cfg)
+        if isinstance(arch, dict):
+            arch, depths, dims = None, *self._mmpretrain_arch(arch, depths,
+                                                              dims)
         self.depths, self.dims = self._resolve_arch(arch, depths, dims)
         in_channels = self._resolve_in_channels(in_channels, in_chans)
         if not 0.0 <= drop_path_rate < 1.0:
@@ -250,6 +264,24 @@ class ConvNeXt(BaseModule):
         self._freeze_stages()
 
     # ------------------------------------------------------------ arguments
+    @staticmethod
+    def _mmpretrain_arch(
+        arch: dict, depths: Optional[Sequence[int]],
+        dims: Optional[Sequence[int]]
+    ) -> Tuple[Sequence[int], Sequence[int]]:
+        """``depths`` and ``dims`` from mmpretrain's ``arch=dict(depths=...,
+        channels=...)``."""
+        if set(arch) != {'depths', 'channels'}:
+            raise ValueError(
+                f'arch as a dict must have exactly the keys depths and '
+                f'channels (mmpretrain\'s spelling), got {sorted(arch)}; in '
+                f'convseg write depths=(...), dims=(...) instead.')
+        if depths is not None or dims is not None:
+            raise ValueError(
+                'arch=dict(depths=..., channels=...) and depths/dims both '
+                'give the stage sizes; pass only one of them.')
+        return arch['depths'], arch['channels']
+
     @staticmethod
     def _resolve_arch(
         arch: Optional[str], depths: Optional[Sequence[int]],
@@ -376,7 +408,7 @@ class ConvNeXt(BaseModule):
 
     # --------------------------------------------------------- layer decay
     def min_num_layers(self, decay_type: str = 'stage_wise') -> int:
-        """Smallest ``num_layers`` for which :meth:`get_layer_depth` is valid.
+        """Smallest ``num_layers`` for which :meth:`get_layer_id` is valid.
 
         4 for ``stage_wise``; ``4 + (depths[2] - 1) // 3`` for ``layer_wise``
         (6 for tiny, 12 for small and larger).
@@ -386,11 +418,17 @@ class ConvNeXt(BaseModule):
             return 4
         return 4 + (self.depths[2] - 1) // 3
 
-    def get_layer_depth(self,
-                        param_name: str,
-                        num_layers: int,
-                        decay_type: str = 'stage_wise') -> int:
+    def get_layer_id(self,
+                     param_name: str,
+                     num_layers: int,
+                     decay_type: str = 'stage_wise') -> int:
         """Layer id of a backbone parameter for layer-wise LR decay.
+
+        Called by :class:`convseg.engine.LayerDecayOptimWrapperConstructor`.
+        (mmpretrain's backbones answer ``get_layer_depth(param_name,
+        prefix)`` instead, with ids and their count from the backbone alone;
+        the official ConvNeXt rule needs ``num_layers`` and ``decay_type``,
+        hence a name of its own.)
 
         ``param_name`` is relative to the backbone, e.g.
         ``stages.2.4.dwconv.weight``.

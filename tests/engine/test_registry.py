@@ -19,13 +19,15 @@ def test_every_listed_part_is_in_its_mmseg_registry():
             assert registry.get(name) is not None, (registry_name, name)
 
 
-def test_every_convseg_hook_is_listed_and_lives_in_the_hooks_package():
+def test_every_convseg_hook_is_listed_one_per_module():
     hooks = {name: cls for name, cls in mmseg.registry.HOOKS.module_dict.items()
              if cls.__module__.startswith('convseg.')}
     assert sorted(hooks) == sorted(REGISTERED['HOOKS'])
     modules = {cls.__module__ for cls in hooks.values()}
     assert len(modules) == len(hooks)  # one hook per module
-    assert all(m.startswith('convseg.engine.hooks.') for m in modules)
+    assert sorted(m for m in modules
+                  if not m.startswith('convseg.engine.hooks.')) == [
+        'convseg.engine.train_speed']
 
 
 @pytest.mark.parametrize('old, name, new', [

@@ -17,6 +17,11 @@ STALE_WEIGHTS_ERROR = (
     'weights from the weights it had then; load weights before preparing '
     '(convseg.apis.init_model does), or build a fresh model.')
 
+EDITED_WEIGHTS_ERROR = (
+    '{name} changed after convseg.apis.fast.prepare_for_inference() '
+    'derived its fast weights, which are now stale; change weights before '
+    'preparing, or prepare the plain model again.')
+
 
 class UnsupportedModelError(ConvsegError, ValueError):
     """A model or head the fast path has no fast version of."""

@@ -6,7 +6,7 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule
 
 from .errors import UnsupportedModelError
-from .kernels import Conv3x3
+from .kernels import Conv3x3, KernelChooser, Pointwise
 
 
 def check_conv_module(module: nn.Module, name: str) -> None:
@@ -66,28 +66,26 @@ def fold_conv_module(module: ConvModule) -> tuple[torch.Tensor, torch.Tensor]:
 class FoldedConv(nn.Module):
     """A ConvModule (conv, BatchNorm, ReLU) with its BatchNorm folded in.
 
-    NHWC (N, H, W, Ci) -> (N, H, W, Co): a 1x1 conv is one GEMM, a 3x3 conv
-    goes through :class:`Conv3x3`.
+    NHWC (N, H, W, Ci) -> (N, H, W, Co): a 1x1 conv goes through
+    :class:`Pointwise`, a 3x3 conv through :class:`Conv3x3`, each by the
+    kernel ``chooser`` picks.
     """
 
-    def __init__(self, module: ConvModule, winograd: bool | None) -> None:
+    def __init__(self, module: ConvModule, chooser: KernelChooser) -> None:
         super().__init__()
         weight, bias = fold_conv_module(module)
-        self.register_buffer('bias', bias, persistent=False)
         self.relu = module.with_activation
         if weight.shape[-1] == 3:
-            self.conv = Conv3x3(weight, winograd)
+            self.register_buffer('bias', bias, persistent=False)
+            self.conv = Conv3x3(weight, chooser)
         else:
-            self.conv = None
-            self.register_buffer('matrix',
-                                 weight.flatten(1).t().contiguous(),
-                                 persistent=False)
+            self.bias = None
+            self.conv = Pointwise(weight.flatten(1), bias, chooser)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """conv + folded BatchNorm (+ ReLU) of NHWC x."""
-        if self.conv is None:
-            out = torch.addmm(self.bias, x.reshape(-1, x.shape[3]),
-                              self.matrix).view(*x.shape[:3], -1)
+        if self.bias is None:
+            out = self.conv(x)
         else:
             out = self.conv(x, self.bias)
         return out.relu_() if self.relu else out

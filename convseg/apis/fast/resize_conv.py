@@ -17,7 +17,7 @@ from mmcv.cnn import ConvModule
 
 from .errors import UnsupportedModelError
 from .folding import fold_conv_module
-from .kernels import Conv3x3
+from .kernels import Conv3x3, KernelChooser, Pointwise
 
 
 def resize_matrix(size_in: int, size_out: int, align_corners: bool,
@@ -63,7 +63,7 @@ class ConcatResizeConv(nn.Module):
     """
 
     def __init__(self, module: ConvModule, channels: Sequence[int],
-                 align_corners: bool, winograd: bool | None) -> None:
+                 align_corners: bool, chooser: KernelChooser) -> None:
         super().__init__()
         weight, bias = fold_conv_module(module)
         if weight.shape[1] != sum(channels) or weight.shape[-1] != 3:
@@ -75,22 +75,21 @@ class ConcatResizeConv(nn.Module):
         self.relu = module.with_activation
         self.align_corners = align_corners
         self.parts = nn.ModuleList()
+        self.taps = nn.ModuleList()
         start = 0
         for index, width in enumerate(channels):
             part = weight[:, start:start + width]
             start += width
-            self.parts.append(Conv3x3(part, winograd))
-            # (Ci, 9 Co), columns ordered (tx, ty, out channel)
-            taps = part.permute(1, 3, 2, 0).reshape(width, -1)
-            self.register_buffer(f'taps{index}',
-                                 taps.contiguous(),
-                                 persistent=False)
+            self.parts.append(Conv3x3(part, chooser))
+            # (9 Co, Ci), rows ordered (tx, ty, out channel)
+            taps = part.permute(3, 2, 0, 1).reshape(-1, width)
+            self.taps.append(Pointwise(taps, None, chooser))
 
     def _add_resized(self, out: torch.Tensor, index: int,
                      part: torch.Tensor) -> None:
         batch, height, width, out_ch = out.shape
-        _, h, w, in_ch = part.shape
-        taps = getattr(self, f'taps{index}')
+        h, w = part.shape[1:3]
+        taps = self.taps[index]
         mx = tap_resize_matrix(w, width, self.align_corners, part.dtype,
                                part.device)
         my = tap_resize_matrix(h, height, self.align_corners, part.dtype,
@@ -99,7 +98,7 @@ class ConcatResizeConv(nn.Module):
         my = my.view(height, h, 3).permute(0, 2, 1).reshape(height, 3 * h)
         rows = part.new_empty(3, h, width, out_ch)
         for n in range(batch):
-            z = torch.mm(part[n].reshape(h * w, in_ch), taps)
+            z = taps(part[n:n + 1])
             # z[i, j, tx, ty, o]: for each ty a (3w, Co) matrix per row i,
             # row 3j + tx at stride 3 Co
             z = z.view(h, w, 3, 3, out_ch)

@@ -10,6 +10,7 @@ from mmseg.models.decode_heads import UPerHead
 
 from .errors import UnsupportedModelError
 from .folding import FoldedConv, check_conv_module
+from .kernels import KernelChooser, Pointwise
 from .nhwc import resize, to_nchw, to_nhwc
 from .resize_conv import ConcatResizeConv
 
@@ -24,7 +25,7 @@ class FastUPerHead(nn.Module):
     conv + BatchNorm + ReLU; the parameters stay in the head.
     """
 
-    def __init__(self, head: UPerHead, winograd: bool | None) -> None:
+    def __init__(self, head: UPerHead, chooser: KernelChooser) -> None:
         super().__init__()
         if head.input_transform != 'multiple_select':
             raise UnsupportedModelError(
@@ -50,29 +51,25 @@ class FastUPerHead(nn.Module):
         self.pool_scales = tuple(head.psp_modules.pool_scales)
         channels = head.channels
         self.laterals = nn.ModuleList(
-            FoldedConv(m, winograd) for m in head.lateral_convs)
+            FoldedConv(m, chooser) for m in head.lateral_convs)
         self.fpn_convs = nn.ModuleList(
-            FoldedConv(m, winograd) for m in head.fpn_convs)
+            FoldedConv(m, chooser) for m in head.fpn_convs)
         self.psp_convs = nn.ModuleList(
-            FoldedConv(ppm[1], winograd) for ppm in head.psp_modules)
+            FoldedConv(ppm[1], chooser) for ppm in head.psp_modules)
         self.psp_bottleneck = ConcatResizeConv(
             head.bottleneck,
             [head.in_channels[-1]] + [channels] * len(self.pool_scales),
-            self.align_corners, winograd)
+            self.align_corners, chooser)
         self.fpn_bottleneck = ConcatResizeConv(
             head.fpn_bottleneck, [channels] * len(head.in_channels),
-            self.align_corners, winograd)
-        self.register_buffer('seg_matrix',
-                             conv_seg.weight.detach().flatten(1).t(),
-                             persistent=False)
-        self.register_buffer(
-            'seg_bias',
-            conv_seg.bias.detach() if conv_seg.bias is not None else None,
-            persistent=False)
+            self.align_corners, chooser)
+        self.conv_seg = Pointwise(conv_seg.weight.flatten(1), conv_seg.bias,
+                                  chooser)
 
     def forward(self, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Logits (N, num_classes, H_0, W_0) from the backbone's maps."""
-        feats = [to_nhwc(inputs[i]) for i in self.in_index]
+        dtype = self.conv_seg.weight.dtype
+        feats = [to_nhwc(inputs[i].to(dtype)) for i in self.in_index]
         top = feats[-1]
         pooled = [
             conv(to_nhwc(F.adaptive_avg_pool2d(to_nchw(top), scale)))
@@ -86,9 +83,5 @@ class FastUPerHead(nn.Module):
         outs = [conv(laterals[i]) for i, conv in enumerate(self.fpn_convs)]
         outs.append(laterals[-1])
         feat = self.fpn_bottleneck(outs, outs[0].shape[1:3])
-        flat = feat.reshape(-1, feat.shape[3])
-        if self.seg_bias is None:
-            logits = torch.mm(flat, self.seg_matrix)
-        else:
-            logits = torch.addmm(self.seg_bias, flat, self.seg_matrix)
-        return to_nchw(logits.view(*feat.shape[:3], -1))
+        logits = self.conv_seg(feat)
+        return to_nchw(logits)
