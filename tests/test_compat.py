@@ -269,3 +269,38 @@ def test_submodule_import_gets_the_clear_error(module):
     assert isinstance(err.value, ImportError)  # so fallbacks keep working
     assert str(err.value) == _missing_op_message(module, prefix='')
     assert module not in sys.modules
+
+
+DOWNLOAD_ON_A_NODE = '''
+import os, sys, torch.distributed as dist
+import convseg
+from convseg.checkpoint_reading import download_checkpoint
+dist.init_process_group('gloo')
+path = download_checkpoint(sys.argv[1])
+print(path, os.path.isfile(path))
+dist.destroy_process_group()
+'''
+
+
+def test_every_node_downloads_into_its_own_hub_cache(tmp_path, run_script):
+    # two nodes of one process each, without a shared TORCH_HOME: global
+    # rank 1 is local rank 0 of its node and must download there too
+    source = tmp_path / 'convnext_atto_1k.pth'
+    torch.save({'model': {'w': torch.arange(3.)}}, source)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = str(s.getsockname()[1])
+    nodes = []
+    for rank in (0, 1):
+        env = dict(RANK=str(rank), LOCAL_RANK='0', WORLD_SIZE='2',
+                   LOCAL_WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                   MASTER_PORT=port, TORCH_HOME=str(tmp_path / f'node{rank}'))
+        nodes.append(run_script('-c', DOWNLOAD_ON_A_NODE, source.as_uri(),
+                                env=env, background=True))
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for rank, (node, (out, err)) in enumerate(zip(nodes, outputs)):
+        assert node.returncode == 0, err
+        cached = tmp_path / f'node{rank}' / 'hub' / 'checkpoints' / \
+            'convnext_atto_1k.pth'
+        assert out.split() == [str(cached), 'True']
+        assert cached.read_bytes() == source.read_bytes()

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
@@ -19,6 +20,7 @@ from mmseg.registry import HOOKS
 from ...errors import ConvsegError
 from ...fileio import atomic_write_text
 from ..checkpoint_io import LAST_CHECKPOINT_FILE, find_resume_checkpoint
+from ..dist_errors import raise_on_every_rank
 
 
 class CheckpointSaveError(ConvsegError, OSError):
@@ -33,6 +35,35 @@ def last_checkpoint(runner) -> str:
             or 'none (no checkpoint yet)')
 
 
+class _DeferredRemoval:
+    """A file backend whose removals wait for :meth:`remove_now`."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.pending: list[str] = []
+
+    def remove(self, path: str) -> None:
+        """Note ``path`` for removal."""
+        self.pending.append(path)
+
+    def rmtree(self, path: str) -> None:
+        """Note ``path`` (a folder) for removal."""
+        self.pending.append(path)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+    def remove_now(self, keep: set[str]) -> None:
+        """Remove the noted paths, except those in ``keep``."""
+        for path in self.pending:
+            if path in keep:
+                continue
+            if self.backend.isfile(path):
+                self.backend.remove(path)
+            elif self.backend.isdir(path):
+                self.backend.rmtree(path)
+
+
 @HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` with crash-safe writes.
@@ -42,9 +73,15 @@ class AtomicCheckpointHook(CheckpointHook):
     (temporary file, flush, fsync, rename). Differences from the parent:
     ``last_checkpoint`` is replaced atomically and only after the checkpoint
     is complete, and with ``max_keep_ckpts`` the oldest checkpoint is deleted
-    only after the new one exists. An ``OSError`` while saving becomes a
-    :class:`CheckpointSaveError` that names the file and the checkpoint kept.
+    only after the new one exists; the same for the previous best checkpoint
+    (``save_best``), removed only once the new best is complete. An
+    ``OSError`` while saving becomes a :class:`CheckpointSaveError` that
+    names the file and the checkpoint kept. Saving runs on rank 0 only; a
+    failure there (this error, or ``NonFiniteWeightsError`` from a hook) stops
+    every rank with the same message instead of leaving the others waiting.
     """
+
+    _sharing = False
 
     def before_train(self, runner) -> None:
         """Pick the atomic backend for local folders, then as the parent."""
@@ -77,8 +114,32 @@ class AtomicCheckpointHook(CheckpointHook):
         except OSError as err:
             raise self._save_error(err, path, kept) from err
 
+    @contextlib.contextmanager
+    def _on_every_rank(self) -> Iterator[None]:
+        """Run a save; an error on rank 0 stops every rank with its message.
+
+        Nested saves (the best checkpoint saves the latest one too) share
+        their outcome once, in the outermost block.
+        """
+        if self._sharing:
+            yield
+            return
+        self._sharing = True
+        error = None
+        try:
+            yield
+        except Exception as err:  # noqa: BLE001  (raised again below)
+            error = err
+        finally:
+            self._sharing = False
+        raise_on_every_rank(error)
+
     def _save_checkpoint_with_step(self, runner, step: int,
                                    meta: dict) -> None:
+        with self._on_every_rank():
+            self._save_with_step(runner, step, meta)
+
+    def _save_with_step(self, runner, step: int, meta: dict) -> None:
         filename = self.filename_tmpl.format(step)
         path = self.file_backend.join_path(self.out_dir, filename)
         kept = last_checkpoint(runner)
@@ -113,7 +174,36 @@ class AtomicCheckpointHook(CheckpointHook):
             elif self.file_backend.isdir(old):
                 self.file_backend.rmtree(old)
 
+    def _best_state(self, runner) -> tuple:
+        """The best checkpoint(s) and score(s) as the hook knows them."""
+        info = {k: v for k, v in runner.message_hub.runtime_info.items()
+                if k.startswith(('best_score', 'best_ckpt'))}
+        return (getattr(self, 'best_ckpt_path', None),
+                dict(getattr(self, 'best_ckpt_path_dict', {})), info)
+
+    def _restore_best_state(self, runner, state: tuple) -> None:
+        """After a failed save: the previous best is still the best."""
+        path, paths, info = state
+        if hasattr(self, 'best_ckpt_path'):
+            self.best_ckpt_path = path
+        if hasattr(self, 'best_ckpt_path_dict'):
+            self.best_ckpt_path_dict = paths
+        for key, value in info.items():
+            runner.message_hub.update_info(key, value)
+
     def _save_best_checkpoint(self, runner, metrics: dict) -> None:
         where = f'the best checkpoint in {self.out_dir}'
-        with self._explain_errors(runner, where):
-            super()._save_best_checkpoint(runner, metrics)
+        backend = self.file_backend
+        deferred = self.file_backend = _DeferredRemoval(backend)
+        before = self._best_state(runner)
+        try:
+            with self._on_every_rank(), self._explain_errors(runner, where):
+                super()._save_best_checkpoint(runner, metrics)
+        except BaseException:
+            self._restore_best_state(runner, before)
+            raise
+        finally:
+            self.file_backend = backend
+        best = {getattr(self, 'best_ckpt_path', None),
+                *getattr(self, 'best_ckpt_path_dict', {}).values()}
+        deferred.remove_now(keep=best)
