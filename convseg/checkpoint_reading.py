@@ -18,7 +18,7 @@ import os
 import pickle
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, Union
+from typing import Any
 
 import torch
 
@@ -232,7 +232,7 @@ def _read_file(path: str, map_location: Any) -> Any:
     return load_checkpoint_file(path, map_location=map_location)
 
 
-def read_checkpoint(checkpoint: Union[str, os.PathLike],
+def read_checkpoint(checkpoint: str | os.PathLike,
                     map_location: Any = 'cpu') -> Any:
     """Load a checkpoint file, URL or HuggingFace model directory.
 
