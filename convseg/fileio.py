@@ -17,9 +17,8 @@ import glob
 import os
 import stat
 from collections.abc import Iterator
-from typing import Union
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 def temporary_path(path: PathLike, keep_suffix: bool = False) -> str:
