@@ -77,7 +77,7 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def inputs(tiny):
+def inputs(tiny, png_bomb):
     """Image files as users have them, and their upright RGB pixels."""
     folder = tiny['root'] / 'photos'
     (folder / 'sub').mkdir(parents=True)
@@ -111,6 +111,7 @@ def inputs(tiny):
     expected['sub/odd'] = odd
 
     (folder / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 truncated')
+    png_bomb(folder / 'huge.png')  # 40000x40000, ~200 KB
     (folder / 'notes.txt').write_text('not an image')
     return folder, {k: np.ascontiguousarray(v) for k, v in expected.items()}
 
@@ -146,9 +147,14 @@ def test_image_demo_on_a_folder(tiny, inputs):
                 '--out-dir', out)
     assert done.returncode == 1, done.stderr
     assert f'skipped {folder / "broken.jpg"}: cannot decode' in done.stderr
+    assert (f'skipped {folder / "huge.png"}: image {folder / "huge.png"} '
+            'declares 40000x40000 = 1,600,000,000 pixels, more than the '
+            'limit of 89,478,485 pixels') in done.stderr
+    assert 'CONVSEG_MAX_IMAGE_PIXELS=1600000000' in done.stderr
+    assert 'Traceback' not in done.stderr
     assert 'notes.txt' not in done.stdout + done.stderr
     assert 'wrote overlays and masks of 5 image(s)' in done.stdout
-    assert not list(out.glob('broken*'))
+    assert not list(out.glob('broken*')) and not list(out.glob('huge*'))
 
     model = tiny['model']
     palette = model.dataset_meta['palette']
