@@ -9,6 +9,7 @@ here with numpy on independently decoded pixels.
 import argparse
 import importlib.util
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -265,6 +266,42 @@ def test_video_demo_keeps_fps_size_and_frames(tiny):
         near = np.abs(_blocks(output) - _blocks(blended)).mean()
         assert near < 5
         assert np.abs(_blocks(output) - _blocks(rgb)).mean() > 5 * near
+
+
+def test_video_demo_sizes_its_output_from_the_decoded_rotated_frames(tiny):
+    """An mp4 whose track header says 'turn 90 degrees': OpenCV decodes the
+    frames upright (48 wide, 64 high); the output has their size and every
+    frame. (OpenCV 5 also reports the turned size as the container's; older
+    versions reported the stored one, and the writer dropped every frame.)"""
+    stored = tiny['root'] / 'stored.mp4'
+    writer = cv2.VideoWriter(str(stored), cv2.VideoWriter_fourcc(*'mp4v'),
+                             5.0, (64, 48))
+    for index in range(5):
+        writer.write(np.roll(_smooth(48, 64, 11), 4 * index, axis=1))
+    writer.release()
+    data = bytearray(stored.read_bytes())
+    tkhd = data.index(b'tkhd')
+    assert data[tkhd + 4] == 0  # version 0: the matrix is 40 bytes on
+    matrix = tkhd + 8 + 20 + 8 + 8
+    assert struct.unpack_from('>9i', data, matrix) == (
+        1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
+    struct.pack_into('>9i', data, matrix, 0, 1 << 16, 0, -(1 << 16), 0, 0,
+                     0, 0, 1 << 30)
+    source = tiny['root'] / 'turned.mp4'
+    source.write_bytes(bytes(data))
+    target = tiny['root'] / 'turned_seg.avi'
+    done = _run('video_demo.py', source, tiny['config'], tiny['checkpoint'],
+                '--out', target)
+    assert done.returncode == 0, done.stderr
+    assert f'wrote {target} (48x64, 5 fps)' in done.stdout
+    capture = cv2.VideoCapture(str(target))
+    written = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        written.append(frame)
+    assert len(written) == 5 and all(f.shape == (64, 48, 3) for f in written)
 
 
 def _load_demo(name):
