@@ -36,6 +36,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..errors import ConvsegError
+
 ImageInput = Union[str, Path, np.ndarray, Image.Image]
 
 CHANNEL_ORDERS = ('bgr', 'rgb')
@@ -51,7 +53,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 OPENCV_MAX_IMAGE_PIXELS = 1 << 30
 
 
-class ImageReadError(ValueError):
+class ImageReadError(ConvsegError, ValueError):
     """Raised when an input cannot be turned into an image."""
 
 

@@ -33,8 +33,9 @@ import mmcv
 import numpy as np
 from PIL import Image
 
-from convseg.apis.images import (ImageTooLargeError, check_image_size,
-                                 max_image_pixels, pillow_pixel_limit)
+from ..apis.images import (ImageTooLargeError, check_image_size,
+                           max_image_pixels, pillow_pixel_limit)
+from ..errors import ConvsegError
 
 SPLITS = {'train': 'train_dataloader', 'val': 'val_dataloader',
           'test': 'test_dataloader'}
@@ -76,11 +77,11 @@ class DatasetProblem:
         return self.message
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(ConvsegError, FileNotFoundError):
     """The data root is missing or lacks a folder the config needs."""
 
 
-class DatasetCheckError(ValueError):
+class DatasetCheckError(ConvsegError, ValueError):
     """A dataset has problems; ``problems`` lists them."""
 
     def __init__(self, problems: Sequence[DatasetProblem]) -> None:

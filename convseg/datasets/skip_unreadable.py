@@ -21,7 +21,7 @@ from mmcv.transforms import BaseTransform, Compose
 from mmengine.logging import print_log
 from mmseg.registry import TRANSFORMS
 
-from convseg.apis.images import check_image_size
+from ..apis.images import check_image_size
 
 #: the config key that switches skipping on.
 OPTION = 'skip_unreadable_images'

@@ -20,8 +20,10 @@ import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from ..errors import ConvsegError
 
-class LaunchError(RuntimeError):
+
+class LaunchError(ConvsegError, RuntimeError):
     """A launcher that cannot work on this machine."""
 
 
