@@ -223,34 +223,40 @@ def test_image_demo_with_labels_and_no_fast(tiny, inputs):
     assert (plain_model == fast_model).mean() >= 0.999
 
 
+def _write_clip(path, codec, fps, seed, count):
+    """``count`` 48x64 frames: one smooth image moving 4 pixels a frame."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps,
+                             (64, 48))
+    for index in range(count):
+        writer.write(np.roll(_smooth(48, 64, seed), 4 * index, axis=1))
+    writer.release()
+
+
+def _read_clip(path):
+    """(fps, decoded frames) of a video file."""
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    read = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        read.append(frame)
+    capture.release()
+    return fps, read
+
+
 def test_video_demo_keeps_fps_size_and_frames(tiny):
     source = tiny['root'] / 'clip.avi'
-    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*'MJPG'),
-                             7.0, (64, 48))
-    for index in range(6):
-        writer.write(np.roll(_smooth(48, 64, 10), 4 * index, axis=1))
-    writer.release()
+    _write_clip(source, 'MJPG', 7.0, 10, 6)
     target = tiny['root'] / 'clip_seg.mp4'
     done = _run('video_demo.py', source, tiny['config'], tiny['checkpoint'],
                 '--out', target, '--batch-size', '4')
     assert done.returncode == 0, done.stderr
     assert '6 frames in' in done.stdout
     assert 'frames per second' in done.stdout
-
-    def frames(path):
-        capture = cv2.VideoCapture(str(path))
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        read = []
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            read.append(frame)
-        capture.release()
-        return fps, read
-
-    fps_in, originals = frames(source)
-    fps_out, written = frames(target)
+    fps_in, originals = _read_clip(source)
+    fps_out, written = _read_clip(target)
     assert fps_out == fps_in == 7.0
     assert len(written) == len(originals) == 6
     assert all(f.shape == (48, 64, 3) for f in written)
@@ -274,11 +280,7 @@ def test_video_demo_sizes_its_output_from_the_decoded_rotated_frames(tiny):
     frame. (OpenCV 5 also reports the turned size as the container's; older
     versions reported the stored one, and the writer dropped every frame.)"""
     stored = tiny['root'] / 'stored.mp4'
-    writer = cv2.VideoWriter(str(stored), cv2.VideoWriter_fourcc(*'mp4v'),
-                             5.0, (64, 48))
-    for index in range(5):
-        writer.write(np.roll(_smooth(48, 64, 11), 4 * index, axis=1))
-    writer.release()
+    _write_clip(stored, 'mp4v', 5.0, 11, 5)
     data = bytearray(stored.read_bytes())
     tkhd = data.index(b'tkhd')
     assert data[tkhd + 4] == 0  # version 0: the matrix is 40 bytes on
@@ -294,13 +296,7 @@ def test_video_demo_sizes_its_output_from_the_decoded_rotated_frames(tiny):
                 '--out', target)
     assert done.returncode == 0, done.stderr
     assert f'wrote {target} (48x64, 5 fps)' in done.stdout
-    capture = cv2.VideoCapture(str(target))
-    written = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        written.append(frame)
+    _, written = _read_clip(target)
     assert len(written) == 5 and all(f.shape == (64, 48, 3) for f in written)
 
 
