@@ -46,11 +46,21 @@ def test_mmseg_apis_build_and_run_the_ade20k_config_without_import_convseg():
     print(type(model.backbone).__module__, type(sample).__name__,
           tuple(sample.pred_sem_seg.data.shape),
           tuple(sample.seg_logits.data.shape))
+    # the stand-in is convseg's: its error is the one convseg exports
+    import convseg.errors
+    if convseg.compat.mmcv_has_compiled_ops():
+        print('True')
+    else:
+        from mmcv.ops import DCN
+        try:
+            DCN()
+        except convseg.errors.ConvsegError as err:
+            print(type(err) is convseg.compat.MissingMmcvOpError)
     ''')
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == [
         'convseg.models.convnext', 'SegDataSample', '(1,', '40,', '56)',
-        '(150,', '40,', '56)']
+        '(150,', '40,', '56)', 'True']
 
 
 def test_runner_from_cfg_builds_model_and_layer_decay_optimizer(tmp_path):
