@@ -3,6 +3,7 @@
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out DIR]
         [--show-dir DIR] [--tta] [--cfg-options KEY=VALUE ...]
         [--launcher none|pytorch|slurm] [--unsafe-load] [--no-fast]
+        [--precision fp32|bf16]
 
 Prints aAcc, mIoU, mAcc and the per-class IoU / accuracy table, and writes
 them to WORK_DIR/<checkpoint name>[_tta]_metrics.json and _per_class.csv.
@@ -23,7 +24,8 @@ from mmseg.registry import METRICS
 
 from convseg.apis.fast import prepare_for_inference
 from convseg.cli import (add_launch_arguments, add_no_fast_argument,
-                         check_launch_arguments, load_tool_config, run_tool)
+                         add_precision_argument, check_launch_arguments,
+                         load_tool_config, run_tool)
 from convseg.datasets import check_dataset_layout
 from convseg.engine import fit_to_device
 from convseg.engine.config_checks import check_model_config
@@ -59,9 +61,13 @@ def parse_args() -> argparse.Namespace:
         action=DictAction,
         help='override config entries, e.g. test_dataloader.batch_size=2')
     add_no_fast_argument(parser)
+    add_precision_argument(parser)
     add_launch_arguments(parser)
     args = parser.parse_args()
     check_launch_arguments(parser, args)
+    if args.no_fast and args.precision != 'fp32':
+        parser.error('--precision bf16 runs through the fast path; drop '
+                     '--no-fast')
     is_url = args.checkpoint.startswith(('http://', 'https://'))
     if not is_url and not osp.isfile(args.checkpoint):
         parser.error(f'checkpoint {args.checkpoint} does not exist')
@@ -114,7 +120,7 @@ def main(args: argparse.Namespace) -> None:
                         strict=True)
     # same logits, faster, on CPU (inference only: the model was built here)
     if not args.no_fast and next(model.parameters()).device.type == 'cpu':
-        fast = prepare_for_inference(model.eval())
+        fast = prepare_for_inference(model.eval(), precision=args.precision)
         # the runner (or its DDP / TTA wrapper) runs the prepared model
         owner, name = runner, 'model'
         while getattr(owner, name) is not model:

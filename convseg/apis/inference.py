@@ -112,7 +112,8 @@ def resolve_dataset_meta(num_classes: int,
 def init_model(config: Union[str, Path, Config],
                checkpoint: Optional[str] = None, device: str = 'cpu',
                cfg_options: Optional[dict] = None,
-               fast: Optional[bool] = None) -> torch.nn.Module:
+               fast: Optional[bool] = None,
+               precision: str = 'fp32') -> torch.nn.Module:
     """Build an eval-mode segmentor from a config and checkpoint on ``device``.
 
     ``config`` is a config file or an mmengine ``Config`` (copied, not
@@ -122,10 +123,15 @@ def init_model(config: Union[str, Path, Config],
     ``palette`` from the checkpoint's meta, else from the config's test
     dataset, else generated; ``model.cfg`` holds the config. ``fast``
     (default: on for CPU devices) applies
-    :func:`convseg.apis.fast.prepare_for_inference`.
+    :func:`convseg.apis.fast.prepare_for_inference`; ``precision='bf16'``
+    runs it in bf16 where the hardware has native bf16 (ValueError
+    elsewhere, or with ``fast=False``).
     """
     from mmseg.registry import MODELS
 
+    if precision != 'fp32' and fast is False:
+        raise ValueError(f'precision={precision!r} is a mode of the fast '
+                         'path; it cannot be combined with fast=False')
     cfg = _load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -148,7 +154,9 @@ def init_model(config: Union[str, Path, Config],
     model.eval()
     if fast is None:
         fast = torch.device(device).type == 'cpu'
-    return prepare_for_inference(model, enable=fast)
+    if precision != 'fp32':
+        fast = True
+    return prepare_for_inference(model, enable=fast, precision=precision)
 
 
 def _transform_name(step: dict) -> str:

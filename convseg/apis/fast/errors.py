@@ -23,3 +23,7 @@ EDITED_WEIGHTS_ERROR = (
 
 class UnsupportedModelError(ValueError):
     """A model or head the fast path has no fast version of."""
+
+
+class UnsupportedPrecisionError(UnsupportedModelError):
+    """A precision the model's hardware does not compute natively."""
