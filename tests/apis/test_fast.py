@@ -588,6 +588,24 @@ def test_folded_conv_matches_conv_module():
                                            atol=1e-4)
 
 
+def test_former_winograd_argument_still_works_with_a_warning():
+    gen = torch.Generator().manual_seed(4)
+    module = ConvModule(8, 8, 3, padding=1, norm_cfg=dict(type='BN')).eval()
+    x = torch.randn(1, 8, 20, 20, generator=gen)
+    for winograd, kernel in ((True, 'winograd_mkl'), (False, 'direct'),
+                             (None, 'direct')):
+        with pytest.warns(DeprecationWarning,
+                          match=r'FoldedConv\(\.\.\., winograd=') as record:
+            layer = FoldedConv(module, winograd)
+        assert record[0].filename == __file__
+        assert layer.conv.kernel_for(to_nhwc(x)) == kernel
+        with torch.no_grad():
+            torch.testing.assert_close(to_nchw(layer(to_nhwc(x))),
+                                       module(x),
+                                       rtol=1e-4,
+                                       atol=1e-4)
+
+
 @pytest.mark.parametrize('align_corners', [False, True])
 @pytest.mark.parametrize('op,name', KERNEL_CHOICES)
 def test_concat_resize_conv_matches_conv_of_concatenation(
