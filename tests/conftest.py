@@ -118,3 +118,11 @@ def cityscapes_root(dataset: Callable[..., str]) -> str:
 def scenes_root(dataset: Callable[..., str]) -> str:
     """A small generated scene dataset: 24 training, 4 validation images."""
     return dataset('scenes', num_train=24, num_val=4)
+
+
+@pytest.fixture
+def umask_022() -> int:
+    """Run the test under umask 022, the common default; restore it after."""
+    old = os.umask(0o022)
+    yield 0o022
+    os.umask(old)

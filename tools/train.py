@@ -24,7 +24,9 @@ from convseg.cli import (add_launch_arguments, check_launch_arguments,
 from convseg.datasets import (apply_skip_unreadable, check_dataset,
                               check_dataset_layout)
 from convseg.datasets.checks import SPLITS, DatasetCheckError
-from convseg.engine import find_resume_checkpoint, fit_to_device
+from convseg.engine import (apply_train_speed, find_resume_checkpoint,
+                            fit_to_device)
+from convseg.engine.launch import finish_distributed
 from convseg.engine.config_checks import check_model_config
 
 
@@ -97,9 +99,11 @@ def main(args: argparse.Namespace) -> None:
             raise DatasetCheckError(problems)
 
     fit_to_device(cfg)
+    apply_train_speed(cfg)
 
     runner = Runner.from_cfg(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -1,4 +1,7 @@
 default_scope = 'mmseg'
+# stock mmengine/mmseg tooling (Runner.from_cfg, mmseg's tools/train.py, mim)
+# imports convseg, which registers ConvNeXt and the layer-decay constructor
+custom_imports = dict(imports=['convseg'], allow_failed_imports=False)
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
@@ -26,3 +29,12 @@ custom_hooks = [
     dict(type='NonFiniteCheckHook'),
     dict(type='CheckpointMatchHook'),
 ]
+# Training speed switches (convseg.engine.train_speed, applied by
+# tools/train.py), off until measured on a GPU: channels-last model,
+# fused AdamW, bf16 instead of fp16 autocast where the GPU computes bf16
+# natively, torch.compile of the backbone (True or torch.compile arguments).
+train_speed = dict(
+    channels_last=False,
+    fused_adamw=False,
+    bf16=False,
+    compile_backbone=False)

@@ -675,7 +675,7 @@ test_dataloader = dict(
 """
 
 
-def test_tools_test_fast_by_default_and_no_fast_switch(
+def test_tools_test_plain_by_default_and_fast_switch(
         tmp_path, repo_root, dataset, run_script):
     from PIL import Image
 
@@ -696,9 +696,9 @@ def test_tools_test_fast_by_default_and_no_fast_switch(
     calibrate_batchnorm(model, seed=4)
     save_checkpoint(dict(state_dict=model.state_dict(), meta={}),
                     str(tmp_path / 'tiny.pth'))
-    variants = {'fast': [], 'plain': ['--no-fast']}
+    variants = {'fast': ['--fast'], 'plain': []}
     if fast_cpu.cpu_has_native_bf16():
-        variants['bf16'] = ['--precision', 'bf16']
+        variants['bf16'] = ['--fast', '--precision', 'bf16']
     predictions = {}
     for name, flags in variants.items():
         work_dir = tmp_path / name

@@ -13,15 +13,14 @@ import pytest
 import torch
 
 import convseg  # noqa: F401
-from convseg.engine.checkpoint_io import (atomic_write_bytes,
-                                          find_resume_checkpoint,
-                                          is_complete_checkpoint,
-                                          temporary_path)
+from convseg.engine.checkpoint_io import (find_resume_checkpoint,
+                                          is_complete_checkpoint)
 from convseg.engine.hooks import (CheckpointSaveError, NonFiniteWeightsError,
                                   RANDOM_STATE_KEY)
 from convseg.engine.random_state import (capture_random_state,
                                          restore_random_state,
                                          state_from_plain, state_to_plain)
+from convseg.fileio import atomic_write_bytes, temporary_path
 
 TINY_CONFIG = '''
 _base_ = [

@@ -8,14 +8,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import stat
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import convseg  # noqa: F401
-from convseg import compat
-from convseg.models.checkpoints import load_backbone_weights
+from convseg import checkpoint_reading
+from convseg.models.checkpoint_loading import load_backbone_weights
 from convseg.models.convnext import ConvNeXt
 
 TOOL = 'tools/convert_checkpoint.py'
@@ -154,7 +155,8 @@ def converted(tmp_path_factory, run_script):
 
     procs = {name: run_script(TOOL, src, tmp / f'{name}_convseg.pth',
                               '--from', 'auto' if name == 'hf' else name,
-                              background=True)
+                              background=True,
+                              preexec_fn=lambda: os.umask(0o022))
              for name, (src, _) in sources.items()}
     results = {}
     for name, proc in procs.items():
@@ -168,7 +170,19 @@ def output_of(converted, name):
     sources, results = converted
     rc, out, err, dst = results[name]
     assert rc == 0, err
-    return sources[name], out, compat.load_checkpoint_file(str(dst)), dst
+    loaded = checkpoint_reading.load_checkpoint_file(str(dst))
+    return sources[name], out, loaded, dst
+
+
+def test_outputs_are_readable_like_plain_files(converted):
+    # the tools ran under umask 022, where a plain open gives 0644
+    for name in converted[1]:
+        dst = output_of(converted, name)[3]
+        assert stat.S_IMODE(os.stat(dst).st_mode) == 0o644, name
+    assert sorted(os.listdir(dst.parent)) == sorted(
+        [f'{name}_convseg.pth' for name in converted[1]] +
+        ['convnextv2_22k.pt', 'hf_model', 'timm.safetensors',
+         'upernet_mmcls.pth'])
 
 
 def test_facebook_v2_drops_the_22k_classifier(converted):
@@ -297,7 +311,7 @@ def test_unsafe_load_for_training_checkpoints(tmp_path, capsys, tool):
     assert not dst.exists()
 
     assert tool.main([str(src), str(dst), '--unsafe-load']) == 0
-    ckpt = compat.load_checkpoint_file(str(dst))
+    ckpt = checkpoint_reading.load_checkpoint_file(str(dst))
     assert set(ckpt) == {'meta', 'state_dict'}
     assert len(ckpt['state_dict']) == len(shapes) - 4
-    assert os.environ.get(compat.UNSAFE_LOAD_ENV) is None
+    assert os.environ.get(checkpoint_reading.UNSAFE_LOAD_ENV) is None

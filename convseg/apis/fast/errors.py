@@ -1,6 +1,8 @@
 """Errors and messages of the inference fast path."""
 from __future__ import annotations
 
+from ...errors import ConvsegError
+
 TRAINING_ERROR = (
     'prepare_for_inference() makes an inference-only model, but this model '
     'is in training mode; call model.eval() first, and never prepare a '
@@ -21,7 +23,7 @@ EDITED_WEIGHTS_ERROR = (
     'preparing, or prepare the plain model again.')
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(ConvsegError, ValueError):
     """A model or head the fast path has no fast version of."""
 
 

@@ -1,0 +1,261 @@
+"""The training speed switches on CPU: each builds, trains, and matches the
+default path within a stated tolerance.
+
+The model is the quickstart's UPerNet (ConvNeXt-atto widths at half depth)
+built from its real config; dropout is off so that two runs see the same
+computation. Each switch is compared against the same model trained the
+default way from the same weights on the same batch.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.model import revert_sync_batchnorm
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+
+import convseg  # noqa: F401
+from convseg.engine import apply_train_speed
+from convseg.engine.train_speed import (TrainSpeedConfigError,
+                                        compile_backbone,
+                                        fused_adamw_available,
+                                        to_channels_last)
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from mmengine.structures import PixelData
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG = osp.join(REPO, 'configs', 'quickstart_convnext_atto_scenes.py')
+SIZE = 64
+
+
+def quickstart_cfg(**train_speed) -> Config:
+    """The quickstart config, dropout off, with ``train_speed`` set."""
+    cfg = Config.fromfile(CONFIG)
+    cfg.model.decode_head.dropout_ratio = 0.0
+    cfg.model.auxiliary_head.dropout_ratio = 0.0
+    cfg.train_speed = train_speed
+    return cfg
+
+
+def build(cfg: Config, state: dict | None = None):
+    """Model (train mode, BN) and optim wrapper of ``cfg``."""
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    if state is not None:
+        model.load_state_dict(state)
+    model.train()
+    return model, build_optim_wrapper(model, cfg.optim_wrapper)
+
+
+def batch(seed: int = 0) -> dict:
+    """Four random images with random labels of the 6 classes."""
+    gen = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(4):
+        inputs.append(torch.randint(0, 256, (3, SIZE, SIZE),
+                                    dtype=torch.uint8, generator=gen))
+        sample = SegDataSample(metainfo=dict(img_shape=(SIZE, SIZE),
+                                             ori_shape=(SIZE, SIZE),
+                                             pad_shape=(SIZE, SIZE)))
+        sample.gt_sem_seg = PixelData(data=torch.randint(
+            0, 6, (1, SIZE, SIZE), generator=gen))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def first_grads(model) -> dict:
+    """Gradients of the loss on ``batch(0)`` at the current weights (the
+    gradients are cleared again)."""
+    data = model.data_preprocessor(batch(0), True)
+    loss, _ = model.parse_losses(model(**data, mode='loss'))
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def train(model, optim_wrapper,
+          steps: int) -> tuple[list[float], dict, dict]:
+    """First-step gradients, the losses of ``steps`` train steps, and the
+    weights after the first step."""
+    grads = first_grads(model)
+    losses, after_first = [], {}
+    for step in range(steps):
+        losses.append(
+            model.train_step(batch(step), optim_wrapper)['loss'].item())
+        if step == 0:
+            after_first = {k: v.clone() for k, v in model.state_dict().items()}
+    return losses, grads, after_first
+
+
+def max_rel(a: dict, b: dict) -> float:
+    """max |a - b| over all tensors, relative to max |a| over all tensors
+    (per tensor would divide by ~0 for biases that BatchNorm cancels)."""
+    diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    return diff / max(v.float().abs().max().item() for v in a.values())
+
+
+@pytest.fixture(scope='module')
+def reference() -> tuple[dict, list[float], dict, dict]:
+    """Initial weights, then the default path's losses over 3 steps,
+    first-step gradients and the weights after the first step."""
+    model, optim_wrapper = build(quickstart_cfg())
+    start = copy.deepcopy(model.state_dict())
+    return (start, ) + train(model, optim_wrapper, 3)
+
+
+def test_channels_last_trains_like_default(reference) -> None:
+    start, losses, grads, _ = reference
+    model, optim_wrapper = build(quickstart_cfg(), start)
+    # 4-D weights: backbone 4 down-sampling convs + 6 depthwise convs;
+    # UPerHead 3 lateral + 3 FPN + 4 pooling + 2 bottleneck convs + conv_seg;
+    # FCNHead 1 conv + conv_seg
+    assert to_channels_last(model, optim_wrapper) == 10 + 13 + 2
+    weight = model.backbone.downsample_layers[0][0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert not weight.is_contiguous()
+    cl_losses, cl_grads, _ = train(model, optim_wrapper, 3)
+    # same weights, same batch: loss and gradients agree to float rounding
+    # (different summation order); later losses follow within 1e-4
+    assert cl_losses[0] == pytest.approx(losses[0], rel=1e-5)
+    assert max_rel(grads, cl_grads) < 1e-4
+    assert cl_losses == pytest.approx(losses, rel=1e-4)
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_converts_resumed_optimizer_state(reference) -> None:
+    model, optim_wrapper = build(quickstart_cfg(), reference[0])
+    model.train_step(batch(0), optim_wrapper)
+    to_channels_last(model, optim_wrapper)
+    converted = 0
+    for param in model.parameters():
+        if param.dim() == 4:
+            state = optim_wrapper.optimizer.state[param]
+            for key in ('exp_avg', 'exp_avg_sq'):
+                assert state[key].stride() == param.stride()
+                converted += 1
+    assert converted == 2 * 25
+
+
+@pytest.mark.skipif(not fused_adamw_available('cpu'),
+                    reason='this torch has no fused AdamW on CPU')
+def test_fused_adamw_trains_like_default(reference) -> None:
+    start, losses, _, after_first = reference
+    cfg = quickstart_cfg(fused_adamw=True)
+    apply_train_speed(cfg)
+    assert cfg.optim_wrapper.optimizer.fused is True
+    model, optim_wrapper = build(cfg, start)
+    assert all(g['fused'] for g in optim_wrapper.optimizer.param_groups)
+    fused_losses, _, fused_after_first = train(model, optim_wrapper, 3)
+    assert fused_losses[0] == losses[0]
+    # one step from equal weights and gradients: the same AdamW update to
+    # float rounding (a step moves a weight by up to lr = 3e-3)
+    assert max((after_first[k] - v).abs().max().item()
+               for k, v in fused_after_first.items()) < 1e-7
+    assert fused_losses == pytest.approx(losses, rel=1e-5)
+
+
+def test_compile_backbone_trains_like_default(reference) -> None:
+    start, losses, grads, _ = reference
+    model, optim_wrapper = build(quickstart_cfg(), start)
+    compile_backbone(model, True)
+    assert set(model.state_dict()) == set(start)
+    compiled_losses, compiled_grads, _ = train(model, optim_wrapper, 2)
+    assert compiled_losses[0] == pytest.approx(losses[0], rel=1e-5)
+    assert max_rel(grads, compiled_grads) < 1e-4
+    assert compiled_losses == pytest.approx(losses[:2], rel=1e-4)
+
+
+def test_switches_off_by_default_change_nothing() -> None:
+    cfg = quickstart_cfg()
+    before = copy.deepcopy(cfg.to_dict())
+    apply_train_speed(cfg)
+    assert cfg.to_dict() == before
+
+
+def test_apply_adds_one_hook_for_the_model_switches() -> None:
+    cfg = quickstart_cfg(channels_last=True,
+                         compile_backbone=dict(backend='eager'))
+    hooks = len(cfg.custom_hooks)
+    apply_train_speed(cfg)
+    assert cfg.custom_hooks[hooks:] == [
+        dict(type='TrainSpeedHook', channels_last=True,
+             compile_backbone=dict(backend='eager'))]
+
+
+def test_bf16_without_amp_warns_and_stays_fp32() -> None:
+    cfg = quickstart_cfg(bf16=True)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        apply_train_speed(cfg)
+    finally:
+        logger.removeHandler(handler)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    assert 'dtype' not in cfg.optim_wrapper
+    assert [(r.levelno, r.getMessage()) for r in records] == [(
+        logging.WARNING,
+        "train_speed.bf16: the run has no mixed precision (optim wrapper "
+        "'OptimWrapper', not AmpOptimWrapper); it trains in fp32")]
+
+
+@pytest.mark.parametrize('train_speed, message', [
+    (dict(channel_last=True),
+     "train_speed has no switch 'channel_last'; the switches are "
+     'channels_last, fused_adamw, bf16, compile_backbone'),
+    (dict(bf16='yes'), "train_speed.bf16 must be True or False, got 'yes'"),
+    (dict(compile_backbone=1),
+     'train_speed.compile_backbone must be True, False or a dict of '
+     'torch.compile arguments, got 1'),
+])
+def test_bad_switch_is_named(train_speed: dict, message: str) -> None:
+    with pytest.raises(TrainSpeedConfigError) as err:
+        apply_train_speed(quickstart_cfg(**train_speed))
+    assert str(err.value) == message
+
+
+def test_train_tool_applies_the_switches(tmp_path) -> None:
+    from convseg.datasets.synthetic import generate_scenes
+    data_root = generate_scenes(str(tmp_path / 'data'), num_train=8,
+                                num_val=2, size=(64, 64))
+    work_dir = tmp_path / 'work'
+    result = subprocess.run(
+        [sys.executable, 'tools/train.py', CONFIG, '--work-dir',
+         str(work_dir), '--cfg-options', f'data_root={data_root}',
+         f'train_dataloader.dataset.data_root={data_root}',
+         f'val_dataloader.dataset.data_root={data_root}',
+         f'test_dataloader.dataset.data_root={data_root}',
+         'train_cfg.max_iters=2', 'train_cfg.val_interval=3',
+         'default_hooks.checkpoint.interval=2',
+         'train_dataloader.batch_size=2', 'param_scheduler=[]',
+         'train_speed.channels_last=True', 'train_speed.fused_adamw=True',
+         # aot_eager: dynamo and autograd tracing without C++ code
+         # generation, which costs minutes on a small CPU
+         'train_speed.compile_backbone.backend=aot_eager'],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    for line in ('train_speed: fused AdamW on cpu',
+                 'train_speed: channels-last (25 conv weights)',
+                 'train_speed: torch.compile (backbone)'):
+        assert line in log
+    state = torch.load(work_dir / 'iter_2.pth', weights_only=False)
+    assert state['optimizer']['param_groups'][0]['fused'] is True
+    weight = state['state_dict']['backbone.downsample_layers.0.0.weight']
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.isfinite(weight).all()
