@@ -32,6 +32,10 @@ inference, during the warm-up runs, which build the fast path's caches). The
 machine and its load (/proc/loadavg) are printed with them. Without
 --checkpoint the weights are random (the backbone's pretrained init_cfg is
 dropped).
+
+It is one file of about 500 lines on purpose: a tool that reads top to
+bottom (machine, memory, timing, inference, training, output), as the
+other tools do.
 """
 import convseg  # noqa: F401  (first: installs the shims, registers convseg)
 

@@ -311,6 +311,21 @@ def test_bf16_refuses_forced_winograd(plain, monkeypatch):
         prepare_for_inference(plain, precision='bf16', winograd=True)
 
 
+def test_init_model_precision_needs_the_fast_path(config, checkpoint):
+    with pytest.raises(ValueError,
+                       match="precision='bf16' is a mode of the fast path; "
+                       'it cannot be combined with fast=False'):
+        init_model(config, checkpoint, fast=False, precision='bf16')
+
+
+def test_tools_test_precision_needs_fast(config, checkpoint, run_script):
+    run = run_script('tools/test.py', config, checkpoint, '--precision',
+                     'bf16')
+    assert run.returncode == 2
+    assert ('error: --precision bf16 is a mode of the fast path: add --fast'
+            in run.stderr)
+
+
 def test_bad_precision_is_named(plain):
     with pytest.raises(ValueError,
                        match="precision must be 'fp32' or 'bf16', got "
