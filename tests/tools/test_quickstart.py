@@ -2,24 +2,17 @@
 `make quickstart`)."""
 import json
 import os
-import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-
-def test_quickstart_tiny(tmp_path):
+def test_quickstart_tiny(tmp_path, run_script):
     data_root, work_dir = tmp_path / 'data', tmp_path / 'work'
-    result = subprocess.run(
-        [sys.executable, 'tools/quickstart.py', '--num-train', '16',
-         '--num-val', '4', '--iters', '4', '--num-overlays', '2',
-         '--data-root', str(data_root), '--work-dir', str(work_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    result = run_script(
+        'tools/quickstart.py', '--num-train', '16', '--num-val', '4',
+        '--iters', '4', '--num-overlays', '2', '--data-root', data_root,
+        '--work-dir', work_dir, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
 
     dataset = data_root / 'synthetic_scenes'
