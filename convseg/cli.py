@@ -20,8 +20,8 @@ import torch
 
 from mmengine.config import Config
 
-from convseg import compat
 from convseg.apis import init_model
+from convseg.checkpoint_reading import unsafe_checkpoint_loading
 from convseg.errors import ConvsegError
 
 #: errors whose message is the whole story for a user: convseg's own, and a
@@ -36,7 +36,7 @@ def run_tool(main: Callable[..., Any], *args: Any,
     ``main`` may return an int exit code or ``None`` (success). With
     ``unsafe_load`` checkpoints load with full pickle inside the call.
     """
-    loading = (compat.unsafe_checkpoint_loading() if unsafe_load
+    loading = (unsafe_checkpoint_loading() if unsafe_load
                else contextlib.nullcontext())
     try:
         with loading:

@@ -33,7 +33,7 @@ from convseg.engine import fit_to_device
 from convseg.engine.launch import finish_distributed
 from convseg.engine.config_checks import check_model_config
 from convseg.models import ConvNeXt
-from convseg.models.checkpoints import load_segmentor_checkpoint
+from convseg.models.checkpoint_loading import load_segmentor_checkpoint
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,7 +1,7 @@
 """Build a segmentor for inference and run it on images as users have them.
 
 :func:`init_model` turns a config (and a checkpoint of any family
-:mod:`convseg.models.checkpoints` reads) into an eval-mode ``EncoderDecoder``
+:mod:`convseg.models.checkpoint_loading` reads) into an eval-mode ``EncoderDecoder``
 with ``dataset_meta`` (class names and palette) and its config on
 ``model.cfg``. :func:`inference_model` runs the config's test pipeline and the
 model's test mode (``whole`` or ``slide`` from ``model.test_cfg``) on paths,
@@ -25,7 +25,7 @@ from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 
-from ..models.checkpoints import load_segmentor_checkpoint
+from ..models.checkpoint_loading import load_segmentor_checkpoint
 from ..visualization import random_palette
 from .fast import prepare_for_inference
 from .images import ImageInput, load_image

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import convseg  # noqa: F401
-from convseg import compat
+from convseg import checkpoint_reading
 from convseg.datasets import generate_ade20k
 from convseg.engine.checkpoint_io import (find_resume_checkpoint,
                                           is_complete_checkpoint)
@@ -226,10 +226,10 @@ def test_real_checkpoint_needs_only_allow_listed_globals(setup, run_script):
     needed = set(json.loads(listed.stdout))
     allowed = {entry[1] if isinstance(entry, tuple) else
                f'{entry.__module__}.{entry.__qualname__}'
-               for entry in compat.checkpoint_safe_globals()}
+               for entry in checkpoint_reading.checkpoint_safe_globals()}
     assert 'mmengine.logging.history_buffer.HistoryBuffer' in needed
     assert needed <= allowed, needed - allowed
-    checkpoint = compat.load_checkpoint_file(str(setup['final']))
+    checkpoint = checkpoint_reading.load_checkpoint_file(str(setup['final']))
     assert set(checkpoint) >= {'state_dict', 'optimizer', 'param_schedulers',
                                'message_hub', 'random_state'}
 
@@ -273,8 +273,8 @@ def test_malicious_checkpoint_is_refused_everywhere(setup, tmp_path, run_tool):
         assert not marker.exists(), name
     assert not (tmp_path / 'converted.pth').exists()
     # the file really is malicious: full unpickling runs its code
-    with compat.unsafe_checkpoint_loading():
-        compat.load_checkpoint_file(str(evil))
+    with checkpoint_reading.unsafe_checkpoint_loading():
+        checkpoint_reading.load_checkpoint_file(str(evil))
     assert marker.exists()
 
 
@@ -291,7 +291,7 @@ def test_unsafe_load_opt_in_loads_a_trusted_file(setup, tmp_path, run_tool):
     code, out, err = run_tool(TEST, args + ['--unsafe-load'])
     assert code == 0, out[-2000:] + err
     assert f'{trusted}: aAcc: ' in out and ' mIoU: ' in out
-    assert os.environ.get(compat.UNSAFE_LOAD_ENV) is None
+    assert os.environ.get(checkpoint_reading.UNSAFE_LOAD_ENV) is None
 
 
 # ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 
 import convseg  # noqa: F401
-from convseg import compat
+from convseg import checkpoint_reading
 from convseg.datasets import generate_ade20k, generate_cityscapes
 from mmseg.registry import MODELS
 
@@ -146,7 +146,7 @@ def logged_lrs(text):
 
 
 def read_checkpoint(path):
-    return compat.load_checkpoint_file(str(path), map_location='cpu')
+    return checkpoint_reading.load_checkpoint_file(str(path), map_location='cpu')
 
 
 def confusion_miou(pairs, num_classes):
