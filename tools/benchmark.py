@@ -4,7 +4,7 @@
         [--shape H W] [--batch N] [--mode infer|train] [--repeat N]
         [--warmup N] [--fast | --no-fast] [--winograd auto|on|off]
         [--amp bf16|fp16|none] [--compile] [--test-mode config|whole|slide]
-        [--json OUT]
+        [--onnx FILE] [--json OUT]
 
 infer: ``model.inference`` on a batch of random images, whole-image unless
 --test-mode says slide (or the config's mode). Without --fast/--no-fast the
@@ -13,7 +13,8 @@ plain model and the one prepared by
 interleaved (plain, fast, fast, plain, ...), and the speedup and their
 agreement are printed: the fraction of pixels whose argmax is equal and
 max |fast - plain| / max |plain| over the logits. --fast or --no-fast times
-only that one.
+only that one. --onnx adds an exported file run by onnxruntime (same inputs,
+same interleaving) and its agreement with plain.
 
 train: one ``train_step`` (forward, backward, optimizer step) of the config's
 model and optimizer on random images and labels, with the backbone's
@@ -115,6 +116,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         nargs='+',
                         action=DictAction,
                         help='override config entries')
+    parser.add_argument('--onnx',
+                        metavar='FILE',
+                        help='infer: also time this ONNX file (from '
+                        'tools/export_onnx.py) with onnxruntime, interleaved '
+                        'with the others, and its agreement with plain')
     parser.add_argument('--json',
                         metavar='OUT',
                         help='write the figures '
@@ -130,6 +136,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                  or args.amp or args.winograd != 'auto'):
         parser.error('--fast/--no-fast, --winograd, --amp and --compile are '
                      'for --mode infer: training never uses the fast path')
+    if args.mode == 'train' and args.onnx:
+        parser.error('--onnx is for --mode infer: an ONNX graph does not '
+                     'train')
     return args
 
 
@@ -312,6 +321,11 @@ def run_infer(args: argparse.Namespace) -> Dict[str, object]:
             winograd=dict(auto=None, on=True, off=False)[args.winograd],
             amp=args.amp,
             compile=args.compile)
+    if args.onnx:
+        variants['onnxruntime'] = init_model(args.config, args.onnx,
+                                             device=args.device,
+                                             cfg_options=cfg_options)
+        variants['onnxruntime'].test_cfg.mode = plain.test_cfg.mode
     data = plain.data_preprocessor(
         random_batch(args.shape, args.batch, plain.decode_head.num_classes),
         False)
@@ -338,7 +352,10 @@ def run_infer(args: argparse.Namespace) -> Dict[str, object]:
         name: dict(summary(times[name], args.batch), **memory[name])
         for name in variants
     }
-    if len(variants) == 2:
+    if 'plain' in variants and 'onnxruntime' in variants:
+        results['onnxruntime_agreement'] = agreement(logits['plain'],
+                                                     logits['onnxruntime'])
+    if 'plain' in variants and 'fast' in variants:
         results['speedup'] = round(
             results['plain']['ms_per_batch'] / results['fast']['ms_per_batch'],
             3)
@@ -467,6 +484,11 @@ def report(args: argparse.Namespace, results: Dict[str, object],
         print(f'agreement: argmax equal on {100 * agree["argmax_equal"]:.4f}% '
               f'of pixels, max |fast - plain| / max |plain| = '
               f'{agree["max_rel_logit_diff"]:.2e}')
+    if 'onnxruntime_agreement' in results:
+        agree = results['onnxruntime_agreement']
+        print(f'onnxruntime: argmax equal on '
+              f'{100 * agree["argmax_equal"]:.4f}% of pixels, max |ort - '
+              f'plain| / max |plain| = {agree["max_rel_logit_diff"]:.2e}')
     if 'with_cp_memory_saving' in results:
         peak = -100 * results['with_cp_memory_saving']
         rise = -100 * results['with_cp_memory_rise_saving']
