@@ -1,9 +1,10 @@
 """What every convseg command-line tool does around its work.
 
-convseg's own errors say what is wrong and what to do, so a tool prints them
-as one ``error: ...`` line and exits 1, without a traceback; anything else is
-a bug and keeps its traceback. ``--unsafe-load`` (trusted checkpoints only)
-is honoured here for every tool.
+convseg's own errors (:class:`convseg.errors.ConvsegError`) say what is wrong
+and what to do, so a tool prints them as one ``error: ...`` line, with the
+remedy's command-line spelling, and exits 1, without a traceback; anything
+else is a bug and keeps its traceback. ``--unsafe-load`` (trusted
+checkpoints only) is honoured here for every tool.
 """
 from __future__ import annotations
 
@@ -12,35 +13,20 @@ import contextlib
 import os
 import os.path as osp
 import sys
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from mmengine.config import Config
 
-from convseg import compat
 from convseg.apis import init_model
-from convseg.apis.fast import UnsupportedModelError
-from convseg.apis.images import ImageReadError
-from convseg.datasets.checks import DatasetCheckError, DatasetLayoutError
-from convseg.datasets.synthetic import SyntheticDatasetError
-from convseg.engine.config_checks import ConfigArgumentError
-from convseg.engine.hooks import (CheckpointSaveError, NonFiniteLossError,
-                                  NonFiniteWeightsError)
-from convseg.engine.launch import LaunchError
-from convseg.engine.train_speed import TrainSpeedConfigError
-from convseg.models.checkpoints import (CheckpointFormatError,
-                                        CheckpointMismatchError)
+from convseg.checkpoint_reading import unsafe_checkpoint_loading
+from convseg.errors import ConvsegError
 
-#: errors whose message is the whole story for a user (a missing or taken
-#: path is named by the error itself)
-USER_ERRORS = (FileNotFoundError, FileExistsError,
-               compat.CheckpointDownloadError, compat.UnsafeCheckpointError,
-               compat.MissingMmcvOpError, ConfigArgumentError,
-               DatasetLayoutError, DatasetCheckError, SyntheticDatasetError,
-               LaunchError, CheckpointFormatError, CheckpointMismatchError,
-               CheckpointSaveError, NonFiniteLossError, NonFiniteWeightsError,
-               UnsupportedModelError, ImageReadError, TrainSpeedConfigError)
+#: errors whose message is the whole story for a user: convseg's own, and a
+#: missing or taken path (named by the error itself)
+USER_ERRORS = (ConvsegError, FileNotFoundError, FileExistsError)
 
 
 def run_tool(main: Callable[..., Any], *args: Any,
@@ -50,19 +36,20 @@ def run_tool(main: Callable[..., Any], *args: Any,
     ``main`` may return an int exit code or ``None`` (success). With
     ``unsafe_load`` checkpoints load with full pickle inside the call.
     """
-    loading = (compat.unsafe_checkpoint_loading() if unsafe_load
+    loading = (unsafe_checkpoint_loading() if unsafe_load
                else contextlib.nullcontext())
     try:
         with loading:
             code = main(*args)
     except USER_ERRORS as err:
-        print(f'error: {err}', file=sys.stderr)
+        message = err.for_tools() if isinstance(err, ConvsegError) else err
+        print(f'error: {message}', file=sys.stderr)
         return 1
     return 0 if code is None else int(code)
 
 
-def load_tool_config(config: str, cfg_options: Optional[dict] = None,
-                     work_dir: Optional[str] = None,
+def load_tool_config(config: str, cfg_options: dict | None = None,
+                     work_dir: str | None = None,
                      launcher: str = 'none') -> Config:
     """The config a tool runs: the file, ``--cfg-options`` merged in, the
     launcher, and the work dir (``--work-dir``, else the config's, else
@@ -116,9 +103,15 @@ def check_launch_arguments(parser: argparse.ArgumentParser,
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The demos' model arguments: CONFIG CHECKPOINT [--device] [--no-fast]
-    [--unsafe-load]; :func:`model_from_args` builds the model from them."""
+    [--unsafe-load] [--backend]; :func:`model_from_args` builds the model
+    from them."""
     parser.add_argument('config', help='model config file')
-    parser.add_argument('checkpoint', help='checkpoint file or URL')
+    parser.add_argument('checkpoint',
+                        help='checkpoint file or URL, or an .onnx file')
+    parser.add_argument(
+        '--backend', choices=['pytorch', 'onnxruntime'],
+        help='run the model with PyTorch or onnxruntime (default: '
+        'onnxruntime for an .onnx CHECKPOINT, see tools/export_onnx.py)')
     parser.add_argument(
         '--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
         help='device to run on, e.g. cpu or cuda:0')
@@ -129,4 +122,5 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     """``init_model`` with the arguments of :func:`add_model_arguments`."""
     return init_model(args.config, args.checkpoint, device=args.device,
-                      fast=False if args.no_fast else None)
+                      fast=False if args.no_fast else None,
+                      backend=args.backend)

@@ -16,28 +16,29 @@ all and is called once by ``import convseg``; it is idempotent.
    (its ``HistoryBuffer`` and numpy arrays/scalars) into every checkpoint, so
    it cannot resume its own runs. Instead of switching safety off, exactly
    those types are allow-listed, and mmengine's loaders for local files and
-   URLs are replaced, through its own ``CheckpointLoader`` registry, by ones
-   that load weights-only and explain a refusal. A trusted file that carries
-   other objects loads inside :func:`unsafe_checkpoint_loading` (the tools'
-   ``--unsafe-load``). Can go when mmengine loads weights-only itself.
+   URLs are replaced, through its own ``CheckpointLoader`` registry, by
+   :mod:`convseg.checkpoint_reading`'s, which load weights-only and explain a
+   refusal. Can go when mmengine loads weights-only itself.
+
+The checkpoint reading functions that used to live here
+(``load_checkpoint_file``, ``unsafe_checkpoint_loading``,
+``download_checkpoint``...) moved to :mod:`convseg.checkpoint_reading`; their
+old names here still work for one release, with a ``DeprecationWarning``.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import importlib.util
-import os
-import pickle
-import re
 import sys
 import types
 import warnings
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-UNSAFE_LOAD_ENV = 'CONVSEG_UNSAFE_LOAD'
+from . import checkpoint_reading
+from .deprecation import moved_names
+from .errors import ConvsegError
 
 FULL_MMCV_HINT = (
     'Install full mmcv with compiled ops (see the README, "Installing on a GPU '
@@ -45,16 +46,8 @@ FULL_MMCV_HINT = (
     'with a build matching your torch), or pick a model that does not use it.')
 
 
-class MissingMmcvOpError(RuntimeError):
+class MissingMmcvOpError(ConvsegError, RuntimeError):
     """Raised when a compiled mmcv op is used on an mmcv without compiled ops."""
-
-
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """Raised when a checkpoint holds pickled objects outside the allow-list."""
-
-
-class CheckpointDownloadError(RuntimeError):
-    """Raised when a checkpoint URL cannot be downloaded."""
 
 
 # --------------------------------------------------------------------------
@@ -138,169 +131,23 @@ def install_mmcv_ops_shim(force: bool = False) -> bool:
 # 2. weights-only checkpoint loading
 # --------------------------------------------------------------------------
 
-def _history_buffer_statistic(owner: Any, name: str) -> Any:
-    """``getattr`` as checkpoints may use it: HistoryBuffer statistics only.
-
-    A ``HistoryBuffer`` pickles its table of statistics methods, and pickle
-    spells a method as ``getattr(HistoryBuffer, 'mean')``. Allowing the real
-    ``getattr`` would let a file reach any attribute of any allowed object,
-    so this stand-in answers for that one class and its registered methods.
-    """
-    from mmengine.logging import HistoryBuffer
-
-    # the class fills its table when the first buffer is made, which a fresh
-    # process (tools/train.py --resume) has not done yet: also take the four
-    # methods it always registers.
-    known = set(HistoryBuffer._statistics_methods) | {
-        'min', 'max', 'current', 'mean'}
-    if owner is HistoryBuffer and name in known:
-        return getattr(owner, name)
-    raise pickle.UnpicklingError(
-        f'GLOBAL builtins.getattr({owner!r}, {name!r}) is not allowed')
-
-
-def checkpoint_safe_globals() -> list:
-    """The non-tensor types mmengine writes into checkpoints, for torch.load.
-
-    mmengine stores its ``MessageHub`` state: ``HistoryBuffer`` objects holding
-    numpy arrays and their statistics methods (see
-    :func:`_history_buffer_statistic`), and numpy scalars in the runtime info.
-    numpy's pickles name ``numpy.core.multiarray`` (numpy 1) or
-    ``numpy._core.multiarray`` (numpy 2); both spellings are listed so files
-    from either load.
-    """
-    import numpy as np
-    from mmengine.logging import HistoryBuffer
-
-    core = np._core if hasattr(np, '_core') else np.core
-    multiarray = core.multiarray
-    scalar_types = (np.bool_, np.int8, np.int16, np.int32, np.int64,
-                    np.uint8, np.uint16, np.uint32, np.uint64,
-                    np.float16, np.float32, np.float64)
-    allowed: list = [HistoryBuffer, np.ndarray, np.dtype,
-                     (_history_buffer_statistic, 'builtins.getattr')]
-    allowed += [type(np.dtype(t)) for t in scalar_types]
-    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        allowed.append((multiarray._reconstruct, f'{module}._reconstruct'))
-        allowed.append((multiarray.scalar, f'{module}.scalar'))
-    return allowed
-
-
-def unsafe_loading_enabled() -> bool:
-    """Whether the user opted in to full-pickle loading of trusted files."""
-    return os.environ.get(UNSAFE_LOAD_ENV, '') == '1'
-
-
-@contextlib.contextmanager
-def unsafe_checkpoint_loading() -> Iterator[None]:
-    """Load trusted checkpoints with full pickle inside this block.
-
-    Only for files whose origin you trust: a pickle can run any code. Sets
-    ``CONVSEG_UNSAFE_LOAD=1`` so that worker processes started inside the
-    block inherit the choice.
-    """
-    before = os.environ.get(UNSAFE_LOAD_ENV)
-    os.environ[UNSAFE_LOAD_ENV] = '1'
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(UNSAFE_LOAD_ENV, None)
-        else:
-            os.environ[UNSAFE_LOAD_ENV] = before
-
-
-def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
-    """``torch.load`` a checkpoint weights-only, with a clear refusal.
-
-    Raises :class:`FileNotFoundError` naming a missing file and
-    :class:`UnsafeCheckpointError` naming the offending object for a file that
-    carries pickled objects outside :func:`checkpoint_safe_globals`.
-    """
-    filename = os.path.expanduser(str(filename))
-    if not os.path.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename} does not exist')
-    if unsafe_loading_enabled():
-        return torch.load(filename, map_location=map_location,
-                          weights_only=False)
-    try:
-        return torch.load(filename, map_location=map_location,
-                          weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r'GLOBAL (.+?) (?:was|is) not', str(err))
-        what = found.group(1) if found else str(err).splitlines()[0]
-        raise UnsafeCheckpointError(
-            f'refusing to load checkpoint {filename}: it holds a pickled '
-            f'object ({what}) that is not plain weights or one of the types '
-            f'mmengine writes. Loading it could run code. Only if you trust '
-            f'where the file comes from, pass --unsafe-load to the convseg '
-            f'tools (or set {UNSAFE_LOAD_ENV}=1, or use '
-            f'convseg.compat.unsafe_checkpoint_loading()).') from None
-
-
-GENERIC_CHECKPOINT_NAMES = frozenset(
-    {'model.safetensors', 'pytorch_model.bin', 'model.pth', 'checkpoint.pth'})
-
-
-def hub_checkpoint_path(url: str) -> str:
-    """Where a checkpoint URL is cached: ``<torch hub dir>/checkpoints/<name>``.
-
-    The name is the URL's file name, as torch.hub does; generic names that
-    many repositories share (``model.safetensors``...) get a short hash of the
-    URL in front so that two models never share one cache file.
-    """
-    name = os.path.basename(url.split('?')[0])
-    if name in GENERIC_CHECKPOINT_NAMES:
-        digest = hashlib.sha256(url.encode()).hexdigest()[:8]
-        name = f'{digest}-{name}'
-    return os.path.join(torch.hub.get_dir(), 'checkpoints', name)
-
-
-def download_checkpoint(url: str) -> str:
-    """Download ``url`` into the torch hub cache once; return the local path.
-
-    In a distributed run rank 0 downloads while the others wait; every rank
-    then raises the same :class:`CheckpointDownloadError` if the file did not
-    arrive, so no rank is left waiting at a barrier.
-    """
-    from mmengine.dist import barrier, get_dist_info
-
-    cached = hub_checkpoint_path(url)
-    rank, world_size = get_dist_info()
-    reason = 'rank 0 could not download it'
-    if rank == 0 and not os.path.isfile(cached):
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        try:
-            torch.hub.download_url_to_file(url, cached, progress=False)
-        except Exception as err:  # urllib raises several types
-            reason = str(err)
-    if world_size > 1:
-        barrier()
-    if not os.path.isfile(cached):
-        raise CheckpointDownloadError(
-            f'could not download checkpoint {url} ({reason}). Offline? '
-            f'Download it on a machine with internet access and put it at '
-            f'{cached}, or point the config at a local file (e.g. '
-            f"--cfg-options model.backbone.init_cfg.checkpoint=/path/to/"
-            f'{os.path.basename(cached)}), or train from scratch with '
-            f'--cfg-options model.backbone.init_cfg=None.')
-    return cached
-
-
 def _load_from_local(filename: str, map_location: Any = None) -> Any:
-    return load_checkpoint_file(filename, map_location)
+    return checkpoint_reading.load_checkpoint_file(filename, map_location)
 
 
 def _load_from_http(filename: str, map_location: Any = None,
                     model_dir: Any = None) -> Any:
-    return load_checkpoint_file(download_checkpoint(filename), map_location)
+    return checkpoint_reading.load_checkpoint_file(
+        checkpoint_reading.download_checkpoint(filename), map_location)
 
 
 def install_checkpoint_loading() -> None:
-    """Allow-list mmengine's types and route its loaders through convseg's."""
+    """Allow-list mmengine's types and route its loaders through
+    :mod:`convseg.checkpoint_reading`'s weights-only loading."""
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    torch.serialization.add_safe_globals(checkpoint_safe_globals())
+    torch.serialization.add_safe_globals(
+        checkpoint_reading.checkpoint_safe_globals())
     CheckpointLoader.register_scheme('', _load_from_local, force=True)
     CheckpointLoader.register_scheme(('http://', 'https://'), _load_from_http,
                                      force=True)
@@ -317,3 +164,13 @@ def apply() -> None:
     install_mmcv_ops_shim()
     install_checkpoint_loading()
     _applied = True
+
+
+__getattr__ = moved_names(__name__, {
+    name: 'convseg.checkpoint_reading'
+    for name in ('UNSAFE_LOAD_ENV', 'UnsafeCheckpointError',
+                 'CheckpointDownloadError', 'checkpoint_safe_globals',
+                 'unsafe_loading_enabled', 'unsafe_checkpoint_loading',
+                 'load_checkpoint_file', 'GENERIC_CHECKPOINT_NAMES',
+                 'hub_checkpoint_path', 'download_checkpoint')
+})

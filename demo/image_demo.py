@@ -12,7 +12,6 @@ exit code is 1 if any failed.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List
@@ -21,9 +20,10 @@ import numpy as np
 from mmengine.utils import ProgressBar
 from PIL import Image
 
-from convseg.apis import inference_model
+from convseg.apis import inference_labels
 from convseg.apis.images import IMAGE_SUFFIXES, ImageReadError, read_image
 from convseg.cli import add_model_arguments, model_from_args, run_tool
+from convseg.fileio import atomic_write
 from convseg.visualization import (PALETTE_NAMES, mask_image, overlay,
                                    resolve_palette)
 
@@ -72,10 +72,8 @@ def output_names(paths: List[Path], root: Path) -> Dict[Path, Path]:
 
 def save_atomic(image: Image.Image, path: Path) -> None:
     """Write ``image`` as PNG to ``path`` through a temporary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f'.{path.name}.partial')
-    image.save(partial, format='PNG')
-    os.replace(partial, path)
+    with atomic_write(path) as tmp:
+        image.save(tmp, format='PNG')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             failed.append(path)
             print(f'\nskipped {path}: {err}', file=sys.stderr)
         else:
-            labels = inference_model(model, image)
+            labels = inference_labels(model, image)
             drawn = overlay(np.ascontiguousarray(image[:, :, ::-1]), labels,
                             palette, classes, opacity=args.opacity,
                             legend=not args.no_legend,

@@ -10,7 +10,6 @@ Motion-JPEG ('MJPG'), both available in the opencv-python wheels.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,8 +19,9 @@ import cv2
 import numpy as np
 from mmengine.utils import ProgressBar
 
-from convseg.apis import inference_model
+from convseg.apis import inference_labels
 from convseg.cli import add_model_arguments, model_from_args, run_tool
+from convseg.fileio import finish_atomic_write, temporary_path
 from convseg.visualization import PALETTE_NAMES, overlay, resolve_palette
 
 FOURCC = {'.mp4': 'mp4v', '.avi': 'MJPG'}
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     palette = resolve_palette(args.palette, model.dataset_meta)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f'.partial.{out.name}')
+    partial = Path(temporary_path(out, keep_suffix=True))
     codec = FOURCC[out.suffix.lower()]
     writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*codec),
                              fps, size)
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
     def flush(batch: List[np.ndarray]) -> None:
-        for frame, labels in zip(batch, inference_model(model, batch)):
+        for frame, labels in zip(batch, inference_labels(model, batch)):
             rgb = np.ascontiguousarray(frame[:, :, ::-1])
             drawn = overlay(rgb, labels, palette, classes,
                             opacity=args.opacity, legend=False)
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if frames == 0:
         print(f'no frames could be read from {args.input}', file=sys.stderr)
         return 1
-    os.replace(partial, out)
+    finish_atomic_write(partial, out)
     print(f'\n{frames} frames in {elapsed:.1f} s: '
           f'{frames / elapsed:.2f} frames per second; wrote {out} '
           f'({size[0]}x{size[1]}, {fps:g} fps)')

@@ -1,7 +1,5 @@
 """Tests of convseg.compat: the mmcv.ops stand-in and weights-only loading."""
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -9,13 +7,7 @@ import pytest
 import torch
 
 import convseg  # noqa: F401
-from convseg import compat
-
-
-def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)],
-                          capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300)
+from convseg import checkpoint_reading, compat
 
 
 def _bilinear(image: np.ndarray, x: float, y: float) -> np.ndarray:
@@ -78,10 +70,10 @@ def test_lite_stand_in_serves_mmseg_and_raises_on_compiled_ops():
     assert str(err.value) == _missing_op_message('CrissCrossAttention')
 
 
-def test_nothing_is_patched_when_compiled_ops_are_present():
+def test_nothing_is_patched_when_compiled_ops_are_present(run_script):
     # A finder that reports mmcv._ext as present, and a module standing for
     # full mmcv's compiled mmcv.ops: importing convseg must leave it alone.
-    result = _run_python('''
+    result = run_script('-c', textwrap.dedent('''
         import importlib.machinery, sys, types
         class Finder:
             def find_spec(self, name, path=None, target=None):
@@ -94,17 +86,17 @@ def test_nothing_is_patched_when_compiled_ops_are_present():
         sys.modules['mmcv.ops'] = full_ops
         mmcv.ops = full_ops
         import convseg
-        from convseg import compat
+        from convseg import checkpoint_reading, compat
         assert compat.mmcv_has_compiled_ops()
         import mmcv.ops
         print(sys.modules['mmcv.ops'] is full_ops, mmcv.ops.point_sample)
-    ''')
+    '''))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ['True', 'compiled']
 
 
-def test_import_prints_no_warnings():
-    result = _run_python('import convseg, mmseg.models, mmseg.apis')
+def test_import_prints_no_warnings(run_script):
+    result = run_script('-c', 'import convseg, mmseg.models, mmseg.apis')
     assert result.returncode == 0
     assert result.stderr == ''
 
@@ -120,19 +112,21 @@ def test_foreign_pickled_object_is_refused_with_opt_in(tmp_path):
     path = tmp_path / 'foreign.pth'
     torch.save({'state_dict': {'w': torch.ones(2)}, 'extra': _Foreign(3)},
                path)
-    with pytest.raises(compat.UnsafeCheckpointError) as err:
-        compat.load_checkpoint_file(str(path))
+    with pytest.raises(checkpoint_reading.UnsafeCheckpointError) as err:
+        checkpoint_reading.load_checkpoint_file(str(path))
     assert str(err.value) == (
         f'refusing to load checkpoint {path}: it holds a pickled object '
         f'(test_compat._Foreign) that is not plain weights or one of the '
         f'types mmengine writes. Loading it could run code. Only if you trust '
-        f'where the file comes from, pass --unsafe-load to the convseg tools '
-        f'(or set CONVSEG_UNSAFE_LOAD=1, or use '
-        f'convseg.compat.unsafe_checkpoint_loading()).')
-    with compat.unsafe_checkpoint_loading():
-        loaded = compat.load_checkpoint_file(str(path))
+        f'where the file comes from, load it inside '
+        f'convseg.checkpoint_reading.unsafe_checkpoint_loading() or set '
+        f'CONVSEG_UNSAFE_LOAD=1.')
+    assert err.value.for_tools() == (
+        f'{err.value} With the convseg tools, pass --unsafe-load.')
+    with checkpoint_reading.unsafe_checkpoint_loading():
+        loaded = checkpoint_reading.load_checkpoint_file(str(path))
     assert loaded['extra'].value == 3
-    assert compat.UNSAFE_LOAD_ENV not in os.environ
+    assert checkpoint_reading.UNSAFE_LOAD_ENV not in os.environ
 
 
 def test_mmengine_types_load_weights_only_through_mmengine(tmp_path):
@@ -168,8 +162,8 @@ def test_getattr_in_a_checkpoint_reaches_nothing_but_statistics(tmp_path):
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
     assert any(name.endswith('data.pkl') for name in names)
-    with pytest.raises(compat.UnsafeCheckpointError) as err:
-        compat.load_checkpoint_file(str(path))
+    with pytest.raises(checkpoint_reading.UnsafeCheckpointError) as err:
+        checkpoint_reading.load_checkpoint_file(str(path))
     assert "(builtins.getattr(<class 'numpy.ndarray'>, 'tofile')" in str(
         err.value)
     assert isinstance(err.value, pickle.UnpicklingError)
@@ -196,16 +190,16 @@ def test_url_download_goes_to_hub_cache(tmp_path, hub_dir):
     source = tmp_path / 'convnext_atto.pth'
     torch.save({'model': {'w': torch.arange(4.)}}, source)
     url = source.as_uri()
-    cached = compat.download_checkpoint(url)
+    cached = checkpoint_reading.download_checkpoint(url)
     assert cached == str(hub_dir / 'checkpoints' / 'convnext_atto.pth')
-    loaded = compat.load_checkpoint_file(cached)
+    loaded = checkpoint_reading.load_checkpoint_file(cached)
     assert loaded['model']['w'].tolist() == [0., 1., 2., 3.]
 
 
 def test_offline_url_gives_actionable_error(hub_dir):
     from mmengine.runner.checkpoint import _load_checkpoint
     url = 'http://127.0.0.1:9/convnext_tiny_1k_224.pth'
-    with pytest.raises(compat.CheckpointDownloadError) as err:
+    with pytest.raises(checkpoint_reading.CheckpointDownloadError) as err:
         _load_checkpoint(url)
     message = str(err.value)
     assert message.startswith(f'could not download checkpoint {url} (')
@@ -216,10 +210,26 @@ def test_offline_url_gives_actionable_error(hub_dir):
 
 
 def test_generic_file_names_get_distinct_cache_paths(hub_dir):
-    a = compat.hub_checkpoint_path('https://h/a/resolve/main/model.safetensors')
-    b = compat.hub_checkpoint_path('https://h/b/resolve/main/model.safetensors')
+    cache_path = checkpoint_reading.hub_checkpoint_path
+    a = cache_path('https://h/a/resolve/main/model.safetensors')
+    b = cache_path('https://h/b/resolve/main/model.safetensors')
     assert a != b
     assert os.path.basename(a).endswith('-model.safetensors')
     official = 'https://dl.fbaipublicfiles.com/convnext/convnext_tiny_1k_224.pth'
-    assert compat.hub_checkpoint_path(official) == str(
+    assert cache_path(official) == str(
         hub_dir / 'checkpoints' / 'convnext_tiny_1k_224.pth')
+
+
+@pytest.mark.parametrize('name', ['load_checkpoint_file',
+                                  'unsafe_checkpoint_loading',
+                                  'download_checkpoint', 'UNSAFE_LOAD_ENV'])
+def test_moved_reading_names_warn_from_compat(name):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        old = getattr(compat, name)
+    assert old is getattr(checkpoint_reading, name)
+    assert [str(w.message) for w in caught] == [
+        f'convseg.compat.{name} has moved to convseg.checkpoint_reading.'
+        f'{name}; import it from there (the old path goes away in the next '
+        'release).']

@@ -17,22 +17,25 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-from typing import Any, List, Optional
+from typing import Any
 
 import numpy as np
 import torch
 
 import convseg  # noqa: F401  (installs the checkpoint-loading shims)
-from convseg import compat
+from convseg.checkpoint_reading import (extract_state_dict,
+                                        load_checkpoint_file, read_checkpoint)
 from convseg.cli import run_tool
-from convseg.models import checkpoints
+from convseg.fileio import atomic_write
+from convseg.models.checkpoint_loading import dataset_meta_from, infer_arch
+from convseg.models.convnext_keymaps import (FAMILIES, convert,
+                                             is_segmentor_state_dict)
 
 PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 _DROP = object()
 
 
-def plain_meta(value: Any, where: str, dropped: List[str]) -> Any:
+def plain_meta(value: Any, where: str, dropped: list[str]) -> Any:
     """``value`` with numpy types made Python ones and other objects left out.
 
     What is left out is named in ``dropped``, so that DST loads weights-only.
@@ -57,7 +60,7 @@ def plain_meta(value: Any, where: str, dropped: List[str]) -> Any:
     return _DROP
 
 
-def parse_args(argv: List[str]) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line of this tool."""
     parser = argparse.ArgumentParser(
         description='Convert a ConvNeXt / UPerNet-ConvNeXt checkpoint of '
@@ -66,7 +69,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                         'model directory')
     parser.add_argument('dst', help='where to write the converted checkpoint')
     parser.add_argument('--from', dest='family', default='auto',
-                        choices=['auto', *checkpoints.FAMILIES],
+                        choices=['auto', *FAMILIES],
                         help='checkpoint family of SRC (default: detect it)')
     parser.add_argument('--force', action='store_true',
                         help='overwrite DST if it exists')
@@ -83,13 +86,13 @@ def convert_file(args: argparse.Namespace) -> str:
         raise FileExistsError(
             f'{args.dst} exists; pass --force to overwrite it, or pick '
             'another DST.')
-    raw = checkpoints.read_checkpoint(args.src)
-    state = checkpoints.extract_state_dict(raw, args.src)
-    result = checkpoints.convert(state, args.family, args.src)
-    dropped_meta: List[str] = []
+    raw = read_checkpoint(args.src)
+    state = extract_state_dict(raw, args.src)
+    result = convert(state, args.family, args.src)
+    dropped_meta: list[str] = []
     meta = raw.get('meta') if isinstance(raw, dict) else None
     meta = plain_meta(dict(meta or {}), 'meta', dropped_meta)
-    dataset_meta = checkpoints.dataset_meta_from(meta)
+    dataset_meta = dataset_meta_from(meta)
     meta.pop('CLASSES', None)
     meta.pop('PALETTE', None)
     if dataset_meta is not None:
@@ -98,21 +101,12 @@ def convert_file(args: argparse.Namespace) -> str:
     state_dict = {k: v.detach().clone().contiguous()
                   for k, v in result.state_dict.items()}
 
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.convert-', suffix='.pth',
-                               dir=os.path.dirname(dst))
-    os.close(fd)
-    try:
+    with atomic_write(dst) as tmp:
         torch.save({'meta': meta, 'state_dict': state_dict}, tmp)
-        compat.load_checkpoint_file(tmp, map_location='cpu')
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        load_checkpoint_file(tmp, map_location='cpu')
 
-    segmentor = checkpoints.is_segmentor_state_dict(state_dict)
-    arch = checkpoints.infer_arch(state_dict,
-                                  'backbone.' if segmentor else '')
+    segmentor = is_segmentor_state_dict(state_dict)
+    arch = infer_arch(state_dict, 'backbone.' if segmentor else '')
     lines = [
         f'wrote {args.dst}: {"segmentation" if segmentor else "backbone"} '
         f'checkpoint, family {result.family}, {len(state_dict)} tensors',
@@ -129,7 +123,7 @@ def convert_file(args: argparse.Namespace) -> str:
     return '\n'.join(lines)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the tool; return the exit status (1 with a message on errors)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     return run_tool(lambda: print(convert_file(args)),

@@ -5,6 +5,7 @@
 #          work_dirs/upernet_convnext_t_ade20k/iter_160000.pth 8 --tta
 # Several machines: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on each.
 # Without GPUs the processes run on the CPU with the gloo backend.
+# Python: $PYTHON if set, else the project's .venv, else `python` on PATH.
 set -euo pipefail
 if [ $# -lt 3 ]; then
     echo "usage: bash $0 CONFIG CHECKPOINT GPUS [tools/test.py options]" >&2
@@ -17,10 +18,11 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-TOOLS=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tools/python_env.sh
+source "$(dirname "$0")/python_env.sh"
 
-PYTHONPATH="$TOOLS/..${PYTHONPATH:+:$PYTHONPATH}" \
-exec python -m torch.distributed.run \
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" \
+exec "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

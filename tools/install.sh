@@ -10,13 +10,17 @@
 #   the compiled ops), otherwise installs mmcv-lite. Both live in the same
 #   `mmcv` folder, so installing one over the other breaks it; that is why the
 #   flavour is an extra, chosen here, and not a plain dependency;
-# - installs convseg in editable mode, with the test extras on --tests.
+# - installs convseg in editable mode, with the test and deploy extras on
+#   --tests (the deploy tests run in the suite);
+# - writes convseg's start-up hook (convseg/mmcv_ops_hook.py) into the venv's
+#   site-packages. pip cannot place a .pth file for an editable install, so
+#   this script does it; `python -m convseg.mmcv_ops_hook` does the same.
 # Re-running is cheap: a stamp file records the inputs it was run with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${CONVSEG_VENV:-.venv}
 EXTRAS=""
-[ "${1:-}" = "--tests" ] && EXTRAS="tests"
+[ "${1:-}" = "--tests" ] && EXTRAS="tests,deploy"
 
 stamp="$VENV/.convseg-install-$EXTRAS"
 inputs=$(cat setup.cfg pyproject.toml tools/install.sh | sha1sum | cut -c1-40)
@@ -43,4 +47,7 @@ fi
 extras=$(printf '%s\n' $flavour $EXTRAS | paste -sd, -)
 echo "[install] pip install -e .${extras:+[$extras]}"
 $PIP install -e ".${extras:+[$extras]}"
+# a start-up hook so that processes which never import convseg (mmseg's own
+# tools, `from mmseg.apis import init_model`) import mmseg on mmcv-lite too
+"$PY" -c "from convseg.mmcv_ops_hook import main; main()"
 echo "$inputs" > "$stamp"

@@ -18,6 +18,8 @@ import os.path as osp
 import sys
 from multiprocessing import Pool
 
+from convseg.fileio import atomic_write
+
 EXPECTED_LAYOUT = """\
 expected layout:
   DATA_ROOT/leftImg8bit/{train,val,test}/<city>/<name>_leftImg8bit.png
@@ -95,15 +97,11 @@ def convert(json_file: str) -> str | None:
     if problem is not None:
         return problem
     out = json_file[:-len(POLYGONS_SUFFIX)] + TRAIN_IDS_SUFFIX
-    tmp = f'{out[:-len(".png")]}.tmp-{os.getpid()}.png'
     try:
-        json2labelImg(json_file, tmp, 'trainIds')
-        os.replace(tmp, out)
+        with atomic_write(out, keep_suffix=True) as tmp:
+            json2labelImg(json_file, tmp, 'trainIds')
     except Exception as e:  # reported per file, the others still convert
         return f'{json_file}: {type(e).__name__}: {e}'
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
     return None
 
 

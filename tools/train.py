@@ -26,6 +26,7 @@ from convseg.datasets import (apply_skip_unreadable, check_dataset,
 from convseg.datasets.checks import SPLITS, DatasetCheckError
 from convseg.engine import (apply_train_speed, find_resume_checkpoint,
                             fit_to_device)
+from convseg.engine.launch import finish_distributed
 from convseg.engine.config_checks import check_model_config
 
 
@@ -102,6 +103,7 @@ def main(args: argparse.Namespace) -> None:
 
     runner = Runner.from_cfg(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -1,4 +1,7 @@
 default_scope = 'mmseg'
+# stock mmengine/mmseg tooling (Runner.from_cfg, mmseg's tools/train.py, mim)
+# imports convseg, which registers ConvNeXt and the layer-decay constructor
+custom_imports = dict(imports=['convseg'], allow_failed_imports=False)
 env_cfg = dict(
     cudnn_benchmark=True,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),

@@ -26,13 +26,15 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..errors import ConvsegError
+
 ImageInput = Union[str, Path, np.ndarray, Image.Image]
 
 CHANNEL_ORDERS = ('bgr', 'rgb')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
-class ImageReadError(ValueError):
+class ImageReadError(ConvsegError, ValueError):
     """Raised when an input cannot be turned into an image."""
 
 

@@ -1,18 +1,21 @@
 """Build a segmentor for inference and run it on images as users have them.
 
 :func:`init_model` turns a config (and a checkpoint of any family
-:mod:`convseg.models.checkpoints` reads) into an eval-mode ``EncoderDecoder``
+:mod:`convseg.models.checkpoint_loading` reads) into an eval-mode ``EncoderDecoder``
 with ``dataset_meta`` (class names and palette) and its config on
 ``model.cfg``. :func:`inference_model` runs the config's test pipeline and the
 model's test mode (``whole`` or ``slide`` from ``model.test_cfg``) on paths,
-arrays or PIL images and returns label maps at each input's original size.
+arrays or PIL images and returns mmseg's ``SegDataSample`` results, as
+``mmseg.apis.inference_model`` does; :func:`inference_labels` returns plain
+label maps (and class probabilities) at each input's original size.
 """
 from __future__ import annotations
 
 import copy
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Dict, Iterator, List, Optional, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 import torch
@@ -22,7 +25,7 @@ from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 
-from ..models.checkpoints import load_segmentor_checkpoint
+from ..models.checkpoint_loading import load_segmentor_checkpoint
 from ..visualization import random_palette
 from .fast import prepare_for_inference
 from .images import ImageInput, load_image
@@ -110,11 +113,14 @@ def resolve_dataset_meta(num_classes: int,
 
 
 def init_model(config: Union[str, Path, Config],
-               checkpoint: Optional[str] = None, device: str = 'cpu',
+               checkpoint: Optional[str] = None,
+               device: Optional[str] = None,
                cfg_options: Optional[dict] = None,
-               fast: Optional[bool] = None) -> torch.nn.Module:
+               fast: Optional[bool] = None,
+               backend: Optional[str] = None) -> torch.nn.Module:
     """Build an eval-mode segmentor from a config and checkpoint on ``device``.
 
+    ``device`` None means ``cuda`` when CUDA is available, else ``cpu``.
     ``config`` is a config file or an mmengine ``Config`` (copied, not
     changed); ``cfg_options`` are merged into it. With a checkpoint the
     backbone's ``init_cfg`` is dropped so nothing is downloaded. SyncBN
@@ -122,10 +128,15 @@ def init_model(config: Union[str, Path, Config],
     ``palette`` from the checkpoint's meta, else from the config's test
     dataset, else generated; ``model.cfg`` holds the config. ``fast``
     (default: on for CPU devices) applies
-    :func:`convseg.apis.fast.prepare_for_inference`.
+    :func:`convseg.apis.fast.prepare_for_inference`. An ``.onnx``
+    checkpoint (or ``backend='onnxruntime'``) gives a
+    :class:`convseg.deploy.runtime.OrtSegmentor` instead.
     """
     from mmseg.registry import MODELS
 
+    from ..deploy.runtime import init_ort_model, uses_onnxruntime
+    if uses_onnxruntime(checkpoint, backend):
+        return init_ort_model(config, checkpoint, device, cfg_options)
     cfg = _load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -144,6 +155,8 @@ def init_model(config: Union[str, Path, Config],
         model.decode_head.num_classes, getattr(model, 'dataset_meta', None),
         config_dataset_meta(cfg))
     model.cfg = cfg
+    if device is None:
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
     model.to(device)
     model.eval()
     if fast is None:
@@ -238,11 +251,69 @@ def _postprocess(model: torch.nn.Module, logits: torch.Tensor, meta: dict,
     return label_map
 
 
+def _batches(model: torch.nn.Module, items: List[ImageInput],
+             channel_order: str, batch_size: int) -> Iterator[dict]:
+    """The test pipeline's packed inputs, grouped into batches of one size.
+
+    Consecutive inputs of the same size share a batch of up to
+    ``batch_size``; each batch is ``dict(inputs=[...], data_samples=[...])``
+    as mmseg's ``test_step`` takes it.
+    """
+    if batch_size < 1:
+        raise ValueError(f'batch_size must be at least 1, got {batch_size}')
+    if not hasattr(model, 'cfg'):
+        raise AttributeError('the model has no .cfg; build it with '
+                             'convseg.apis.init_model')
+    pipeline = build_test_pipeline(model.cfg)
+    batch: List[dict] = []
+
+    def packed_batch() -> dict:
+        return dict(inputs=[b['inputs'] for b in batch],
+                    data_samples=[b['data_samples'] for b in batch])
+
+    def batch_key(packed: dict) -> tuple:
+        return (tuple(packed['inputs'].shape),
+                tuple(packed['data_samples'].metainfo['ori_shape']))
+
+    for item in items:
+        packed = pipeline(dict(img=load_image(item, channel_order)))
+        if batch and (len(batch) == batch_size
+                      or batch_key(batch[0]) != batch_key(packed)):
+            yield packed_batch()
+            batch = []
+        batch.append(packed)
+    if batch:
+        yield packed_batch()
+
+
 def inference_model(model: torch.nn.Module,
                     inputs: Union[ImageInput, Sequence[ImageInput]],
-                    return_scores: bool = False, channel_order: str = 'bgr',
-                    batch_size: int = 4) -> Union[Result, List[Result]]:
-    """Segment one image or a list of images.
+                    channel_order: str = 'bgr', batch_size: int = 4
+                    ) -> Union[Any, List[Any]]:
+    """Segment one image or a list of images, as ``mmseg.apis`` does.
+
+    Returns, like ``mmseg.apis.inference_model``, one mmseg
+    ``SegDataSample`` for one input and a list for a list: its
+    ``pred_sem_seg.data`` is the (1, H, W) int64 label map and
+    ``seg_logits.data`` the (C, H, W) logits, both at the input's size, so
+    mmseg's ``SegLocalVisualizer`` and ``show_result_pyplot`` draw it. The
+    results come from the model's own ``test_step``. Inputs are as for
+    :func:`inference_labels`, which returns numpy label maps instead.
+    """
+    single = not isinstance(inputs, (list, tuple))
+    items = [inputs] if single else list(inputs)
+    results: List[Any] = []
+    with torch.no_grad():
+        for batch in _batches(model, items, channel_order, batch_size):
+            results.extend(model.test_step(batch))
+    return results[0] if single else results
+
+
+def inference_labels(model: torch.nn.Module,
+                     inputs: Union[ImageInput, Sequence[ImageInput]],
+                     return_scores: bool = False, channel_order: str = 'bgr',
+                     batch_size: int = 4) -> Union[Result, List[Result]]:
+    """Label maps of one image or a list of images.
 
     An input is a file path, a numpy array (BGR as cv2 reads, or
     ``channel_order='rgb'``; (H, W), (H, W, 3) or (H, W, 4), uint8 or uint16)
@@ -252,40 +323,18 @@ def inference_model(model: torch.nn.Module,
     the input's size, or with ``return_scores`` a pair (label map, (C, H, W)
     float32 class probabilities: softmax of the logits, sigmoid for a
     one-channel binary head). One input gives one result, a list a list.
+    Unlike :func:`inference_model`, big images never hold all classes'
+    full-size logits at once unless ``return_scores`` asks for them.
     """
-    if batch_size < 1:
-        raise ValueError(f'batch_size must be at least 1, got {batch_size}')
-    if not hasattr(model, 'cfg'):
-        raise AttributeError('the model has no .cfg; build it with '
-                             'convseg.apis.init_model')
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
-    pipeline = build_test_pipeline(model.cfg)
     results: List[Result] = []
-    batch: List[dict] = []
-
-    def run_batch() -> None:
-        data = model.data_preprocessor(
-            dict(inputs=[b['inputs'] for b in batch],
-                 data_samples=[b['data_samples'] for b in batch]), False)
-        metas = [sample.metainfo for sample in data['data_samples']]
-        logits = model.inference(data['inputs'], metas)
-        for index, meta in enumerate(metas):
-            results.append(
-                _postprocess(model, logits[index], meta, return_scores))
-        batch.clear()
-
-    def batch_key(packed: dict) -> tuple:
-        return (tuple(packed['inputs'].shape),
-                tuple(packed['data_samples'].metainfo['ori_shape']))
-
     with torch.no_grad():
-        for item in items:
-            packed = pipeline(dict(img=load_image(item, channel_order)))
-            if batch and (len(batch) == batch_size
-                          or batch_key(batch[0]) != batch_key(packed)):
-                run_batch()
-            batch.append(packed)
-        if batch:
-            run_batch()
+        for batch in _batches(model, items, channel_order, batch_size):
+            data = model.data_preprocessor(batch, False)
+            metas = [sample.metainfo for sample in data['data_samples']]
+            logits = model.inference(data['inputs'], metas)
+            for index, meta in enumerate(metas):
+                results.append(
+                    _postprocess(model, logits[index], meta, return_scores))
     return results[0] if single else results

@@ -22,6 +22,8 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from ..errors import ConvsegError
+
 SPLITS = {'train': 'train_dataloader', 'val': 'val_dataloader',
           'test': 'test_dataloader'}
 
@@ -62,11 +64,11 @@ class DatasetProblem:
         return self.message
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(ConvsegError, FileNotFoundError):
     """The data root is missing or lacks a folder the config needs."""
 
 
-class DatasetCheckError(ValueError):
+class DatasetCheckError(ConvsegError, ValueError):
     """A dataset has problems; ``problems`` lists them."""
 
     def __init__(self, problems: Sequence[DatasetProblem]) -> None:

@@ -27,6 +27,8 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 from PIL import Image, ImageDraw
 
+from ..errors import ConvsegError
+
 MANIFEST = 'convseg_synthetic.json'
 #: Bumped whenever a generator's output changes, so that datasets written by
 #: an older version are regenerated instead of reused.
@@ -41,7 +43,7 @@ CITYSCAPES_CITIES = {
 }
 
 
-class SyntheticDatasetError(RuntimeError):
+class SyntheticDatasetError(ConvsegError, RuntimeError):
     """Raised when a synthetic dataset cannot be written at its destination."""
 
 

@@ -1,11 +1,12 @@
-"""Crash-safe checkpoint files: atomic writes, finding a complete checkpoint.
+"""Crash-safe checkpoint files: atomic saves, finding a complete checkpoint.
 
-A checkpoint is written to a hidden temporary file beside its final name
-(``.<name>.<pid>.tmp``), flushed, fsync'ed and renamed into place, so the
-final name only ever holds a complete file. A run killed while saving leaves
-the previous checkpoint and the ``last_checkpoint`` pointer untouched; the
-temporary file it leaves behind is never picked up by a resume and is removed
-the next time the same checkpoint is saved.
+A checkpoint is written through :func:`convseg.fileio.atomic_write`: a hidden
+temporary file beside its final name (``.<name>.<pid>.tmp``), fsync'ed and
+renamed into place, so the final name only ever holds a complete file. A run
+killed while saving leaves the previous checkpoint and the
+``last_checkpoint`` pointer untouched; the temporary file it leaves behind is
+never picked up by a resume and is removed the next time the same checkpoint
+is saved.
 
 :class:`AtomicLocalBackend` is an mmengine file backend (registered as
 ``'atomic_local'``) with these writes; ``AtomicCheckpointHook`` selects it
@@ -15,76 +16,20 @@ for local work directories. :func:`find_resume_checkpoint` is what
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
 import re
 import zipfile
-from pathlib import Path
-from typing import Optional, Union
 
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging import print_log
 
-PathLike = Union[str, Path]
+from ..deprecation import moved_names
+from .. import fileio
+from ..fileio import PathLike
 
 LAST_CHECKPOINT_FILE = 'last_checkpoint'
 _CHECKPOINT_NAME = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
-
-
-def temporary_path(path: PathLike) -> str:
-    """The temporary file this process writes ``path`` through."""
-    path = os.fspath(path)
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f'.{name}.{os.getpid()}.tmp')
-
-
-def _stale_temporaries(path: str) -> list[str]:
-    folder, name = os.path.split(path)
-    return glob.glob(os.path.join(folder, f'.{glob.escape(name)}.*.tmp'))
-
-
-def _fsync_directory(folder: str) -> None:
-    # Makes the rename itself durable; some file systems refuse to open a
-    # directory for this, which only weakens durability, never atomicity.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write_bytes(data: bytes, path: PathLike) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either old or complete.
-
-    On any error (a full disk, an interrupt) the temporary file is removed,
-    whatever ``path`` held before is kept, and the error propagates.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(path) or '.'
-    os.makedirs(folder, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(folder)
-    for stale in _stale_temporaries(path):
-        with contextlib.suppress(OSError):
-            os.unlink(stale)
-
-
-def atomic_write_text(text: str, path: PathLike,
-                      encoding: str = 'utf-8') -> None:
-    """:func:`atomic_write_bytes` for text."""
-    atomic_write_bytes(text.encode(encoding), path)
 
 
 class AtomicLocalBackend(LocalBackend):
@@ -92,12 +37,12 @@ class AtomicLocalBackend(LocalBackend):
 
     def put(self, obj: bytes, filepath: PathLike) -> None:
         """Write bytes atomically (temporary file, fsync, rename)."""
-        atomic_write_bytes(obj, filepath)
+        fileio.atomic_write_bytes(obj, filepath)
 
     def put_text(self, obj: str, filepath: PathLike,
                  encoding: str = 'utf-8') -> None:
         """Write text atomically (temporary file, fsync, rename)."""
-        atomic_write_text(obj, filepath, encoding)
+        fileio.atomic_write_text(obj, filepath, encoding)
 
 
 register_backend('atomic_local', AtomicLocalBackend, force=True)
@@ -131,7 +76,7 @@ def _numbered_checkpoints(folder: str) -> list[str]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
-def find_resume_checkpoint(work_dir: PathLike) -> Optional[str]:
+def find_resume_checkpoint(work_dir: PathLike) -> str | None:
     """The checkpoint an automatic resume should load, or None to start anew.
 
     The file named in ``work_dir/last_checkpoint`` when it is complete;
@@ -161,3 +106,9 @@ def find_resume_checkpoint(work_dir: PathLike) -> Optional[str]:
                         level=logging.WARNING)
                 return candidate
     return None
+
+
+__getattr__ = moved_names(__name__, {
+    name: 'convseg.fileio'
+    for name in ('temporary_path', 'atomic_write_bytes', 'atomic_write_text')
+})

@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 import torch
 
-from convseg.models.checkpoints import (check_fits, check_num_classes,
-                                        extract_state_dict)
+from ..checkpoint_reading import extract_state_dict
+from ..models.checkpoint_loading import check_fits, check_num_classes
 
 
 def _strip_wrapper(state_dict: Mapping[str, Any]) -> dict:

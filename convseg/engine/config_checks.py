@@ -13,12 +13,14 @@ import difflib
 import inspect
 from typing import Any, Iterator, Mapping, Optional
 
+from ..errors import ConvsegError
+
 _PARTS = ('data_preprocessor', 'backbone', 'neck', 'decode_head',
           'auxiliary_head')
 _IGNORED = ('type', '_scope_')
 
 
-class ConfigArgumentError(TypeError):
+class ConfigArgumentError(ConvsegError, TypeError):
     """A config passes an argument that a model part does not accept."""
 
 

@@ -28,8 +28,9 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
-from .checkpoint_io import (LAST_CHECKPOINT_FILE, atomic_write_text,
-                            find_resume_checkpoint)
+from ..errors import ConvsegError
+from ..fileio import atomic_write_text
+from .checkpoint_io import LAST_CHECKPOINT_FILE, find_resume_checkpoint
 from .checkpoint_match import check_checkpoint_matches_model
 from .random_state import (capture_random_state, derived_seed,
                            restore_random_state, seed_random_state,
@@ -40,15 +41,17 @@ RANDOM_STATE_KEY = 'random_state'
 _MODEL_STREAM = 1
 
 
-class CheckpointSaveError(OSError):
+class CheckpointSaveError(ConvsegError, OSError):
     """A checkpoint could not be written (e.g. the disk is full)."""
 
+    tool_hint = 'With tools/train.py, add --resume.'
 
-class NonFiniteLossError(FloatingPointError):
+
+class NonFiniteLossError(ConvsegError, FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
-class NonFiniteWeightsError(FloatingPointError):
+class NonFiniteWeightsError(ConvsegError, FloatingPointError):
     """A checkpoint was about to be saved with NaN or infinite weights."""
 
 
@@ -94,7 +97,7 @@ class AtomicCheckpointHook(CheckpointHook):
             f'was left under that name and the last complete checkpoint is '
             f'kept: {kept}. Free space there (or set '
             f'default_hooks.checkpoint.out_dir / max_keep_ckpts), then '
-            f'continue with --resume.')
+            f'resume the run (resume=True in the config).')
 
     @contextlib.contextmanager
     def _explain_errors(self, runner, path: str) -> Iterator[None]:

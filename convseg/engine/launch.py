@@ -7,6 +7,7 @@ data parallelism. None of these works without CUDA: mmengine's
 torch's ``SyncBatchNorm`` only synchronises GPU tensors. :func:`fit_to_device`
 adapts a config in place so that the same command runs (e.g. a 2-process
 gloo run on CPU with ``torchrun``), and logs each change.
+:func:`finish_distributed` ends a tool's distributed run cleanly.
 """
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from ..errors import ConvsegError
 
-class LaunchError(RuntimeError):
+
+class LaunchError(ConvsegError, RuntimeError):
     """A launcher that cannot work on this machine."""
 
 
@@ -84,3 +87,27 @@ def fit_to_device(cfg: Config) -> None:
         _warn(f'No CUDA GPU on rank {os.environ.get("RANK", "?")}: SyncBN '
               'only synchronises GPU tensors; using BN (batch statistics per '
               'process) in its place.')
+
+
+def finish_distributed() -> None:
+    """Leave the default process group at the end of a successful run.
+
+    Call it in every process after the last collective (e.g. after
+    ``runner.train()`` or ``runner.test()``); without a process group it does
+    nothing. A barrier first lets every rank finish its last collective, then
+    the group is destroyed while the interpreter is fully alive. Left to
+    interpreter exit instead, the gloo backend's worker threads may drop the
+    last reference to a tensor that still has a Python object after Python
+    has begun to shut down; the thread then cannot take the GIL, is unwound
+    through a ``noexcept`` destructor and the process aborts with
+    "terminate called without an active exception" (SIGABRT) although its
+    work was done. NCCL groups get the same order, which their
+    ``destroy_process_group`` warning asks for.
+    """
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    if torch_dist.get_backend() == 'nccl':
+        torch_dist.barrier(device_ids=[torch.cuda.current_device()])
+    else:
+        torch_dist.barrier()
+    torch_dist.destroy_process_group()

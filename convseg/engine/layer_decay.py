@@ -3,10 +3,14 @@
 The optimizer of the ConvNeXt segmentation recipe gives every parameter a
 layer id and scales the learning rate by ``decay_rate ** (num_layers + 1 -
 id)``, so the heads train at the full rate and the stem at the smallest.
-:class:`LayerDecayOptimWrapperConstructor` reproduces that rule for any
-backbone that implements ``get_layer_depth(param_name, num_layers,
-decay_type)`` (see :class:`convseg.models.ConvNeXt`), on top of mmengine's
-standard ``paramwise_cfg`` options.
+:class:`LayerDecayOptimWrapperConstructor` reproduces that rule, on top of
+mmengine's standard ``paramwise_cfg`` options, for two kinds of backbone:
+
+* convseg's contract, ``get_layer_id(param_name, num_layers, decay_type)``
+  (see :class:`convseg.models.ConvNeXt`);
+* mmpretrain's, ``get_layer_depth(param_name, prefix) -> (layer_id,
+  max_layer_id)`` (its ViT, Swin, ConvNeXt...), with mmpretrain's rule
+  ``decay_rate ** (max_layer_id - 1 - layer_id)``.
 """
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ DECAY_TYPES = ('stage_wise', 'layer_wise')
 #: the paramwise_cfg keys this constructor reads; every other key is one of
 #: mmengine's standard options (custom_keys, bias_lr_mult, ...).
 LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers')
+#: the keys that only convseg's get_layer_id contract needs
+CONVSEG_RULE_KEYS = ('decay_type', 'num_layers')
+PREFIX = 'backbone.'
 
 #: parameter-name endings that get no weight decay whatever their shape: biases
 #: and ConvNeXt-V2's GRN ``gamma``/``beta``, which are stored as (1, 1, 1, C).
@@ -55,10 +62,15 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                                num_layers=6))
 
     With N = ``num_layers``, parameters of ``model.backbone`` get the id that
-    ``model.backbone.get_layer_depth(name, N, decay_type)`` returns (``name``
+    ``model.backbone.get_layer_id(name, N, decay_type)`` returns (``name``
     relative to the backbone, in 0..N+1); every other parameter (heads, necks)
     gets N + 1. A parameter of id ``i`` trains at
-    ``lr * decay_rate ** (N + 1 - i)``. Its weight decay is 0 if it is 1-D or
+    ``lr * decay_rate ** (N + 1 - i)``. A backbone with mmpretrain's
+    ``get_layer_depth(name, prefix='backbone.')`` instead is asked for every
+    parameter of the model (``name`` with its ``backbone.`` prefix, as
+    mmpretrain's own constructor asks), and a parameter of id ``i`` out of
+    ``max_id`` trains at ``lr * decay_rate ** (max_id - 1 - i)``; such a
+    backbone needs only ``decay_rate``. Its weight decay is 0 if it is 1-D or
     its name ends in ``.bias`` (the official rule), or ``.gamma``/``.beta``
     (ConvNeXt-V2's GRN, as in ConvNeXt-V2's own recipe); otherwise the
     optimizer's ``weight_decay``.
@@ -86,15 +98,18 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             ``constructor`` and ``paramwise_cfg``; its optimizer must set
             ``lr`` and ``weight_decay``.
         paramwise_cfg: ``decay_rate`` in (0, 1], ``decay_type``
-            (``'stage_wise'`` or ``'layer_wise'``) and ``num_layers``, plus any
-            of mmengine's standard options.
+            (``'stage_wise'`` or ``'layer_wise'``) and ``num_layers`` (these
+            two for ``get_layer_id`` backbones), plus any of mmengine's
+            standard options.
 
     Raises:
         ValueError: a layer-decay key is missing or has a bad value, or the
             optimizer has no ``lr`` or ``weight_decay``; at build time,
-            ``num_layers`` is below the backbone's ``min_num_layers``.
+            ``decay_type``/``num_layers`` are missing for a ``get_layer_id``
+            backbone, ``num_layers`` is below its ``min_num_layers``, or a
+            hook returns an id out of range.
         TypeError: at build time, the model has no ``backbone`` or the
-            backbone has no ``get_layer_depth`` hook.
+            backbone has neither hook.
     """
 
     def __init__(self,
@@ -104,16 +119,11 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise TypeError('paramwise_cfg must be a dict with decay_rate, '
                             f'decay_type and num_layers, got {paramwise_cfg!r}')
         standard = dict(paramwise_cfg or {})
-        missing = [key for key in LAYER_DECAY_KEYS if key not in standard]
-        if missing:
-            wanted = '; '.join(f'{key}: {_ALLOWED[key]}' for key in missing)
-            raise ValueError(
-                f'paramwise_cfg is missing {", ".join(map(repr, missing))} '
-                f'({wanted}), which layer-wise lr decay needs; for example '
-                f'{_EXAMPLE}')
+        if 'decay_rate' not in standard:
+            _raise_missing([k for k in LAYER_DECAY_KEYS if k not in standard])
         self.decay_rate: float = standard.pop('decay_rate')
-        self.decay_type: str = standard.pop('decay_type')
-        self.num_layers: int = standard.pop('num_layers')
+        self.decay_type: str | None = standard.pop('decay_type', None)
+        self.num_layers: int | None = standard.pop('num_layers', None)
         _check_settings(self.decay_rate, self.decay_type, self.num_layers)
         super().__init__(optim_wrapper_cfg, standard)
         for key, value in (('lr', self.base_lr),
@@ -131,7 +141,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             model = model.module
         backbone = self._backbone_with_hook(model)
         groups = self._param_groups(model, backbone)
-        self._log_groups(model, groups)
+        self._log_groups(model, backbone, groups)
         optimizer = OPTIMIZERS.build(dict(self.optimizer_cfg, params=groups))
         wrapper_cfg = dict(self.optim_wrapper_cfg)
         wrapper_cfg.setdefault('type', 'OptimWrapper')
@@ -146,13 +156,29 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 'LayerDecayOptimWrapperConstructor needs a model with a '
                 f'`backbone` submodule; {type(model).__name__} has none. Use '
                 'the DefaultOptimWrapperConstructor for this model.')
-        if not callable(getattr(backbone, 'get_layer_depth', None)):
+        if _has_hook(backbone, 'get_layer_id'):
+            missing = [k for k in CONVSEG_RULE_KEYS
+                       if getattr(self, k) is None]
+            if missing:
+                _raise_missing(missing)
+        elif _has_hook(backbone, 'get_layer_depth'):
+            given = [k for k in CONVSEG_RULE_KEYS
+                     if getattr(self, k) is not None]
+            if given:
+                print_log(
+                    f'paramwise_cfg {" and ".join(given)} ignored: '
+                    f'{type(backbone).__name__} gives its own layer ids '
+                    "through mmpretrain's get_layer_depth",
+                    logger='current', level=logging.WARNING)
+            return backbone
+        else:
             raise TypeError(
-                f'{type(backbone).__name__} has no get_layer_depth(param_name, '
-                'num_layers, decay_type) method, so '
-                'LayerDecayOptimWrapperConstructor cannot give its parameters '
-                'layer ids. Use a backbone that provides it (e.g. ConvNeXt) or '
-                'the DefaultOptimWrapperConstructor.')
+                f'{type(backbone).__name__} has neither get_layer_id('
+                'param_name, num_layers, decay_type) (convseg\'s ConvNeXt) '
+                'nor get_layer_depth(param_name, prefix) (mmpretrain\'s '
+                'backbones), so LayerDecayOptimWrapperConstructor cannot give '
+                'its parameters layer ids. Use a backbone that provides one '
+                'or the DefaultOptimWrapperConstructor.')
         min_num_layers = getattr(backbone, 'min_num_layers', None)
         if callable(min_num_layers):
             minimum = min_num_layers(self.decay_type)
@@ -164,20 +190,30 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                     f'{minimum}')
         return backbone
 
-    def _layer_id(self, backbone: nn.Module, name: str) -> int:
-        """Layer id of parameter ``name`` (relative to the model)."""
+    def _layer_id(self, backbone: nn.Module, name: str) -> Tuple[int, int]:
+        """Layer id of parameter ``name`` (relative to the model) and the
+        power of ``decay_rate`` its lr gets."""
+        kind = type(backbone).__name__
+        if not _has_hook(backbone, 'get_layer_id'):
+            layer_id, max_id = backbone.get_layer_depth(name, prefix=PREFIX)
+            if not 0 <= layer_id < max_id:
+                raise ValueError(
+                    f'{kind}.get_layer_depth({name!r}, prefix={PREFIX!r}) '
+                    f'returned layer {layer_id} of {max_id}, outside '
+                    f'0..{max_id - 1}')
+            return layer_id, max_id - 1 - layer_id
         top = self.num_layers + 1
-        if not name.startswith('backbone.'):
-            return top
-        relative = name[len('backbone.'):]
-        layer_id = backbone.get_layer_depth(relative, self.num_layers,
-                                            self.decay_type)
+        if not name.startswith(PREFIX):
+            return top, 0
+        relative = name[len(PREFIX):]
+        layer_id = backbone.get_layer_id(relative, self.num_layers,
+                                         self.decay_type)
         if not 0 <= layer_id <= top:
             raise ValueError(
-                f'{type(backbone).__name__}.get_layer_depth({relative!r}, '
-                f'{self.num_layers}, {self.decay_type!r}) returned {layer_id}, '
-                f'outside 0..{top}; raise paramwise_cfg.num_layers')
-        return layer_id
+                f'{kind}.get_layer_id({relative!r}, {self.num_layers}, '
+                f'{self.decay_type!r}) returned {layer_id}, outside 0..{top}; '
+                'raise paramwise_cfg.num_layers')
+        return layer_id, top - layer_id
 
     def _param_groups(self, model: nn.Module,
                       backbone: nn.Module) -> List[Dict[str, Any]]:
@@ -197,9 +233,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         for entry in per_tensor:
             (param, ) = entry.pop('params')
             name = names[id(param)]
-            layer_id = self._layer_id(backbone, name)
+            layer_id, power = self._layer_id(backbone, name)
             no_decay = param.ndim == 1 or name.endswith(NO_DECAY_SUFFIXES)
-            scale = self.decay_rate**(self.num_layers + 1 - layer_id)
+            scale = self.decay_rate**power
             lr = entry.pop('lr', self.base_lr) * scale
             weight_decay = entry.pop('weight_decay', self.base_wd)
             if no_decay:
@@ -214,7 +250,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         order = sorted(merged, key=lambda key: key[:3])
         return [merged[key] for key in order]
 
-    def _log_groups(self, model: nn.Module,
+    def _log_groups(self, model: nn.Module, backbone: nn.Module,
                     groups: List[Dict[str, Any]]) -> None:
         """Log the param groups as one table."""
         rows = [('group', 'layer id', 'lr scale', 'weight decay', 'tensors',
@@ -227,11 +263,14 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                          f'{sum(p.numel() for p in group["params"]):,}'))
         frozen = [p for p in model.parameters() if not p.requires_grad]
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        rule = (f'{self.decay_type}, decay_rate={self.decay_rate}, '
+                f'num_layers={self.num_layers}'
+                if _has_hook(backbone, 'get_layer_id') else
+                f'{type(backbone).__name__}.get_layer_depth, decay_rate='
+                f'{self.decay_rate}')
         lines = [
-            f'Layer-wise lr decay ({self.decay_type}, decay_rate='
-            f'{self.decay_rate}, num_layers={self.num_layers}): '
-            f'{len(groups)} param groups, lr scale relative to lr='
-            f'{self.base_lr:g}'
+            f'Layer-wise lr decay ({rule}): {len(groups)} param groups, lr '
+            f'scale relative to lr={self.base_lr:g}'
         ]
         lines += [
             '  '.join(cell.rjust(width) for cell, width in zip(row, widths))
@@ -242,16 +281,30 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         print_log('\n'.join(lines), logger='current', level=logging.INFO)
 
 
+def _has_hook(backbone: nn.Module, name: str) -> bool:
+    return callable(getattr(backbone, name, None))
+
+
+def _raise_missing(missing: List[str]) -> None:
+    wanted = '; '.join(f'{key}: {_ALLOWED[key]}' for key in missing)
+    raise ValueError(
+        f'paramwise_cfg is missing {", ".join(map(repr, missing))} '
+        f'({wanted}), which layer-wise lr decay needs; for example '
+        f'{_EXAMPLE}')
+
+
 def _check_settings(decay_rate: Any, decay_type: Any, num_layers: Any) -> None:
-    """Raise ValueError naming the first layer-decay setting that is wrong."""
-    if decay_type not in DECAY_TYPES:
+    """Raise ValueError naming the first layer-decay setting that is wrong
+    (``decay_type`` and ``num_layers`` may be None: not given)."""
+    if decay_type is not None and decay_type not in DECAY_TYPES:
         raise ValueError(f'paramwise_cfg.decay_type must be '
                          f'{_ALLOWED["decay_type"]}, got {decay_type!r}')
     if (not isinstance(decay_rate, Real) or isinstance(decay_rate, bool)
             or not 0 < decay_rate <= 1):
         raise ValueError(f'paramwise_cfg.decay_rate must be '
                          f'{_ALLOWED["decay_rate"]}, got {decay_rate!r}')
-    if (not isinstance(num_layers, int) or isinstance(num_layers, bool)
+    if num_layers is not None and (
+            not isinstance(num_layers, int) or isinstance(num_layers, bool)
             or num_layers < 1):
         raise ValueError(f'paramwise_cfg.num_layers must be '
                          f'{_ALLOWED["num_layers"]}, got {num_layers!r}')

@@ -32,13 +32,15 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from mmseg.registry import HOOKS
 
+from convseg.errors import ConvsegError
+
 SWITCHES = ('channels_last', 'fused_adamw', 'bf16', 'compile_backbone')
 #: the first CUDA compute capability with bf16 tensor cores (Ampere)
 NATIVE_BF16_CAPABILITY = (8, 0)
 FUSED_OPTIMIZERS = ('Adam', 'AdamW')
 
 
-class TrainSpeedConfigError(ValueError):
+class TrainSpeedConfigError(ConvsegError, ValueError):
     """A ``train_speed`` setting that is not one of the switches."""
 
 

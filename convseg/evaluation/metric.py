@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-from typing import Dict, Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from mmengine.logging import print_log
@@ -11,6 +11,7 @@ from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 from PIL import Image
 
+from ..fileio import atomic_write
 from .results import write_results
 
 
@@ -37,9 +38,9 @@ class PerClassIoUMetric(IoUMetric):
     """
 
     def __init__(self,
-                 result_prefix: Optional[str] = None,
-                 out_dir: Optional[str] = None,
-                 label_ids: Optional[Sequence[int]] = None,
+                 result_prefix: str | None = None,
+                 out_dir: str | None = None,
+                 label_ids: Sequence[int] | None = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         self.result_prefix = result_prefix
@@ -64,8 +65,8 @@ class PerClassIoUMetric(IoUMetric):
             name = osp.splitext(osp.basename(sample['img_path']))[0] + '.png'
             ids = self._official_ids(pred, sample.get('reduce_zero_label',
                                                       False))
-            Image.fromarray(ids.astype(np.uint8)).save(
-                osp.join(self.out_dir, name))
+            with atomic_write(osp.join(self.out_dir, name)) as tmp:
+                Image.fromarray(ids.astype(np.uint8)).save(tmp, format='PNG')
 
     def _official_ids(self, pred: np.ndarray,
                       reduce_zero_label: bool) -> np.ndarray:
@@ -79,7 +80,7 @@ class PerClassIoUMetric(IoUMetric):
                 'id per class.')
         return self.label_ids[pred]
 
-    def compute_metrics(self, results: list) -> Dict[str, float]:
+    def compute_metrics(self, results: list) -> dict[str, float]:
         """mmseg's summary (aAcc, mIoU, ...); writes the files if asked."""
         summary = super().compute_metrics(results)
         if self.result_prefix is None or not results:

@@ -1,8 +1,6 @@
 """A progress bar with ETA for validation and testing."""
 from __future__ import annotations
 
-from typing import Optional
-
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.utils import ProgressBar
@@ -21,7 +19,7 @@ class ProgressBarHook(Hook):
     priority = 'VERY_LOW'
 
     def __init__(self) -> None:
-        self._bar: Optional[ProgressBar] = None
+        self._bar: ProgressBar | None = None
 
     def _start(self, num_batches: int) -> None:
         if is_main_process():

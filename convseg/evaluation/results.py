@@ -5,34 +5,20 @@ import csv
 import io
 import json
 import math
-import os
-import os.path as osp
-import tempfile
-from typing import Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+
+from ..fileio import atomic_write_text
 
 
-def _number(value: float) -> Optional[float]:
+def _number(value: float) -> float | None:
     """A float for JSON, or None for NaN (a class with no pixels anywhere)."""
     value = float(value)
     return None if math.isnan(value) else value
 
 
-def _write_atomically(path: str, text: str) -> None:
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', dir=folder)
-    try:
-        with os.fdopen(fd, 'w', newline='') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def write_results(prefix: str, summary: Mapping[str, float],
                   classes: Sequence[str], iou: Sequence[float],
-                  acc: Sequence[float]) -> Tuple[str, str]:
+                  acc: Sequence[float]) -> tuple[str, str]:
     """Write ``{prefix}_metrics.json`` and ``{prefix}_per_class.csv``.
 
     ``summary`` holds the summary metrics (e.g. aAcc, mIoU, mAcc); ``iou`` and
@@ -57,12 +43,12 @@ def write_results(prefix: str, summary: Mapping[str, float],
 
     json_path = f'{prefix}_metrics.json'
     csv_path = f'{prefix}_per_class.csv'
-    _write_atomically(json_path, json.dumps(payload, indent=2) + '\n')
+    atomic_write_text(json.dumps(payload, indent=2) + '\n', json_path)
 
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=['class', 'IoU', 'Acc'])
     writer.writeheader()
     writer.writerows([{k: ('' if v is None else v) for k, v in row.items()}
                       for row in rows])
-    _write_atomically(csv_path, table.getvalue())
+    atomic_write_text(table.getvalue(), csv_path)
     return json_path, csv_path

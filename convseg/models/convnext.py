@@ -17,7 +17,7 @@ official segmentation checkpoint's ``backbone.*`` entries load as they are.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -28,35 +28,14 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_, update_init_info
 from mmseg.registry import MODELS
 
-#: depths and stage-0 width of each named variant (widths double per stage).
-arch_settings: Dict[str, Tuple[Tuple[int, int, int, int], int]] = {
-    'atto': ((2, 2, 6, 2), 40),
-    'femto': ((2, 2, 6, 2), 48),
-    'pico': ((2, 2, 6, 2), 64),
-    'nano': ((2, 2, 8, 2), 80),
-    'tiny': ((3, 3, 9, 3), 96),
-    'small': ((3, 3, 27, 3), 96),
-    'base': ((3, 3, 27, 3), 128),
-    'large': ((3, 3, 27, 3), 192),
-    'xlarge': ((3, 3, 27, 3), 256),
-    'huge': ((3, 3, 27, 3), 352),
-}
+from .checkpoint_loading import load_backbone_weights
+from .convnext_archs import arch_dims, arch_settings
 
 DECAY_TYPES = ('stage_wise', 'layer_wise')
 
 #: layer scale used when ``layer_scale_init_value`` is not given: the official
 #: V1 default; V2 blocks have no layer scale.
 V1_LAYER_SCALE_INIT = 1e-6
-
-
-def arch_dims(arch: str) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
-    """Return ``(depths, dims)`` of a named variant, e.g. ``'tiny'``."""
-    if arch not in arch_settings:
-        raise ValueError(
-            f'Unknown ConvNeXt arch {arch!r}; known archs: '
-            f'{", ".join(arch_settings)} (or pass depths and dims).')
-    depths, width = arch_settings[arch]
-    return tuple(depths), tuple(width * 2**i for i in range(4))
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -164,7 +143,8 @@ class ConvNeXt(BaseModule):
     Args:
         arch: a name in :data:`arch_settings` (atto ... huge). Ignored when
             ``depths`` and ``dims`` are given (which must then agree with it
-            if it is also given).
+            if it is also given). mmpretrain's ``dict(depths=[...],
+            channels=[...])`` is read as ``depths`` and ``dims``.
         in_channels: channels of the input image (alias ``in_chans``, the
             name of the official configs).
         depths: blocks per stage, 4 ints.
@@ -184,7 +164,8 @@ class ConvNeXt(BaseModule):
         with_cp: gradient checkpointing per block while training.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
             prefix=None)`` loads weights of any supported checkpoint family
-            through :func:`convseg.models.checkpoints.load_backbone_weights`;
+            through
+            :func:`convseg.models.checkpoint_loading.load_backbone_weights`;
             ``None`` uses the official initialisation (truncated normal
             std 0.02 for convs and linears, zero biases); other configs go to
             mmengine's initialisers.
@@ -193,12 +174,14 @@ class ConvNeXt(BaseModule):
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``; this
             is what mmseg's ``EncoderDecoder(pretrained=...)`` (the official
             ``--options model.pretrained=URL``) passes to its backbone.
+        gap_before_final_norm: mmpretrain's option; only False (feature
+            maps, what segmentation uses) is accepted.
     """
 
     arch_settings = arch_settings
 
     def __init__(self,
-                 arch: Optional[str] = None,
+                 arch: str | dict | None = None,
                  in_channels: Optional[int] = None,
                  depths: Optional[Sequence[int]] = None,
                  dims: Optional[Sequence[int]] = None,
@@ -210,14 +193,25 @@ class ConvNeXt(BaseModule):
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None,
                  in_chans: Optional[int] = None,
-                 pretrained: Optional[str] = None) -> None:
+                 pretrained: Optional[str] = None,
+                 gap_before_final_norm: bool = False) -> None:
         if pretrained is not None:
             if init_cfg is not None:
                 raise ValueError(
                     f'pretrained={pretrained!r} and init_cfg={init_cfg!r} '
                     'both say how to initialise the backbone; pass only one.')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        if gap_before_final_norm:
+            raise ValueError(
+                'gap_before_final_norm=True (mmpretrain\'s pooled '
+                'classification output) does not apply to a segmentation '
+                'backbone: convseg\'s ConvNeXt returns the normalised feature '
+                'maps of out_indices. Leave gap_before_final_norm out or set '
+                'it to False.')
         super().__init__(init_cfg=init_cfg)
+        if isinstance(arch, dict):
+            arch, depths, dims = None, *self._mmpretrain_arch(arch, depths,
+                                                              dims)
         self.depths, self.dims = self._resolve_arch(arch, depths, dims)
         in_channels = self._resolve_in_channels(in_channels, in_chans)
         if not 0.0 <= drop_path_rate < 1.0:
@@ -270,6 +264,24 @@ class ConvNeXt(BaseModule):
         self._freeze_stages()
 
     # ------------------------------------------------------------ arguments
+    @staticmethod
+    def _mmpretrain_arch(
+        arch: dict, depths: Optional[Sequence[int]],
+        dims: Optional[Sequence[int]]
+    ) -> Tuple[Sequence[int], Sequence[int]]:
+        """``depths`` and ``dims`` from mmpretrain's ``arch=dict(depths=...,
+        channels=...)``."""
+        if set(arch) != {'depths', 'channels'}:
+            raise ValueError(
+                f'arch as a dict must have exactly the keys depths and '
+                f'channels (mmpretrain\'s spelling), got {sorted(arch)}; in '
+                f'convseg write depths=(...), dims=(...) instead.')
+        if depths is not None or dims is not None:
+            raise ValueError(
+                'arch=dict(depths=..., channels=...) and depths/dims both '
+                'give the stage sizes; pass only one of them.')
+        return arch['depths'], arch['channels']
+
     @staticmethod
     def _resolve_arch(
         arch: Optional[str], depths: Optional[Sequence[int]],
@@ -336,7 +348,6 @@ class ConvNeXt(BaseModule):
         """Initialise as ``init_cfg`` says (see the class docstring)."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from .checkpoints import load_backbone_weights
             self._official_init()
             load_backbone_weights(self,
                                   cfg['checkpoint'],
@@ -397,7 +408,7 @@ class ConvNeXt(BaseModule):
 
     # --------------------------------------------------------- layer decay
     def min_num_layers(self, decay_type: str = 'stage_wise') -> int:
-        """Smallest ``num_layers`` for which :meth:`get_layer_depth` is valid.
+        """Smallest ``num_layers`` for which :meth:`get_layer_id` is valid.
 
         4 for ``stage_wise``; ``4 + (depths[2] - 1) // 3`` for ``layer_wise``
         (6 for tiny, 12 for small and larger).
@@ -407,11 +418,17 @@ class ConvNeXt(BaseModule):
             return 4
         return 4 + (self.depths[2] - 1) // 3
 
-    def get_layer_depth(self,
-                        param_name: str,
-                        num_layers: int,
-                        decay_type: str = 'stage_wise') -> int:
+    def get_layer_id(self,
+                     param_name: str,
+                     num_layers: int,
+                     decay_type: str = 'stage_wise') -> int:
         """Layer id of a backbone parameter for layer-wise LR decay.
+
+        Called by :class:`convseg.engine.LayerDecayOptimWrapperConstructor`.
+        (mmpretrain's backbones answer ``get_layer_depth(param_name,
+        prefix)`` instead, with ids and their count from the backbone alone;
+        the official ConvNeXt rule needs ``num_layers`` and ``decay_type``,
+        hence a name of its own.)
 
         ``param_name`` is relative to the backbone, e.g.
         ``stages.2.4.dwconv.weight``.

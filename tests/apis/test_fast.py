@@ -9,6 +9,8 @@ Winograd against ``F.conv2d``, the resized-parts conv against mmcv's
 ConvModule on the concatenated ``F.interpolate`` outputs.
 """
 import copy
+import json
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,10 +27,14 @@ from mmengine.runner import Runner, save_checkpoint
 from mmseg.models.segmentors import EncoderDecoder
 
 from convseg.apis import fast, init_model
-from convseg.apis.fast import (PREPARED_TRAINING_ERROR, STALE_WEIGHTS_ERROR,
+from convseg.apis.fast import (CANDIDATES, EDITED_WEIGHTS_ERROR,
+                               PREPARED_TRAINING_ERROR, STALE_WEIGHTS_ERROR,
                                TRAINING_ERROR, ConcatResizeConv, FoldedConv,
-                               FastEncoderDecoder, prepare_for_inference,
-                               to_nchw, to_nhwc)
+                               FastEncoderDecoder, KernelChooser,
+                               prepare_for_inference, to_nchw, to_nhwc)
+from convseg.apis.fast import cpu as fast_cpu
+from convseg.apis.fast import gpu as fast_gpu
+from convseg.apis.fast import kernels as fast_kernels
 
 ROOT = Path(__file__).resolve().parents[2]
 # heads of 64 channels: the width at which the shape rule starts to pick
@@ -45,6 +51,18 @@ model = dict(
                         norm_cfg=norm_cfg),
     test_cfg=dict(mode='whole'))
 """
+
+
+@pytest.fixture(autouse=True)
+def default_kernels(monkeypatch, tmp_path):
+    """The default kernels (no timing), and no decisions in the user's
+    cache; tests of measuring turn it on themselves."""
+    monkeypatch.setenv(fast_kernels.MEASURE_ENV, '0')
+    monkeypatch.setenv(fast_kernels.CACHE_ENV, str(tmp_path / 'kernels.json'))
+
+
+KERNEL_CHOICES = [(op, name) for op, names in CANDIDATES.items()
+                  for name in names]
 
 
 def calibrate_batchnorm(model: EncoderDecoder, seed: int) -> None:
@@ -144,6 +162,240 @@ def test_forced_winograd_choice_agrees(plain, winograd):
     with torch.no_grad():
         assert_agree(plain.inference(images, metas_for(75, 66)),
                      prepared.inference(images, metas_for(75, 66)))
+
+
+@pytest.mark.parametrize('op,name', KERNEL_CHOICES)
+def test_every_forced_kernel_agrees(plain, op, name):
+    prepared = prepare_for_inference(copy.deepcopy(plain),
+                                     kernels={op: name})
+    assert prepared.fast_backbone is not None
+    images = torch.randn(2, 3, 70, 93,
+                         generator=torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        reference = plain.inference(images, metas_for(70, 93, 2))
+        result = prepared.inference(images, metas_for(70, 93, 2))
+    assert_agree(reference, result)
+    decisions = prepared.kernel_chooser.decisions
+    # forced kernels are used without being recorded as decisions
+    assert not any(key.startswith(op) for key in decisions)
+
+
+def test_measured_kernels_agree_and_are_cached(plain, tmp_path,
+                                               monkeypatch):
+    cache = tmp_path / 'measured.json'
+    monkeypatch.setenv(fast_kernels.CACHE_ENV, str(cache))
+    prepared = prepare_for_inference(copy.deepcopy(plain), measure=True)
+    images = torch.randn(1, 3, 64, 64,
+                         generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        reference = plain.inference(images, metas_for(64, 64))
+        result = prepared.inference(images, metas_for(64, 64))
+    assert_agree(reference, result)
+    stored = json.loads(cache.read_text())[fast_kernels.machine_key()]
+    decisions = prepared.kernel_chooser.decisions
+    assert sorted(stored) == sorted(decisions)
+    for key, entry in decisions.items():
+        assert entry['source'] == 'measured'
+        assert set(entry['ms']) == set(CANDIDATES[key.split()[0]])
+        assert stored[key]['kernel'] == entry['kernel']
+    # a second model reads the decisions instead of timing again
+    again = prepare_for_inference(copy.deepcopy(plain), measure=True)
+    with torch.no_grad():
+        again.inference(images, metas_for(64, 64))
+    assert {e['source'] for e in again.kernel_chooser.decisions.values()
+            } == {'cache'}
+
+
+def test_chooser_keeps_the_fastest_and_the_default_within_the_margin(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv(fast_kernels.CACHE_ENV, str(tmp_path / 'k.json'))
+    chooser = KernelChooser(measure=True)
+    calls = []
+
+    def sleeper(name, seconds):
+        return lambda: (calls.append(name), time.sleep(seconds))
+
+    fastest = chooser.choose('pointwise', 'a', {
+        'mkl': sleeper('mkl', 0.02),
+        'onednn': sleeper('onednn', 0.002)
+    }, 'mkl')
+    assert fastest == 'onednn'
+    # each candidate: one warm-up and REPEATS timed runs
+    assert calls.count('mkl') == calls.count('onednn') == \
+        1 + fast_kernels.REPEATS
+    assert fast_kernels.pick({'mkl': 1.0, 'onednn': 0.97}, 'mkl') == 'mkl'
+    assert fast_kernels.pick({'mkl': 1.0, 'onednn': 0.9}, 'mkl') == 'onednn'
+    calls.clear()
+    # decided once per op and shape
+    assert chooser.choose('pointwise', 'a', {
+        'mkl': sleeper('mkl', 0),
+        'onednn': sleeper('onednn', 0)
+    }, 'mkl') == 'onednn'
+    assert calls == []
+    assert 'pointwise a' in chooser.table()
+    assert 'onednn' in chooser.table().splitlines()[0]
+
+
+def test_measuring_off_by_environment_runs_nothing(monkeypatch):
+    monkeypatch.setenv(fast_kernels.MEASURE_ENV, '0')
+    chooser = KernelChooser()
+
+    def refuse():
+        raise AssertionError('measured although measuring is off')
+
+    assert chooser.choose('pointwise', 'b', {
+        'mkl': refuse,
+        'onednn': refuse
+    }, 'mkl') == 'mkl'
+    assert chooser.decisions['pointwise b']['source'] == 'default'
+
+
+def test_unknown_forced_kernel_is_named(plain):
+    with pytest.raises(ValueError,
+                       match="unknown kernel conv3x3='fft'; the candidates "
+                       'are conv3x3: direct|winograd_mkl|winograd_onednn, '
+                       'pointwise: mkl|onednn'):
+        prepare_for_inference(plain, kernels={'conv3x3': 'fft'})
+
+
+def test_machine_key_names_cpu_threads_and_torch():
+    key = fast_kernels.machine_key()
+    assert key == (f'{fast_cpu.cpu_model()} | {torch.get_num_threads()} '
+                   f'threads | torch {torch.__version__}')
+
+
+# ----------------------------------------------------------- bf16 precision
+
+
+@pytest.mark.skipif(not fast_cpu.cpu_has_native_bf16(),
+                    reason='this CPU has no native bf16')
+def test_bf16_precision_runs_bf16_and_returns_float32(plain):
+    prepared = prepare_for_inference(copy.deepcopy(plain), precision='bf16')
+    assert prepared.fast_head.conv_seg.weight.dtype == torch.bfloat16
+    seen = []
+    prepared.backbone.downsample_layers[0][0].register_forward_hook(
+        lambda module, args, out: seen.append(out.dtype))
+    images = torch.randn(1, 3, 80, 80,
+                         generator=torch.Generator().manual_seed(13))
+    with torch.no_grad():
+        reference = plain.inference(images, metas_for(80, 80))
+        result = prepared.inference(images, metas_for(80, 80))
+    assert seen == [torch.bfloat16]
+    assert result.dtype == torch.float32
+    equal = (result.argmax(1) == reference.argmax(1)).float().mean().item()
+    assert equal >= 0.98
+    rel = ((result - reference).abs().max() / reference.abs().max()).item()
+    assert 1e-4 < rel < 0.05  # bf16 keeps 8 bits of mantissa
+    # 3x3 convs run directly in bf16
+    conv = prepared.fast_head.fpn_convs[0].conv
+    assert conv.kernel_for(torch.empty(1, 32, 32, 64,
+                                       dtype=torch.bfloat16)) == 'direct'
+
+
+def test_bf16_is_refused_without_native_support(plain, monkeypatch):
+    monkeypatch.setattr(fast_cpu, 'cpu_flags',
+                        lambda: frozenset({'avx2', 'avx512f'}))
+    monkeypatch.setattr(fast_cpu, 'cpu_model', lambda: 'Some CPU')
+    with pytest.raises(ValueError) as err:
+        prepare_for_inference(plain, precision='bf16')
+    assert str(err.value) == (
+        "precision='bf16' needs a CPU with native bf16 arithmetic (the "
+        'avx512_bf16 or amx_bf16 flag), and this one (Some CPU) has '
+        "neither: emulated bf16 is slower than float32. Use "
+        "precision='fp32'.")
+    monkeypatch.setattr(fast_cpu, 'cpu_flags',
+                        lambda: frozenset({'avx2', 'amx_bf16'}))
+    assert fast_cpu.cpu_has_native_bf16()
+
+
+def test_bf16_refuses_forced_winograd(plain, monkeypatch):
+    monkeypatch.setattr(fast_cpu, 'cpu_flags',
+                        lambda: frozenset({'avx512_bf16'}))
+    with pytest.raises(ValueError, match="precision='bf16' runs 3x3 convs "
+                       'directly'):
+        prepare_for_inference(plain, precision='bf16', winograd=True)
+
+
+def test_bad_precision_is_named(plain):
+    with pytest.raises(ValueError,
+                       match="precision must be 'fp32' or 'bf16', got "
+                       "'fp16'"):
+        prepare_for_inference(plain, precision='fp16')
+
+
+# ------------------------------------------------------- weights and GPU
+
+
+def test_in_place_edit_after_preparing_is_refused(plain):
+    prepared = prepare_for_inference(copy.deepcopy(plain))
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        prepared.inference(images, metas_for(64, 64))
+        prepared.decode_head.fpn_bottleneck.norm.running_mean.add_(1)
+        with pytest.raises(RuntimeError) as err:
+            prepared.inference(images, metas_for(64, 64))
+    assert str(err.value) == EDITED_WEIGHTS_ERROR.format(
+        name='decode_head.fpn_bottleneck.bn.running_mean')
+
+
+def test_loading_into_the_plain_model_after_preparing_is_caught(plain):
+    state = {k: v + 1 if v.is_floating_point() else v
+             for k, v in plain.state_dict().items()}
+    prepared = prepare_for_inference(plain)
+    plain.load_state_dict(state)
+    with pytest.raises(RuntimeError) as err:
+        with torch.no_grad():
+            prepared.inference(torch.randn(1, 3, 64, 64), metas_for(64, 64))
+    first = next(iter(dict(plain.named_parameters())))
+    assert str(err.value) == EDITED_WEIGHTS_ERROR.format(name=first)
+
+
+class FakeCuda:
+    """Stands in for torch.cuda on a machine without a GPU: which device
+    is current, and what each device can do."""
+
+    def __init__(self, capabilities):
+        self.capabilities = capabilities
+        self.current = 0
+        self.asked = []
+
+    def device(self, index):
+        fake = self
+
+        class Current:
+
+            def __enter__(self):
+                self.previous, fake.current = fake.current, index
+
+            def __exit__(self, *exc):
+                fake.current = self.previous
+
+        return Current()
+
+    def is_bf16_supported(self, including_emulation=True):
+        self.asked.append((self.current, including_emulation))
+        return including_emulation or self.capabilities[self.current] >= (8,
+                                                                         0)
+
+    def get_device_capability(self, index):
+        return self.capabilities[index]
+
+
+def test_gpu_bf16_asks_the_models_device_for_native_support(monkeypatch):
+    fake = FakeCuda({0: (8, 0), 1: (7, 0)})
+    for name in ('device', 'is_bf16_supported', 'get_device_capability'):
+        monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: fake.current)
+    # current device 0 is an A100, the model is on a V100 (emulated bf16)
+    assert not fast_gpu.native_bf16(torch.device('cuda', 1))
+    assert fast_gpu.default_gpu_amp(torch.device('cuda', 1)) == 'fp16'
+    assert fast_gpu.native_bf16(torch.device('cuda', 0))
+    assert fake.asked[0] == (1, False)
+    assert fake.current == 0
+    # a torch whose check has no including_emulation: compute capability
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda: True)
+    assert not fast_gpu.native_bf16(torch.device('cuda', 1))
+    assert fast_gpu.native_bf16(torch.device('cuda', 0))
 
 
 def test_slide_mode_agrees(plain):
@@ -332,8 +584,9 @@ def test_folded_conv_matches_conv_module():
         x = torch.randn(2, 12, 9, 11, generator=gen)
         with torch.no_grad():
             expected = module(x)
-            for winograd in (True, False):
-                result = to_nchw(FoldedConv(module, winograd)(to_nhwc(x)))
+            for op, name in KERNEL_CHOICES:
+                chooser = KernelChooser(measure=False, force={op: name})
+                result = to_nchw(FoldedConv(module, chooser)(to_nhwc(x)))
                 torch.testing.assert_close(result,
                                            expected,
                                            rtol=1e-4,
@@ -341,9 +594,9 @@ def test_folded_conv_matches_conv_module():
 
 
 @pytest.mark.parametrize('align_corners', [False, True])
-@pytest.mark.parametrize('winograd', [False, True])
+@pytest.mark.parametrize('op,name', KERNEL_CHOICES)
 def test_concat_resize_conv_matches_conv_of_concatenation(
-        align_corners, winograd):
+        align_corners, op, name):
     gen = torch.Generator().manual_seed(1)
     channels = [16, 8, 8, 4]
     module = ConvModule(sum(channels),
@@ -366,7 +619,9 @@ def test_concat_resize_conv_matches_conv_of_concatenation(
                     p, size=size, mode='bilinear', align_corners=align_corners)
                 for p in parts
             ], 1))
-        layer = ConcatResizeConv(module, channels, align_corners, winograd)
+        layer = ConcatResizeConv(module, channels, align_corners,
+                                 KernelChooser(measure=False,
+                                               force={op: name}))
         result = to_nchw(layer([to_nhwc(p) for p in parts], size))
     torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-4)
 
@@ -407,7 +662,7 @@ test_dataloader = dict(
 """
 
 
-def test_tools_test_fast_by_default_and_no_fast_switch(tmp_path):
+def test_tools_test_plain_by_default_and_fast_switch(tmp_path):
     import subprocess
     import sys
 
@@ -429,8 +684,8 @@ def test_tools_test_fast_by_default_and_no_fast_switch(tmp_path):
     save_checkpoint(dict(state_dict=model.state_dict(), meta={}),
                     str(tmp_path / 'tiny.pth'))
     predictions = {}
-    for flags in ([], ['--no-fast']):
-        work_dir = tmp_path / ('plain' if flags else 'fast')
+    for flags in (['--fast'], []):
+        work_dir = tmp_path / ('fast' if flags else 'plain')
         run = subprocess.run([
             sys.executable,
             str(ROOT / 'tools/test.py'),
@@ -444,8 +699,8 @@ def test_tools_test_fast_by_default_and_no_fast_switch(tmp_path):
                              text=True,
                              timeout=300)
         assert run.returncode == 0, run.stderr[-3000:]
-        assert ('fast inference: UPerHead' in run.stdout) == (not flags)
-        predictions[bool(flags)] = {
+        assert ('fast inference: UPerHead' in run.stdout) == bool(flags)
+        predictions[not flags] = {
             path.name: np.asarray(Image.open(path))
             for path in sorted((work_dir / 'png').iterdir())
         }

@@ -1,7 +1,9 @@
-"""init_model and inference_model on a tiny UPerNet-ConvNeXt from the configs.
+"""init_model, inference_model and inference_labels on a tiny UPerNet-ConvNeXt.
 
-Results are compared with mmseg's own test path (its file loader, test_step,
-slide_inference) and with inputs prepared independently with numpy/cv2/PIL.
+The API runs the fast-prepared model (its default on CPU). Results are
+compared with mmseg's own test path (its file loader, test_step,
+slide_inference, its ``inference_model``) run on the plain model, and with
+inputs prepared independently with numpy/cv2/PIL.
 """
 from pathlib import Path
 
@@ -16,7 +18,8 @@ from mmengine.runner import save_checkpoint
 from PIL import Image
 
 import convseg  # noqa: F401
-from convseg.apis import inference, inference_model, init_model, load_image
+from convseg.apis import (inference, inference_labels, inference_model,
+                          init_model, load_image)
 from convseg.apis.images import ImageReadError
 from convseg.visualization import random_palette
 
@@ -76,7 +79,26 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def model(files):
+    """The model as the API gives it on CPU: fast-prepared."""
     return init_model(files['ade'], files['plain'])
+
+
+@pytest.fixture(scope='module')
+def plain(files):
+    """The same weights, run as built: the reference."""
+    return init_model(files['ade'], files['plain'], fast=False)
+
+
+def assert_labels_match(labels, logits, margin=1e-4):
+    """``labels`` equal the argmax of the reference ``logits`` (C, H, W)
+    wherever its best class leads the second by more than ``margin`` (the
+    fast path's logits differ from the plain model's by about 1e-6)."""
+    logits = torch.as_tensor(logits)
+    top2 = logits.topk(2, dim=0).values
+    clear = (top2[0] - top2[1] > margin).numpy()
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(np.asarray(labels)[clear],
+                                  logits.argmax(0).numpy()[clear])
 
 
 def _smooth_image(height, width, seed=0):
@@ -140,13 +162,13 @@ def test_fast_path_on_cpu_by_default_with_the_same_scores(files):
     assert isinstance(fast, FastEncoderDecoder)
     assert not isinstance(plain, FastEncoderDecoder)
     image = _smooth_image(60, 90, seed=11)
-    _, fast_scores = inference_model(fast, image, return_scores=True)
-    _, plain_scores = inference_model(plain, image, return_scores=True)
+    _, fast_scores = inference_labels(fast, image, return_scores=True)
+    _, plain_scores = inference_labels(plain, image, return_scores=True)
     np.testing.assert_allclose(fast_scores, plain_scores, atol=1e-5)
 
 
 def test_checkpoint_for_other_num_classes_names_both_numbers(files):
-    from convseg.models.checkpoints import CheckpointMismatchError
+    from convseg.errors import CheckpointMismatchError
     options = {'model.decode_head.num_classes': 19,
                'model.auxiliary_head.num_classes': 19}
     with pytest.raises(CheckpointMismatchError) as err:
@@ -158,79 +180,85 @@ def test_checkpoint_for_other_num_classes_names_both_numbers(files):
         'decode_head has num_classes=19.')
 
 
-def test_path_array_pil_agree_with_mmseg_test_step(model, tmp_path):
+def test_path_array_pil_agree_with_mmseg_test_step(model, plain, tmp_path):
     image = _smooth_image(70, 101)
     path = tmp_path / 'odd.png'
     cv2.imwrite(str(path), image)
-    expected = _mmseg_test_step(model, path).pred_sem_seg.data[0].numpy()
+    reference = _mmseg_test_step(plain, path)
+    expected = reference.pred_sem_seg.data[0].numpy()
     assert expected.shape == (70, 101)
     assert len(np.unique(expected)) > 1
     results = [
-        inference_model(model, str(path)),
-        inference_model(model, path),
-        inference_model(model, image),
-        inference_model(model, np.ascontiguousarray(image[:, :, ::-1]),
+        inference_labels(model, str(path)),
+        inference_labels(model, path),
+        inference_labels(model, image),
+        inference_labels(model, np.ascontiguousarray(image[:, :, ::-1]),
                         channel_order='rgb'),
-        inference_model(model, Image.open(path)),
+        inference_labels(model, Image.open(path)),
     ]
     for result in results:
         assert result.dtype == np.int64 and result.shape == (70, 101)
-        np.testing.assert_array_equal(result, expected)
+        assert_labels_match(result, reference.seg_logits.data)
+        np.testing.assert_array_equal(result, results[0])
+    np.testing.assert_array_equal(inference_labels(plain, image), expected)
 
 
-def test_scores_are_softmax_of_mmseg_logits(model, tmp_path):
+def test_scores_are_softmax_of_mmseg_logits(model, plain, tmp_path):
     image = _smooth_image(40, 90, seed=1)
     path = tmp_path / 'scores.png'
     cv2.imwrite(str(path), image)
-    labels, scores = inference_model(model, path, return_scores=True)
-    logits = _mmseg_test_step(model, path).seg_logits.data
+    labels, scores = inference_labels(model, path, return_scores=True)
+    logits = _mmseg_test_step(plain, path).seg_logits.data
     assert scores.dtype == np.float32 and scores.shape == (150, 40, 90)
-    np.testing.assert_allclose(scores, logits.softmax(0).numpy(), atol=1e-6)
+    np.testing.assert_allclose(scores, logits.softmax(0).numpy(), atol=1e-5)
     np.testing.assert_allclose(scores.sum(0), 1, atol=1e-5)
     np.testing.assert_array_equal(labels, scores.argmax(0))
 
 
 def test_resizing_a_few_classes_at_a_time_gives_the_same_labels(
-        model, tmp_path, monkeypatch):
+        plain, tmp_path, monkeypatch):
     image = _smooth_image(300, 400, seed=2)
     path = tmp_path / 'big.png'
     cv2.imwrite(str(path), image)
-    expected = _mmseg_test_step(model, path).pred_sem_seg.data[0].numpy()
+    expected = _mmseg_test_step(plain, path).pred_sem_seg.data[0].numpy()
     monkeypatch.setattr(inference, 'RESIZE_BUDGET', 300 * 400 * 7)
-    np.testing.assert_array_equal(inference_model(model, path), expected)
+    np.testing.assert_array_equal(inference_labels(plain, path), expected)
 
 
 def test_slide_on_a_large_image_equals_mmseg_slide_inference(files,
                                                              tmp_path):
     model = init_model(files['ade'], files['plain'], cfg_options=NO_RESIZE)
-    assert model.test_cfg.mode == 'slide'
+    plain = init_model(files['ade'], files['plain'], cfg_options=NO_RESIZE,
+                       fast=False)
+    assert model.test_cfg.mode == plain.test_cfg.mode == 'slide'
     image = _smooth_image(200, 260, seed=3)  # 3 x 4 overlapping windows
     path = tmp_path / 'large.png'
     cv2.imwrite(str(path), image)
     packed = Compose(NO_RESIZE['test_pipeline'])(dict(img_path=str(path)))
-    data = model.data_preprocessor(
+    data = plain.data_preprocessor(
         dict(inputs=[packed['inputs']],
              data_samples=[packed['data_samples']]), False)
     with torch.no_grad():
-        logits = model.slide_inference(
+        logits = plain.slide_inference(
             data['inputs'], [s.metainfo for s in data['data_samples']])
     assert logits.shape == (1, 150, 200, 260)
-    result = inference_model(model, image)
+    assert_labels_match(inference_labels(model, image), logits[0])
+    result = inference_labels(plain, image)
     np.testing.assert_array_equal(result, logits[0].argmax(0).numpy())
     np.testing.assert_array_equal(
-        result, _mmseg_test_step(model, path).pred_sem_seg.data[0].numpy())
+        result, _mmseg_test_step(plain, path).pred_sem_seg.data[0].numpy())
 
 
 def test_list_input_batches_and_matches_single_calls(model):
     a, b, c = (_smooth_image(64, 96, seed=s) for s in (4, 5, 6))
     odd = _smooth_image(33, 47, seed=7)
-    singles = [inference_model(model, x) for x in (a, b, odd, c, a)]
-    batched = inference_model(model, [a, b, odd, c, a], batch_size=2)
+    singles = [inference_labels(model, x) for x in (a, b, odd, c, a)]
+    batched = inference_labels(model, [a, b, odd, c, a], batch_size=2)
     assert isinstance(batched, list) and len(batched) == 5
     for single, result in zip(singles, batched):
         np.testing.assert_array_equal(single, result)
     assert batched[2].shape == (33, 47)
-    pairs = inference_model(model, (a, odd), return_scores=True)
+    pairs = inference_labels(model, (a, odd), return_scores=True)
     assert [p[1].shape for p in pairs] == [(150, 64, 96), (150, 33, 47)]
 
 
@@ -241,20 +269,20 @@ def test_grayscale_rgba_16bit_as_users_have_them(model, tmp_path):
     np.testing.assert_array_equal(load_image(tmp_path / 'gray.png'),
                                   np.dstack([gray] * 3))
     np.testing.assert_array_equal(
-        inference_model(model, gray),
-        inference_model(model, np.dstack([gray] * 3)))
+        inference_labels(model, gray),
+        inference_labels(model, np.dstack([gray] * 3)))
 
     alpha = np.random.default_rng(0).integers(0, 256, (50, 60), np.uint8)
     Image.fromarray(np.dstack([rgb, alpha]), 'RGBA').save(tmp_path / 'a.png')
     as_rgb = np.ascontiguousarray(rgb[:, :, ::-1])  # BGR
     np.testing.assert_array_equal(load_image(tmp_path / 'a.png'),
                                   rgb[:, :, ::-1])
-    expected = inference_model(model, as_rgb)
+    expected = inference_labels(model, as_rgb)
     for rgba in (tmp_path / 'a.png', Image.open(tmp_path / 'a.png'),
                  np.dstack([rgb, alpha])):
         kwargs = dict(channel_order='rgb') if isinstance(rgba, np.ndarray) \
             else {}
-        np.testing.assert_array_equal(inference_model(model, rgba, **kwargs),
+        np.testing.assert_array_equal(inference_labels(model, rgba, **kwargs),
                                       expected)
 
     deep = (np.arange(50 * 60, dtype=np.uint32).reshape(50, 60) * 21
@@ -266,8 +294,8 @@ def test_grayscale_rgba_16bit_as_users_have_them(model, tmp_path):
     np.testing.assert_array_equal(
         load_image(Image.open(tmp_path / 'deep.png')), scaled)
     np.testing.assert_array_equal(
-        inference_model(model, tmp_path / 'deep.png'),
-        inference_model(model, scaled))
+        inference_labels(model, tmp_path / 'deep.png'),
+        inference_labels(model, scaled))
 
 
 @pytest.mark.parametrize('orientation,turns', [(3, 2), (6, -1), (8, 1)])
@@ -282,9 +310,9 @@ def test_exif_orientation_is_applied(model, tmp_path, orientation, turns):
                      cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     upright = np.ascontiguousarray(np.rot90(raw, k=turns))
     np.testing.assert_array_equal(load_image(path), upright)
-    result = inference_model(model, path)
+    result = inference_labels(model, path)
     assert result.shape == upright.shape[:2]
-    np.testing.assert_array_equal(result, inference_model(model, upright))
+    np.testing.assert_array_equal(result, inference_labels(model, upright))
 
 
 def test_bad_inputs_name_the_problem(model, tmp_path):
@@ -292,22 +320,72 @@ def test_bad_inputs_name_the_problem(model, tmp_path):
     broken.write_bytes(b'\xff\xd8 not really a jpeg')
     with pytest.raises(ImageReadError, match=f'cannot decode image file '
                        f'{broken}'):
-        inference_model(model, [np.zeros((8, 8, 3), np.uint8), broken])
+        inference_labels(model, [np.zeros((8, 8, 3), np.uint8), broken])
     with pytest.raises(FileNotFoundError, match='missing.png does not exist'):
-        inference_model(model, tmp_path / 'missing.png')
+        inference_labels(model, tmp_path / 'missing.png')
     with pytest.raises(ImageReadError, match='unsupported pixel type float32'):
-        inference_model(model, np.zeros((8, 8, 3), np.float32))
+        inference_labels(model, np.zeros((8, 8, 3), np.float32))
     with pytest.raises(ImageReadError, match=r'got \(8, 8, 2\)'):
-        inference_model(model, np.zeros((8, 8, 2), np.uint8))
+        inference_labels(model, np.zeros((8, 8, 2), np.uint8))
     with pytest.raises(ValueError, match="channel_order must be one of"):
-        inference_model(model, np.zeros((8, 8, 3), np.uint8),
+        inference_labels(model, np.zeros((8, 8, 3), np.uint8),
                         channel_order='bgra')
     with pytest.raises(TypeError, match='got int'):
-        inference_model(model, 3)
+        inference_labels(model, 3)
 
 
 def test_config_without_test_pipeline(files):
     model = init_model(files['bare'], files['plain'], fast=False,
                        cfg_options=dict(test_pipeline=None))
     with pytest.raises(KeyError, match='the config has no test pipeline'):
-        inference_model(model, np.zeros((8, 8, 3), np.uint8))
+        inference_labels(model, np.zeros((8, 8, 3), np.uint8))
+
+
+def test_inference_model_returns_mmseg_results(model, plain, tmp_path):
+    from mmseg.apis import inference_model as mmseg_inference_model
+    from mmseg.structures import SegDataSample
+    image = _smooth_image(70, 101, seed=12)
+    path = tmp_path / 'sample.png'
+    cv2.imwrite(str(path), image)
+    reference = mmseg_inference_model(plain, str(path))
+    ours = inference_model(plain, path)
+    assert type(ours) is SegDataSample
+    assert ours.pred_sem_seg.data.shape == (1, 70, 101)
+    assert ours.pred_sem_seg.data.dtype == torch.int64
+    assert ours.seg_logits.data.shape == (150, 70, 101)
+    torch.testing.assert_close(ours.seg_logits.data,
+                               reference.seg_logits.data, rtol=0, atol=0)
+    torch.testing.assert_close(ours.pred_sem_seg.data,
+                               reference.pred_sem_seg.data, rtol=0, atol=0)
+    assert ours.ori_shape == reference.ori_shape == (70, 101)
+    fast = inference_model(model, [image, image[:33, :47]], batch_size=2)
+    assert [type(r) for r in fast] == [SegDataSample, SegDataSample]
+    torch.testing.assert_close(fast[0].seg_logits.data,
+                               reference.seg_logits.data, rtol=0, atol=1e-5)
+    assert fast[1].pred_sem_seg.data.shape == (1, 33, 47)
+    np.testing.assert_array_equal(fast[0].pred_sem_seg.data[0].numpy(),
+                                  inference_labels(model, image))
+
+
+def test_mmseg_visualizer_draws_our_result(model, tmp_path):
+    from mmseg.apis import show_result_pyplot
+    image = _smooth_image(48, 64, seed=13)
+    path = tmp_path / 'draw.png'
+    cv2.imwrite(str(path), image)
+    result = inference_model(model, path)
+    drawn = show_result_pyplot(model, str(path), result, opacity=0.5,
+                               show=False, with_labels=False,
+                               out_file=str(tmp_path / 'drawn.png'))
+    labels = result.pred_sem_seg.data[0].numpy()
+    palette = np.array(model.dataset_meta['palette'], np.float64)
+    rgb = image[:, :, ::-1].astype(np.float64)
+    expected = (rgb * 0.5 + palette[labels] * 0.5).astype(np.uint8)
+    assert drawn.shape == (48, 64, 3)
+    assert np.abs(drawn.astype(int) - expected).max() <= 1
+    assert cv2.imread(str(tmp_path / 'drawn.png')).shape == (48, 64, 3)
+
+
+def test_device_none_means_cuda_when_available(files):
+    model = init_model(files['ade'], files['plain'], device=None)
+    expected = 'cuda' if torch.cuda.is_available() else 'cpu'
+    assert next(model.parameters()).device.type == expected

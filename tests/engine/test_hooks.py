@@ -13,23 +13,18 @@ import pytest
 import torch
 
 import convseg  # noqa: F401
-from convseg.datasets import generate_ade20k
-from convseg.engine.checkpoint_io import (atomic_write_bytes,
-                                          find_resume_checkpoint,
-                                          is_complete_checkpoint,
-                                          temporary_path)
+from convseg.engine.checkpoint_io import (find_resume_checkpoint,
+                                          is_complete_checkpoint)
 from convseg.engine.hooks import (CheckpointSaveError, NonFiniteWeightsError,
                                   RANDOM_STATE_KEY)
 from convseg.engine.random_state import (capture_random_state,
                                          restore_random_state,
                                          state_from_plain, state_to_plain)
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from convseg.fileio import atomic_write_bytes, temporary_path
 
 TINY_CONFIG = '''
 _base_ = [
-    '{repo}/configs/_base_/models/upernet_convnext.py',
+    '{tiny}',
     '{repo}/configs/_base_/datasets/ade20k.py',
     '{repo}/configs/_base_/default_runtime.py',
     '{repo}/configs/_base_/schedules/schedule_160k.py',
@@ -38,11 +33,9 @@ crop = (32, 32)
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop),
-    backbone=dict(arch=None, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
-                  drop_path_rate=0.2, init_cfg=None),
-    decode_head=dict(in_channels=[8, 16, 32, 64], channels=16,
-                     norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=32, channels=8, norm_cfg=norm_cfg),
+    backbone=dict(drop_path_rate=0.2),
+    decode_head=dict(norm_cfg=norm_cfg),
+    auxiliary_head=dict(norm_cfg=norm_cfg),
     test_cfg=dict(mode='whole'))
 train_dataloader = dict(
     batch_size=2, num_workers=0, persistent_workers=False,
@@ -74,26 +67,31 @@ work_dir = '{work_dir}'
 
 
 @pytest.fixture(scope='module')
-def ade_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('ade')
-    return generate_ade20k(str(root), num_train=4, num_val=1, size=(48, 48))
+def ade_root(dataset):
+    return dataset('ade20k', num_train=4, num_val=1, size=(48, 48))
 
 
-def build_runner(tmp_path, data_root, lr=1e-3, max_iters=4, max_keep=-1,
-                 interval=2, edit=None):
-    """A Runner for the tiny config; ``edit(cfg)`` may change it first."""
+@pytest.fixture
+def build_runner(repo_root, tiny_config):
+    """``build_runner(tmp_path, data_root, ...)``: a Runner for the tiny
+    training config; ``edit(cfg)`` may change it first."""
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    work_dir = tmp_path / 'work'
-    path = tmp_path / 'tiny.py'
-    path.write_text(TINY_CONFIG.format(
-        repo=REPO, data_root=data_root, lr=lr, max_iters=max_iters,
-        max_keep=max_keep, interval=interval, work_dir=work_dir))
-    cfg = Config.fromfile(str(path))
-    if edit is not None:
-        edit(cfg)
-    return Runner.from_cfg(cfg), work_dir
+    def build(tmp_path, data_root, lr=1e-3, max_iters=4, max_keep=-1,
+              interval=2, edit=None):
+        work_dir = tmp_path / 'work'
+        path = tmp_path / 'tiny.py'
+        path.write_text(TINY_CONFIG.format(
+            repo=repo_root, tiny=tiny_config, data_root=data_root, lr=lr,
+            max_iters=max_iters, max_keep=max_keep, interval=interval,
+            work_dir=work_dir))
+        cfg = Config.fromfile(str(path))
+        if edit is not None:
+            edit(cfg)
+        return Runner.from_cfg(cfg), work_dir
+
+    return build
 
 
 # ---------------------------------------------------------------------------
@@ -196,7 +194,7 @@ def test_random_state_survives_a_weights_only_round_trip(tmp_path):
 # ---------------------------------------------------------------------------
 
 def test_full_disk_keeps_the_last_checkpoint_with_max_keep_ckpts(
-        tmp_path, ade_root):
+        tmp_path, ade_root, build_runner):
     runner, work = build_runner(tmp_path, ade_root, max_iters=4, max_keep=1)
     work.mkdir(parents=True, exist_ok=True)
     os.symlink('/dev/full', temporary_path(work / 'iter_4.pth'))
@@ -214,8 +212,8 @@ def test_full_disk_keeps_the_last_checkpoint_with_max_keep_ckpts(
                   ) == ['iter_2.pth']
 
 
-def test_max_keep_ckpts_removes_the_oldest_after_the_new_one(tmp_path,
-                                                            ade_root):
+def test_max_keep_ckpts_removes_the_oldest_after_the_new_one(
+        tmp_path, ade_root, build_runner):
     runner, work = build_runner(tmp_path, ade_root, max_iters=6, max_keep=2)
     runner.train()
     assert sorted(p for p in os.listdir(work) if p.endswith('.pth')) == [
@@ -227,7 +225,7 @@ def test_max_keep_ckpts_removes_the_oldest_after_the_new_one(tmp_path,
                                                 'cuda'}
 
 
-def test_overflowing_update_is_never_saved(tmp_path, ade_root):
+def test_overflowing_update_is_never_saved(tmp_path, ade_root, build_runner):
     # A finite loss whose SGD step overflows float32: the loss of iteration 1
     # is about 1e10, its gradients times lr 3e38 are not representable.
     def blow_up(cfg):
@@ -251,14 +249,14 @@ def test_overflowing_update_is_never_saved(tmp_path, ade_root):
 # config arguments
 # ---------------------------------------------------------------------------
 
-def test_every_shipped_config_passes_the_argument_check():
+def test_every_shipped_config_passes_the_argument_check(repo_root):
     import glob
 
     from mmengine.config import Config
 
     from convseg.engine.config_checks import check_model_config
 
-    paths = sorted(glob.glob(os.path.join(REPO, 'configs', '*.py')))
+    paths = sorted(glob.glob(os.path.join(repo_root, 'configs', '*.py')))
     assert len(paths) >= 10
     for path in paths:
         check_model_config(Config.fromfile(path).model)
@@ -278,13 +276,13 @@ def test_every_shipped_config_passes_the_argument_check():
      "'stochastic_depth'. It accepts: arch, in_channels, depths, dims, "
      'drop_path_rate, '),
 ])
-def test_unknown_model_arguments_are_named(key, value, expected):
+def test_unknown_model_arguments_are_named(key, value, expected, repo_root):
     from mmengine.config import Config
 
     from convseg.engine.config_checks import (ConfigArgumentError,
                                               check_model_config)
 
-    cfg = Config.fromfile(os.path.join(REPO, 'configs',
+    cfg = Config.fromfile(os.path.join(repo_root, 'configs',
                                        'upernet_convnext_t_ade20k.py'))
     cfg.merge_from_dict({f'model.{key}': value})
     with pytest.raises(ConfigArgumentError) as info:

@@ -1,6 +1,4 @@
 """fit_to_device: what changes in a GPU recipe on a machine without CUDA."""
-from pathlib import Path
-
 import pytest
 import torch
 from mmengine.config import Config
@@ -12,12 +10,11 @@ from convseg.engine.lr_logger import LrLoggerHook
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(),
                                 reason='the CPU fallbacks apply without CUDA')
 
-CONFIG = str(Path(__file__).resolve().parents[2] / 'configs' /
-             'upernet_convnext_t_ade20k.py')
+CONFIG = 'configs/upernet_convnext_t_ade20k.py'
 
 
-def test_amp_becomes_fp32_and_sync_bn_stays_on_one_process():
-    cfg = Config.fromfile(CONFIG)
+def test_amp_becomes_fp32_and_sync_bn_stays_on_one_process(repo_root):
+    cfg = Config.fromfile(repo_root / CONFIG)
     cfg.launcher = 'none'
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     fit_to_device(cfg)
@@ -30,8 +27,8 @@ def test_amp_becomes_fp32_and_sync_bn_stays_on_one_process():
     assert 'model_wrapper_cfg' not in cfg
 
 
-def test_slurm_without_gpus_is_refused():
-    cfg = Config.fromfile(CONFIG)
+def test_slurm_without_gpus_is_refused(repo_root):
+    cfg = Config.fromfile(repo_root / CONFIG)
     cfg.launcher = 'slurm'
     with pytest.raises(LaunchError) as err:
         fit_to_device(cfg)

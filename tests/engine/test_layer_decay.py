@@ -397,10 +397,6 @@ MISSING_EXAMPLE = ("which layer-wise lr decay needs; for example paramwise_cfg="
      'paramwise_cfg.num_layers must be an integer >= 1, got 0'),
     (dict(decay_rate=0.9, decay_type='stage_wise', num_layers=6.0),
      'paramwise_cfg.num_layers must be an integer >= 1, got 6.0'),
-    (dict(decay_rate=0.9),
-     "paramwise_cfg is missing 'decay_type', 'num_layers' (decay_type: "
-     "'stage_wise' or 'layer_wise'; num_layers: an integer >= 1), "
-     + MISSING_EXAMPLE),
     (None,
      "paramwise_cfg is missing 'decay_rate', 'decay_type', 'num_layers' "
      "(decay_rate: a number in (0, 1]; decay_type: 'stage_wise' or "
@@ -469,10 +465,12 @@ def test_backbone_without_the_hook() -> None:
     with pytest.raises(TypeError) as error:
         build(model, optim_cfg())
     assert str(error.value) == (
-        'ResNetV1c has no get_layer_depth(param_name, num_layers, decay_type) '
-        'method, so LayerDecayOptimWrapperConstructor cannot give its '
-        'parameters layer ids. Use a backbone that provides it (e.g. '
-        'ConvNeXt) or the DefaultOptimWrapperConstructor.')
+        "ResNetV1c has neither get_layer_id(param_name, num_layers, "
+        "decay_type) (convseg's ConvNeXt) nor get_layer_depth(param_name, "
+        "prefix) (mmpretrain's backbones), so "
+        'LayerDecayOptimWrapperConstructor cannot give its parameters layer '
+        'ids. Use a backbone that provides one or the '
+        'DefaultOptimWrapperConstructor.')
 
 
 def test_every_group_is_a_distinct_layer_decay_kind(tiny: nn.Module) -> None:
@@ -482,3 +480,113 @@ def test_every_group_is_a_distinct_layer_decay_kind(tiny: nn.Module) -> None:
     assert max(kinds.values()) == 1
     assert sorted(kinds) == [(i, nd) for i in (0, 1, 2, 3, 4, 5, 6, 7)
                              for nd in (False, True)]
+
+
+def test_convnext_without_decay_type_and_num_layers(atto: nn.Module) -> None:
+    cfg = optim_cfg()
+    cfg['paramwise_cfg'] = dict(decay_rate=0.9)
+    with pytest.raises(ValueError) as error:
+        build(atto, cfg)
+    assert str(error.value) == (
+        "paramwise_cfg is missing 'decay_type', 'num_layers' (decay_type: "
+        "'stage_wise' or 'layer_wise'; num_layers: an integer >= 1), "
+        + MISSING_EXAMPLE)
+
+
+# ------------------------------------------- mmpretrain's backbone contract
+# mmpretrain needs torchvision, which does not install beside the CPU torch
+# used here, so its contract is tested with a small backbone written here:
+# get_layer_depth(param_name, prefix) -> (layer_id, max_layer_id) as its
+# VisionTransformer answers it (patch embedding and tokens 0, block i i + 1,
+# everything else, heads included, max_layer_id - 1).
+@MODELS.register_module(name='LayerDepthTestViT', force=True)
+class LayerDepthTestViT(nn.Module):
+    """Patch embedding, ``depth`` token-mixing blocks, a final norm."""
+
+    def __init__(self, depth: int = 3, dim: int = 8) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, dim, 4, stride=4)
+        self.pos_embed = nn.Parameter(torch.zeros(1, dim, 8, 8))
+        self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(depth))
+        self.ln1 = nn.LayerNorm(dim)
+        self.depth = depth
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:
+        x = self.patch_embed(x) + self.pos_embed
+        tokens = x.flatten(2).transpose(1, 2)
+        for layer in self.layers:
+            tokens = tokens + layer(tokens)
+        return (self.ln1(tokens).transpose(1, 2).reshape(x.shape), )
+
+    def get_layer_depth(self, param_name: str,
+                        prefix: str = '') -> Tuple[int, int]:
+        count = self.depth + 2
+        if not param_name.startswith(prefix):
+            return count - 1, count
+        name = param_name[len(prefix):]
+        if name.startswith(('patch_embed', 'pos_embed')):
+            return 0, count
+        if name.startswith('layers.'):
+            return int(name.split('.')[1]) + 1, count
+        return count - 1, count
+
+
+def vit_segmentor() -> nn.Module:
+    return build_model(dict(
+        type='EncoderDecoder',
+        data_preprocessor=dict(type='SegDataPreProcessor', size=(32, 32)),
+        backbone=dict(type='LayerDepthTestViT'),
+        decode_head=dict(
+            type='FCNHead', in_channels=8, in_index=0, channels=8,
+            num_convs=1, num_classes=5,
+            loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0))))
+
+
+def test_mmpretrain_contract_backbone_gets_mmpretrains_rule() -> None:
+    model = vit_segmentor()
+    cfg = optim_cfg()
+    cfg['paramwise_cfg'] = dict(decay_rate=0.5)
+    wrapper = build(model, cfg)
+    owner = groups_by_param(wrapper)
+    # 5 layer ids (max_layer_id 5): lr * 0.5 ** (5 - 1 - id)
+    expected = {'backbone.patch_embed.weight': (0, 0.0625),
+                'backbone.patch_embed.bias': (0, 0.0625),
+                'backbone.pos_embed': (0, 0.0625),
+                'backbone.layers.0.weight': (1, 0.125),
+                'backbone.layers.1.bias': (2, 0.25),
+                'backbone.layers.2.weight': (3, 0.5),
+                'backbone.ln1.weight': (4, 1.0),
+                'decode_head.conv_seg.weight': (4, 1.0),
+                'decode_head.convs.0.conv.weight': (4, 1.0)}
+    params = dict(model.named_parameters())
+    for name, (layer_id, scale) in expected.items():
+        group = owner[id(params[name])]
+        assert group['layer_id'] == layer_id, name
+        assert math.isclose(group['lr'], BASE_LR * scale), name
+    assert owner[id(params['backbone.layers.0.weight'])]['weight_decay'] == \
+        BASE_WD
+    assert owner[id(params['backbone.layers.0.bias'])]['weight_decay'] == 0
+    assert len(owner) == len(params)
+
+
+def test_mmpretrain_contract_backbone_ignores_convseg_settings() -> None:
+    model = vit_segmentor()
+    records: List[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        wrapper = build(model, optim_cfg('stage_wise', 6))
+    finally:
+        logger.removeHandler(handler)
+    messages = [r.getMessage() for r in records if r.levelno >= logging.INFO]
+    assert messages[0] == (
+        'paramwise_cfg decay_type and num_layers ignored: LayerDepthTestViT '
+        "gives its own layer ids through mmpretrain's get_layer_depth")
+    assert messages[1].splitlines()[0] == (
+        'Layer-wise lr decay (LayerDepthTestViT.get_layer_depth, '
+        f'decay_rate=0.9): {len(wrapper.optimizer.param_groups)} param '
+        'groups, lr scale relative to lr=0.0001')
+    assert sorted({g['layer_id'] for g in wrapper.optimizer.param_groups}) \
+        == [0, 1, 2, 3, 4]

@@ -3,6 +3,8 @@ files it writes (results, prediction PNGs in official ids)."""
 import csv
 import json
 import math
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -99,7 +101,7 @@ def test_pngs_hold_class_plus_one_with_reduce_zero_label(tmp_path):
             written, s['pred_sem_seg']['data'][0].numpy() + 1)
 
 
-def test_pngs_hold_the_given_label_ids(tmp_path):
+def test_pngs_hold_the_given_label_ids(tmp_path, umask_022):
     batch = samples(seed=2)
     label_ids = [23, 7, 26, 21]
     evaluate(PerClassIoUMetric(out_dir=str(tmp_path), label_ids=label_ids),
@@ -108,6 +110,10 @@ def test_pngs_hold_the_given_label_ids(tmp_path):
         written = np.array(Image.open(tmp_path / f'frame_{i}.png'))
         np.testing.assert_array_equal(
             written, np.take(label_ids, s['pred_sem_seg']['data'][0]))
+    assert sorted(os.listdir(tmp_path)) == [f'frame_{i}.png' for i in
+                                            range(len(batch))]
+    assert {stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+            for name in os.listdir(tmp_path)} == {0o644}
 
 
 def test_label_ids_must_cover_every_class(tmp_path):
@@ -127,7 +133,8 @@ def test_label_ids_must_fit_a_png():
                               'PNG, got [7, 300].')
 
 
-def test_write_results_replaces_files_and_leaves_no_temporaries(tmp_path):
+def test_write_results_replaces_files_and_leaves_no_temporaries(tmp_path,
+                                                               umask_022):
     prefix = str(tmp_path / 'r')
     (tmp_path / 'r_metrics.json').write_text('old')
     paths = write_results(prefix, {'aAcc': 90.0, 'mIoU': 50.5},
@@ -141,6 +148,8 @@ def test_write_results_replaces_files_and_leaves_no_temporaries(tmp_path):
         'class,IoU,Acc', 'a,50.5,75.0', 'b,,25.0']
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         'r_metrics.json', 'r_per_class.csv']
+    # readable by the group and others under umask 022, like a plain open
+    assert {stat.S_IMODE(os.stat(p).st_mode) for p in paths} == {0o644}
 
 
 def test_write_results_needs_one_value_per_class(tmp_path):

@@ -475,7 +475,7 @@ def expected_layer_id(name: str, depths, num_layers: int,
     ('base', 12, 'stage_wise', 4, 3),
     ('base', 12, 'layer_wise', 12, 11),
 ])
-def test_layer_depth_of_every_parameter(arch, num_layers, decay_type, minimum,
+def test_layer_id_of_every_parameter(arch, num_layers, decay_type, minimum,
                                         top):
     with torch.device('meta'):
         model = ConvNeXt(arch=arch)
@@ -483,7 +483,7 @@ def test_layer_depth_of_every_parameter(arch, num_layers, decay_type, minimum,
     assert model.min_num_layers(decay_type) == minimum
     ids = {}
     for name, _ in model.named_parameters():
-        ids[name] = model.get_layer_depth(name, num_layers, decay_type)
+        ids[name] = model.get_layer_id(name, num_layers, decay_type)
         assert ids[name] == expected_layer_id(name, depths, num_layers,
                                               decay_type), name
     # below the output norms (N + 1), stage 2 reaches `top`, stage 3 its own id
@@ -494,28 +494,28 @@ def test_layer_depth_of_every_parameter(arch, num_layers, decay_type, minimum,
     assert ids['norm3.bias'] == num_layers + 1
 
 
-def test_layer_depth_errors():
+def test_layer_id_errors():
     with torch.device('meta'):
         model = ConvNeXt(arch='tiny')
     with pytest.raises(ValueError) as err:
-        model.get_layer_depth('stages.0.0.gamma', 5, 'layer_wise')
+        model.get_layer_id('stages.0.0.gamma', 5, 'layer_wise')
     assert str(err.value) == (
         "num_layers=5 is too small for decay_type 'layer_wise' with depths "
         '[3, 3, 9, 3]: it must be at least 6.')
     with pytest.raises(ValueError) as err:
-        model.get_layer_depth('stages.0.0.gamma', 3)
+        model.get_layer_id('stages.0.0.gamma', 3)
     assert str(err.value) == (
         "num_layers=3 is too small for decay_type 'stage_wise' with depths "
         '[3, 3, 9, 3]: it must be at least 4.')
     with pytest.raises(ValueError) as err:
-        model.get_layer_depth('stages.0.0.gamma', 6, 'block_wise')
+        model.get_layer_id('stages.0.0.gamma', 6, 'block_wise')
     assert str(err.value) == ("Unknown decay_type 'block_wise'; expected one "
                               "of 'stage_wise', 'layer_wise'.")
     with pytest.raises(ValueError) as err:
         model.min_num_layers('blockwise')
     assert "Unknown decay_type 'blockwise'" in str(err.value)
     with pytest.raises(ValueError) as err:
-        model.get_layer_depth('backbone.stages.0.0.gamma', 6)
+        model.get_layer_id('backbone.stages.0.0.gamma', 6)
     assert str(err.value) == (
         "'backbone.stages.0.0.gamma' is not a parameter name of this ConvNeXt "
         '(expected downsample_layers.*, stages.* or norm{i}.*, relative to '
@@ -555,6 +555,19 @@ def test_layer_depth_errors():
     (dict(layer_scale_init_value=-1e-6),
      'layer_scale_init_value must be >= 0 (0 disables layer scale), got '
      '-1e-06.'),
+    (dict(gap_before_final_norm=True),
+     "gap_before_final_norm=True (mmpretrain's pooled classification "
+     "output) does not apply to a segmentation backbone: convseg's ConvNeXt "
+     'returns the normalised feature maps of out_indices. Leave '
+     'gap_before_final_norm out or set it to False.'),
+    (dict(arch=dict(depths=[2, 2, 6, 2], dims=[40, 80, 160, 320])),
+     "arch as a dict must have exactly the keys depths and channels "
+     "(mmpretrain's spelling), got ['depths', 'dims']; in convseg write "
+     'depths=(...), dims=(...) instead.'),
+    (dict(arch=dict(depths=[2, 2, 6, 2], channels=[40, 80, 160, 320]),
+          depths=[2, 2, 6, 2], dims=[40, 80, 160, 320]),
+     'arch=dict(depths=..., channels=...) and depths/dims both give the '
+     'stage sizes; pass only one of them.'),
 ])
 def test_bad_arguments_are_refused_with_a_clear_message(kwargs, message):
     with pytest.raises(ValueError) as err:
@@ -571,3 +584,18 @@ def test_matching_arch_and_dims_and_in_chans_alias_are_accepted():
                          in_chans=5)
     assert model.downsample_layers[0][0].in_channels == 5
     assert model.depths == (2, 2, 6, 2)
+
+
+def test_mmpretrain_spellings_are_accepted():
+    with torch.device('meta'):
+        model = ConvNeXt(arch=dict(depths=[2, 2, 6, 2],
+                                   channels=[40, 80, 160, 320]),
+                         gap_before_final_norm=False)
+        atto = ConvNeXt(arch='atto')
+    assert (model.depths, model.dims) == ((2, 2, 6, 2), (40, 80, 160, 320))
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == [
+        (k, v.shape) for k, v in atto.state_dict().items()]
+
+
+def test_no_get_layer_depth_with_a_contract_other_than_mmpretrains():
+    assert not hasattr(ConvNeXt, 'get_layer_depth')

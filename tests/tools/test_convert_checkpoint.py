@@ -8,22 +8,18 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import subprocess
-import sys
-from typing import Dict
+import stat
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import convseg  # noqa: F401
-from convseg import compat
-from convseg.models.checkpoints import load_backbone_weights
+from convseg import checkpoint_reading
+from convseg.models.checkpoint_loading import load_backbone_weights
 from convseg.models.convnext import ConvNeXt
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-TOOL = os.path.join(ROOT, 'tools', 'convert_checkpoint.py')
+TOOL = 'tools/convert_checkpoint.py'
 DEPTHS = (1, 2, 1, 1)
 DIMS = (8, 16, 32, 64)
 
@@ -35,13 +31,13 @@ def values(shape, index: int) -> torch.Tensor:
             index * 2.0**16).reshape(shape)
 
 
-def numbered(shapes: Dict[str, tuple]) -> Dict[str, torch.Tensor]:
+def numbered(shapes: dict[str, tuple]) -> dict[str, torch.Tensor]:
     return {k: values(s, n) for n, (k, s) in enumerate(shapes.items())}
 
 
-def facebook_v2_shapes() -> Dict[str, tuple]:
+def facebook_v2_shapes() -> dict[str, tuple]:
     """Official ConvNeXt-V2 keys and shapes, 22K classifier included."""
-    shapes: Dict[str, tuple] = {
+    shapes: dict[str, tuple] = {
         'downsample_layers.0.0.weight': (8, 3, 4, 4),
         'downsample_layers.0.0.bias': (8, ),
         'downsample_layers.0.1.weight': (8, ),
@@ -70,9 +66,9 @@ def facebook_v2_shapes() -> Dict[str, tuple]:
     return shapes
 
 
-def timm_v1_shapes() -> Dict[str, tuple]:
+def timm_v1_shapes() -> dict[str, tuple]:
     """timm ConvNeXt keys (stem, stages.N.downsample, blocks, head)."""
-    shapes: Dict[str, tuple] = {
+    shapes: dict[str, tuple] = {
         'stem.0.weight': (8, 3, 4, 4), 'stem.0.bias': (8, ),
         'stem.1.weight': (8, ), 'stem.1.bias': (8, )}
     for i, (depth, c) in enumerate(zip(DEPTHS, DIMS)):
@@ -99,9 +95,9 @@ def timm_v1_shapes() -> Dict[str, tuple]:
     return shapes
 
 
-def openmmlab_segmentor_shapes() -> Dict[str, tuple]:
+def openmmlab_segmentor_shapes() -> dict[str, tuple]:
     """mmseg UPerNet with mmcls ConvNeXt names (only a few head keys)."""
-    shapes: Dict[str, tuple] = {}
+    shapes: dict[str, tuple] = {}
     for key, shape in facebook_v2_shapes().items():
         if key.startswith(('head.', 'norm.')) or '.grn.' in key:
             continue
@@ -122,15 +118,8 @@ def openmmlab_segmentor_shapes() -> Dict[str, tuple]:
     return shapes
 
 
-def run_tool(*args: str) -> subprocess.Popen:
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    return subprocess.Popen([sys.executable, TOOL, *args], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
 @pytest.fixture(scope='module')
-def converted(tmp_path_factory):
+def converted(tmp_path_factory, run_script):
     """Write one source per family, convert all concurrently."""
     from safetensors.torch import save_file
     from transformers import ConvNextV2Config, ConvNextV2Model
@@ -164,8 +153,10 @@ def converted(tmp_path_factory):
     hf.eval().save_pretrained(tmp / 'hf_model')
     sources['hf'] = (tmp / 'hf_model', hf)
 
-    procs = {name: run_tool(str(src), str(tmp / f'{name}_convseg.pth'),
-                            '--from', 'auto' if name == 'hf' else name)
+    procs = {name: run_script(TOOL, src, tmp / f'{name}_convseg.pth',
+                              '--from', 'auto' if name == 'hf' else name,
+                              background=True,
+                              preexec_fn=lambda: os.umask(0o022))
              for name, (src, _) in sources.items()}
     results = {}
     for name, proc in procs.items():
@@ -179,7 +170,19 @@ def output_of(converted, name):
     sources, results = converted
     rc, out, err, dst = results[name]
     assert rc == 0, err
-    return sources[name], out, compat.load_checkpoint_file(str(dst)), dst
+    loaded = checkpoint_reading.load_checkpoint_file(str(dst))
+    return sources[name], out, loaded, dst
+
+
+def test_outputs_are_readable_like_plain_files(converted):
+    # the tools ran under umask 022, where a plain open gives 0644
+    for name in converted[1]:
+        dst = output_of(converted, name)[3]
+        assert stat.S_IMODE(os.stat(dst).st_mode) == 0o644, name
+    assert sorted(os.listdir(dst.parent)) == sorted(
+        [f'{name}_convseg.pth' for name in converted[1]] +
+        ['convnextv2_22k.pt', 'hf_model', 'timm.safetensors',
+         'upernet_mmcls.pth'])
 
 
 def test_facebook_v2_drops_the_22k_classifier(converted):
@@ -266,15 +269,17 @@ def test_hf_directory_gives_transformers_hidden_states(converted):
 
 # ------------------------------------------------ errors (in-process main)
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('convert_checkpoint', TOOL)
+@pytest.fixture
+def tool(repo_root):
+    """The tool's module, imported from its file."""
+    spec = importlib.util.spec_from_file_location('convert_checkpoint',
+                                                  repo_root / TOOL)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_errors_leave_files_alone(tmp_path, capsys):
-    tool = load_tool()
+def test_errors_leave_files_alone(tmp_path, capsys, tool):
     src = tmp_path / 'mystery.pth'
     torch.save({'encoder.weight': torch.zeros(2)}, src)
     assert tool.main([str(src), str(tmp_path / 'out.pth')]) == 1
@@ -294,8 +299,7 @@ def test_errors_leave_files_alone(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ['mystery.pth', 'taken.pth']
 
 
-def test_unsafe_load_for_training_checkpoints(tmp_path, capsys):
-    tool = load_tool()
+def test_unsafe_load_for_training_checkpoints(tmp_path, capsys, tool):
     shapes = facebook_v2_shapes()
     state = numbered(shapes)
     src = tmp_path / 'checkpoint-best.pth'
@@ -307,7 +311,7 @@ def test_unsafe_load_for_training_checkpoints(tmp_path, capsys):
     assert not dst.exists()
 
     assert tool.main([str(src), str(dst), '--unsafe-load']) == 0
-    ckpt = compat.load_checkpoint_file(str(dst))
+    ckpt = checkpoint_reading.load_checkpoint_file(str(dst))
     assert set(ckpt) == {'meta', 'state_dict'}
     assert len(ckpt['state_dict']) == len(shapes) - 4
-    assert os.environ.get(compat.UNSAFE_LOAD_ENV) is None
+    assert os.environ.get(checkpoint_reading.UNSAFE_LOAD_ENV) is None

@@ -3,7 +3,7 @@
 A tiny UPerNet-ConvNeXt from the repo's configs writes a real checkpoint; the
 inputs are files as users have them (grayscale, RGBA, 16-bit, EXIF-rotated
 JPEG, odd sizes, a corrupt file) and a short video written with cv2. Outputs
-are checked against inference_model and against the blend formula computed
+are checked against inference_labels and against the blend formula computed
 here with numpy on independently decoded pixels.
 """
 import argparse
@@ -23,7 +23,7 @@ from mmengine.runner import save_checkpoint
 from PIL import Image
 
 import convseg  # noqa: F401
-from convseg.apis import inference_model, init_model
+from convseg.apis import inference_labels, init_model
 from convseg.visualization import random_palette
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,7 +159,7 @@ def test_image_demo_on_a_folder(tiny, inputs):
             assert mask.getpalette()[:450] == [c for rgb in palette
                                               for c in rgb]
         source = next(folder.glob(f'{name}.*'))
-        np.testing.assert_array_equal(labels, inference_model(model, source))
+        np.testing.assert_array_equal(labels, inference_labels(model, source))
         height, width = image.shape[:2]
         assert labels.shape == (height, width)
 
@@ -186,7 +186,7 @@ def test_image_demo_on_one_image_with_options(tiny, inputs):
     assert drawn.shape == expected['rgba'].shape
     _assert_blend(drawn, expected['rgba'], labels, random_palette(150), 0.7)
     np.testing.assert_array_equal(
-        labels, inference_model(tiny['model'], folder / 'rgba.png'))
+        labels, inference_labels(tiny['model'], folder / 'rgba.png'))
 
 
 def test_image_demo_with_labels_and_no_fast(tiny, inputs):
@@ -250,7 +250,7 @@ def test_video_demo_keeps_fps_size_and_frames(tiny):
     model = tiny['model']
     palette = np.asarray(model.dataset_meta['palette'], np.float64)
     for original, output in zip(originals, written):
-        labels = inference_model(model, original)
+        labels = inference_labels(model, original)
         rgb = original[:, :, ::-1].astype(np.float64)
         blended = 0.5 * rgb + 0.5 * palette[labels]
         output = output[:, :, ::-1].astype(np.float64)

@@ -2,8 +2,6 @@
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
@@ -11,8 +9,7 @@ from PIL import Image
 import convseg  # noqa: F401
 from convseg.datasets import generate_cityscapes
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOOL = osp.join(REPO, 'tools', 'prepare_cityscapes.py')
+TOOL = 'tools/prepare_cityscapes.py'
 
 # Cityscapes labelId -> trainId for the 19 evaluated classes (from the
 # official label definitions); every other id is ignored (255).
@@ -21,22 +18,17 @@ CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7,
                         28: 15, 31: 16, 32: 17, 33: 18}
 
 
-def run_tool(*args):
-    return subprocess.run([sys.executable, TOOL, *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=120)
-
-
 def label_files(root, suffix):
     return sorted(osp.join(d, f) for d, _, fs in os.walk(root) for f in fs
                   if f.endswith(suffix))
 
 
-def test_writes_train_ids_equal_to_mapped_label_ids(tmp_path):
+def test_writes_train_ids_equal_to_mapped_label_ids(tmp_path, run_script):
     root = generate_cityscapes(str(tmp_path), num_train=5, num_val=3,
                                seed=4, train_ids=False)
     assert label_files(root, '_gtFine_labelTrainIds.png') == []
 
-    result = run_tool(root, '--nproc', '2')
+    result = run_script(TOOL, root, '--nproc', '2')
     assert result.returncode == 0, result.stderr
     gt_dir = osp.join(root, 'gtFine')
     assert result.stdout.splitlines()[-1] == (
@@ -58,8 +50,8 @@ def test_writes_train_ids_equal_to_mapped_label_ids(tmp_path):
     assert len(label_files(gt_dir, '')) == 3 * len(written)
 
 
-def test_missing_gtfine_names_the_path_and_layout(tmp_path):
-    result = run_tool(str(tmp_path))
+def test_missing_gtfine_names_the_path_and_layout(tmp_path, run_script):
+    result = run_script(TOOL, str(tmp_path))
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert lines[0] == (f'error: {tmp_path}/gtFine does not exist; DATA_ROOT '
@@ -69,15 +61,15 @@ def test_missing_gtfine_names_the_path_and_layout(tmp_path):
     assert 'https://www.cityscapes-dataset.com/downloads/' in result.stderr
 
 
-def test_gtfine_without_polygons(tmp_path):
+def test_gtfine_without_polygons(tmp_path, run_script):
     (tmp_path / 'gtFine' / 'train').mkdir(parents=True)
-    result = run_tool(str(tmp_path))
+    result = run_script(TOOL, str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.splitlines()[0] == (
         f'error: no *_gtFine_polygons.json files under {tmp_path}/gtFine.')
 
 
-def test_bad_files_are_reported_and_nothing_is_lost(tmp_path):
+def test_bad_files_are_reported_and_nothing_is_lost(tmp_path, run_script):
     root = generate_cityscapes(str(tmp_path), num_train=3, num_val=1,
                                train_ids=True)
     gt_dir = osp.join(root, 'gtFine')
@@ -95,7 +87,7 @@ def test_bad_files_are_reported_and_nothing_is_lost(tmp_path):
     before = {f: open(f, 'rb').read()
               for f in label_files(root, '_gtFine_labelTrainIds.png')}
 
-    result = run_tool(root)
+    result = run_script(TOOL, root)
     assert result.returncode == 1
     assert result.stdout.splitlines()[-1] == (
         f'wrote 2 *_gtFine_labelTrainIds.png files under {gt_dir}')

@@ -20,24 +20,21 @@ import pytest
 import torch
 
 import convseg  # noqa: F401
-from convseg import compat
+from convseg import checkpoint_reading
 from convseg.datasets import generate_ade20k
 from convseg.engine.checkpoint_io import (find_resume_checkpoint,
                                           is_complete_checkpoint)
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-TRAIN = os.path.join(REPO, 'tools', 'train.py')
-TEST = os.path.join(REPO, 'tools', 'test.py')
-CHECK = os.path.join(REPO, 'tools', 'check_dataset.py')
-CONVERT = os.path.join(REPO, 'tools', 'convert_checkpoint.py')
-DEMO = os.path.join(REPO, 'demo', 'image_demo.py')
-ENV = dict(os.environ, OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+TRAIN = 'tools/train.py'
+TEST = 'tools/test.py'
+CHECK = 'tools/check_dataset.py'
+CONVERT = 'tools/convert_checkpoint.py'
+DEMO = 'demo/image_demo.py'
 MAX_ITERS = 6
 
 CONFIG = '''
 _base_ = [
-    '{repo}/configs/_base_/models/upernet_convnext.py',
+    '{tiny}',
     '{repo}/configs/_base_/datasets/ade20k.py',
     '{repo}/configs/_base_/default_runtime.py',
     '{repo}/configs/_base_/schedules/schedule_160k.py',
@@ -46,11 +43,9 @@ crop = (32, 32)
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=crop),
-    backbone=dict(arch=None, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
-                  drop_path_rate=0.2, init_cfg=None),
-    decode_head=dict(in_channels=[8, 16, 32, 64], channels=16,
-                     norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=32, channels=8, norm_cfg=norm_cfg),
+    backbone=dict(drop_path_rate=0.2),
+    decode_head=dict(norm_cfg=norm_cfg),
+    auxiliary_head=dict(norm_cfg=norm_cfg),
     test_cfg=dict(mode='whole'))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -80,18 +75,19 @@ randomness = dict(seed=0, deterministic=True)
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory):
-    """Data, config and one uninterrupted run of MAX_ITERS iterations."""
+def setup(tmp_path_factory, repo_root, tiny_config, run_script):
+    """Data, config and one uninterrupted run of MAX_ITERS iterations.
+
+    The data is this module's own: a test moves one of its files.
+    """
     root = tmp_path_factory.mktemp('reliability')
     data_root = generate_ade20k(str(root / 'data'), num_train=8, num_val=2,
                                 size=(48, 64))
     config = root / 'tiny.py'
-    config.write_text(CONFIG.format(repo=REPO, data_root=data_root,
-                                    max_iters=MAX_ITERS))
+    config.write_text(CONFIG.format(repo=repo_root, tiny=tiny_config,
+                                    data_root=data_root, max_iters=MAX_ITERS))
     work = root / 'uninterrupted'
-    result = subprocess.run(
-        [sys.executable, TRAIN, str(config), '--work-dir', str(work)],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    result = run_script(TRAIN, config, '--work-dir', work)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     return dict(root=root, data_root=data_root, config=str(config),
                 work=work, final=work / f'iter_{MAX_ITERS}.pth')
@@ -102,41 +98,47 @@ def weights(path):
         'state_dict']
 
 
-def run_tool(script, args, monkeypatch, capsys):
-    """Run a tool in this process; return (exit code, stdout, stderr).
+@pytest.fixture
+def run_tool(repo_root, monkeypatch, capsys):
+    """``run_tool(script, args)``: run a tool in this process; return (exit
+    code, stdout, stderr).
 
     An exception that escapes the tool counts as Python reports it: exit
     code 1 and the exception last on stderr. stderr starts at the tool's
     ``error:`` line when there is one (loggers of earlier in-process runs may
     write noise before it).
     """
-    monkeypatch.setattr(sys, 'argv', [script] + [str(a) for a in args])
-    code, escaped = 0, ''
-    try:
-        runpy.run_path(script, run_name='__main__')
-    except SystemExit as done:
-        code = done.code or 0
-    except Exception as err:  # noqa: BLE001  (as an uncaught exception)
-        code, escaped = 1, f'{type(err).__name__}: {err}\n'
-    out, err = capsys.readouterr()
-    err += escaped
-    if 'error: ' in err:
-        err = err[err.index('error: '):]
-    return code, out, err
+    def run(script, args):
+        path = str(repo_root / script)
+        monkeypatch.setattr(sys, 'argv', [path] + [str(a) for a in args])
+        code, escaped = 0, ''
+        try:
+            runpy.run_path(path, run_name='__main__')
+        except SystemExit as done:
+            code = done.code or 0
+        except Exception as err:  # noqa: BLE001  (as an uncaught exception)
+            code, escaped = 1, f'{type(err).__name__}: {err}\n'
+        out, err = capsys.readouterr()
+        err += escaped
+        if 'error: ' in err:
+            err = err[err.index('error: '):]
+        return code, out, err
+
+    return run
 
 
 # ---------------------------------------------------------------------------
 # killed during a save, then resumed
 # ---------------------------------------------------------------------------
 
-def test_killed_while_saving_resumes_from_previous_checkpoint_exactly(setup):
+def test_killed_while_saving_resumes_from_previous_checkpoint_exactly(
+        setup, run_script):
     work = setup['root'] / 'killed'
     work.mkdir()
     log = open(setup['root'] / 'killed.log', 'w')
-    proc = subprocess.Popen(
-        [sys.executable, TRAIN, setup['config'], '--work-dir', str(work)],
-        cwd=REPO, env=ENV, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
+    proc = run_script(TRAIN, setup['config'], '--work-dir', work,
+                      background=True, stdout=log, stderr=subprocess.STDOUT,
+                      start_new_session=True)
     # The checkpoint of iteration 4 goes through this temporary file; as a
     # FIFO it holds the writer inside the save until we have read from it.
     temporary = work / f'.iter_4.pth.{proc.pid}.tmp'
@@ -165,10 +167,8 @@ def test_killed_while_saving_resumes_from_previous_checkpoint_exactly(setup):
     assert is_complete_checkpoint(work / 'iter_2.pth')
     assert find_resume_checkpoint(work) == str(work / 'iter_2.pth')
 
-    resumed = subprocess.run(
-        [sys.executable, TRAIN, setup['config'], '--work-dir', str(work),
-         '--resume'],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    resumed = run_script(TRAIN, setup['config'], '--work-dir', work,
+                         '--resume')
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr
     assert 'resumed epoch: 0, iter: 2' in resumed.stdout
     expected = weights(setup['final'])
@@ -184,13 +184,12 @@ def test_killed_while_saving_resumes_from_previous_checkpoint_exactly(setup):
 # non-finite loss
 # ---------------------------------------------------------------------------
 
-def test_nan_loss_stops_naming_iteration_and_files(setup):
+def test_nan_loss_stops_naming_iteration_and_files(setup, run_script):
     work = setup['root'] / 'nan'
-    result = subprocess.run(
-        [sys.executable, TRAIN, setup['config'], '--work-dir', str(work),
-         '--cfg-options', 'model.decode_head.loss_decode.loss_weight=nan',
-         'default_hooks.checkpoint.interval=1'],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    result = run_script(
+        TRAIN, setup['config'], '--work-dir', work, '--cfg-options',
+        'model.decode_head.loss_decode.loss_weight=nan',
+        'default_hooks.checkpoint.interval=1')
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr
     # the first batch: InfiniteSampler's permutation from the seed, over the
     # dataset's files in sorted order
@@ -218,22 +217,19 @@ def test_nan_loss_stops_naming_iteration_and_files(setup):
 # the allow-list covers what a real run writes
 # ---------------------------------------------------------------------------
 
-def test_real_checkpoint_needs_only_allow_listed_globals(setup):
+def test_real_checkpoint_needs_only_allow_listed_globals(setup, run_script):
     # in a fresh interpreter, without convseg's allow-list registered
-    listed = subprocess.run(
-        [sys.executable, '-c',
-         'import json, sys, torch; print(json.dumps(torch.serialization.'
-         'get_unsafe_globals_in_checkpoint(sys.argv[1])))',
-         str(setup['final'])],
-        env=ENV, capture_output=True, text=True, timeout=300)
+    listed = run_script(
+        '-c', 'import json, sys, torch; print(json.dumps(torch.serialization.'
+        'get_unsafe_globals_in_checkpoint(sys.argv[1])))', setup['final'])
     assert listed.returncode == 0, listed.stderr
     needed = set(json.loads(listed.stdout))
     allowed = {entry[1] if isinstance(entry, tuple) else
                f'{entry.__module__}.{entry.__qualname__}'
-               for entry in compat.checkpoint_safe_globals()}
+               for entry in checkpoint_reading.checkpoint_safe_globals()}
     assert 'mmengine.logging.history_buffer.HistoryBuffer' in needed
     assert needed <= allowed, needed - allowed
-    checkpoint = compat.load_checkpoint_file(str(setup['final']))
+    checkpoint = checkpoint_reading.load_checkpoint_file(str(setup['final']))
     assert set(checkpoint) >= {'state_dict', 'optimizer', 'param_schedulers',
                                'message_hub', 'random_state'}
 
@@ -252,8 +248,7 @@ class Trap:
         return (open, (self.marker, 'w'))
 
 
-def test_malicious_checkpoint_is_refused_everywhere(setup, tmp_path,
-                                                    monkeypatch, capsys):
+def test_malicious_checkpoint_is_refused_everywhere(setup, tmp_path, run_tool):
     marker = tmp_path / 'code_ran'
     checkpoint = torch.load(setup['final'], weights_only=True)
     checkpoint['meta']['trap'] = Trap(str(marker))
@@ -272,46 +267,42 @@ def test_malicious_checkpoint_is_refused_everywhere(setup, tmp_path,
                         tmp_path / 'demo']),
     }
     for name, (script, args) in runs.items():
-        code, out, err = run_tool(script, args, monkeypatch, capsys)
+        code, out, err = run_tool(script, args)
         assert code == 1, (name, out[-2000:], err)
         assert refusal in err, (name, err)
         assert not marker.exists(), name
     assert not (tmp_path / 'converted.pth').exists()
     # the file really is malicious: full unpickling runs its code
-    with compat.unsafe_checkpoint_loading():
-        compat.load_checkpoint_file(str(evil))
+    with checkpoint_reading.unsafe_checkpoint_loading():
+        checkpoint_reading.load_checkpoint_file(str(evil))
     assert marker.exists()
 
 
-def test_unsafe_load_opt_in_loads_a_trusted_file(setup, tmp_path, monkeypatch,
-                                                 capsys):
+def test_unsafe_load_opt_in_loads_a_trusted_file(setup, tmp_path, run_tool):
     checkpoint = torch.load(setup['final'], weights_only=True)
     checkpoint['meta']['args'] = argparse.Namespace(lr=0.01)
     trusted = tmp_path / 'trusted.pth'
     torch.save(checkpoint, trusted)
     args = [setup['config'], trusted, '--work-dir', tmp_path / 'w']
-    code, _, err = run_tool(TEST, args, monkeypatch, capsys)
+    code, _, err = run_tool(TEST, args)
     assert code == 1
     assert 'it holds a pickled object (argparse.Namespace)' in err
     assert 'pass --unsafe-load' in err
-    code, out, err = run_tool(TEST, args + ['--unsafe-load'], monkeypatch,
-                              capsys)
+    code, out, err = run_tool(TEST, args + ['--unsafe-load'])
     assert code == 0, out[-2000:] + err
     assert f'{trusted}: aAcc: ' in out and ' mIoU: ' in out
-    assert os.environ.get(compat.UNSAFE_LOAD_ENV) is None
+    assert os.environ.get(checkpoint_reading.UNSAFE_LOAD_ENV) is None
 
 
 # ---------------------------------------------------------------------------
 # config and checkpoint mistakes
 # ---------------------------------------------------------------------------
 
-def test_resume_with_other_num_classes_names_both(setup, tmp_path,
-                                                  monkeypatch, capsys):
+def test_resume_with_other_num_classes_names_both(setup, tmp_path, run_tool):
     checkpoint = setup['work'] / 'iter_2.pth'
     code, _, err = run_tool(TRAIN, [
         setup['config'], '--resume', checkpoint, '--work-dir', tmp_path,
-        '--cfg-options', 'model.decode_head.num_classes=19'],
-        monkeypatch, capsys)
+        '--cfg-options', 'model.decode_head.num_classes=19'])
     assert code == 1
     assert err.strip() == (
         f'error: checkpoint {checkpoint} was trained for 150 classes '
@@ -323,11 +314,11 @@ def test_resume_with_other_num_classes_names_both(setup, tmp_path,
 
 
 def test_test_tool_with_other_num_classes_names_both(setup, tmp_path,
-                                                     monkeypatch, capsys):
+                                                     run_tool):
     code, _, err = run_tool(TEST, [
         setup['config'], setup['final'], '--work-dir', tmp_path,
         '--cfg-options', 'model.decode_head.num_classes=19',
-        'model.auxiliary_head.num_classes=19'], monkeypatch, capsys)
+        'model.auxiliary_head.num_classes=19'])
     assert code == 1
     assert err.startswith(
         f'error: checkpoint {setup["final"]} was trained for 150 classes '
@@ -335,13 +326,11 @@ def test_test_tool_with_other_num_classes_names_both(setup, tmp_path,
         'decode_head has num_classes=19.')
 
 
-def test_resume_into_another_arch_is_refused(setup, tmp_path, monkeypatch,
-                                             capsys):
+def test_resume_into_another_arch_is_refused(setup, tmp_path, run_tool):
     checkpoint = setup['work'] / 'iter_2.pth'
     code, _, err = run_tool(TRAIN, [
         setup['config'], '--resume', checkpoint, '--work-dir', tmp_path,
-        '--cfg-options', 'model.backbone.depths=[1,1,2,1]'],
-        monkeypatch, capsys)
+        '--cfg-options', 'model.backbone.depths=[1,1,2,1]'])
     assert code == 1
     assert err.startswith(
         f'error: checkpoint {checkpoint} looks like an unnamed ConvNeXt '
@@ -349,10 +338,10 @@ def test_resume_into_another_arch_is_refused(setup, tmp_path, monkeypatch,
     assert 'but the model is an unnamed ConvNeXt (depths (1, 1, 2, 1)' in err
 
 
-def test_unknown_backbone_argument(setup, tmp_path, monkeypatch, capsys):
+def test_unknown_backbone_argument(setup, tmp_path, run_tool):
     code, _, err = run_tool(TRAIN, [
         setup['config'], '--work-dir', tmp_path, '--cfg-options',
-        'model.backbone.drop_path=0.1'], monkeypatch, capsys)
+        'model.backbone.drop_path=0.1'])
     assert code == 1
     assert err.startswith(
         "error: model.backbone.drop_path: ConvNeXt has no argument "
@@ -360,13 +349,11 @@ def test_unknown_backbone_argument(setup, tmp_path, monkeypatch, capsys):
         'in_channels, depths, dims, drop_path_rate, ')
 
 
-def test_missing_dataset_stops_training_with_layout(setup, tmp_path,
-                                                    monkeypatch, capsys):
+def test_missing_dataset_stops_training_with_layout(setup, tmp_path, run_tool):
     missing = tmp_path / 'ADEChallengeData2016'
     code, _, err = run_tool(TRAIN, [
         setup['config'], '--work-dir', tmp_path / 'w', '--cfg-options',
-        f'train_dataloader.dataset.data_root={missing}'],
-        monkeypatch, capsys)
+        f'train_dataloader.dataset.data_root={missing}'])
     assert code == 1
     assert err.startswith(
         'error: the dataset is missing or incomplete:\n'
@@ -377,16 +364,15 @@ def test_missing_dataset_stops_training_with_layout(setup, tmp_path,
     assert not os.path.exists(tmp_path / 'w')
 
 
-def test_check_dataset_tool(setup, tmp_path, monkeypatch, capsys):
-    code, out, _ = run_tool(CHECK, [setup['config']], monkeypatch, capsys)
+def test_check_dataset_tool(setup, tmp_path, run_tool):
+    code, out, _ = run_tool(CHECK, [setup['config']])
     assert (code, out) == (0, 'train: OK\nval: the config has no '
                            'val_dataloader\n')
     label = os.path.join(setup['data_root'], 'annotations', 'validation',
                          'ADE_val_00000002.png')
     os.rename(label, label + '.moved')
     try:
-        code, out, err = run_tool(CHECK, [setup['config'], '--split', 'test'],
-                                  monkeypatch, capsys)
+        code, out, err = run_tool(CHECK, [setup['config'], '--split', 'test'])
     finally:
         os.rename(label + '.moved', label)
     image = os.path.join(setup['data_root'], 'images', 'validation',

@@ -27,7 +27,7 @@ from mmengine.registry import init_default_scope
 from PIL import Image
 
 import convseg  # noqa: F401
-from convseg import compat
+from convseg import checkpoint_reading
 from convseg.datasets import generate_ade20k, generate_cityscapes
 from mmseg.registry import MODELS
 
@@ -146,7 +146,7 @@ def logged_lrs(text):
 
 
 def read_checkpoint(path):
-    return compat.load_checkpoint_file(str(path), map_location='cpu')
+    return checkpoint_reading.load_checkpoint_file(str(path), map_location='cpu')
 
 
 def confusion_miou(pairs, num_classes):
@@ -355,8 +355,11 @@ def test_cityscapes_train_and_tta_test_in_label_ids(tmp_path):
 # ---------------------------------------------------------------------------
 
 RANK_DUMP = '''
+import atexit
 import os
+import sys
 import torch
+import torch.distributed as dist
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
@@ -379,6 +382,15 @@ class RankDumpHook(Hook):
 
     def after_train(self, runner):
         self._dump(runner, 'after')
+
+
+@atexit.register
+def record_group_at_exit():
+    """Whether this rank's process group was still alive at exit."""
+    name = os.path.basename(sys.argv[0]).replace('.py', '')
+    with open(os.path.join(os.environ['EXIT_RECORDS'],
+                           f'{name}_rank{os.environ["RANK"]}.txt'), 'w') as f:
+        f.write(str(dist.is_initialized()))
 '''
 
 
@@ -400,7 +412,10 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
         extra=(f"custom_imports = dict(imports=['rank_dump'])\n"
                f"custom_hooks = {hooks + [dict(type='RankDumpHook')]!r}\n"))
     work, out = tmp_path / 'work', tmp_path / 'out'
-    launch_env = dict(PYTHONPATH=f'{tmp_path}:{REPO}', PORT=free_port())
+    records = tmp_path / 'exit_records'
+    records.mkdir()
+    launch_env = dict(PYTHONPATH=f'{tmp_path}:{REPO}', PORT=free_port(),
+                      EXIT_RECORDS=str(records))
     text = ok(run(['bash', TOOLS / 'dist_train.sh', config, '2',
                    '--work-dir', work], tmp_path, **launch_env))
     assert 'Distributed training: True' in text
@@ -423,6 +438,11 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     reference = confusion_miou(
         ade20k_pairs(out, data_root / 'annotations' / 'validation'), 150)
     check_results(work, 'iter_4', reference)
+    # both tools leave the process group before the interpreter shuts down
+    # (left to interpreter exit, gloo's threads can abort the process)
+    assert {p.name: p.read_text() for p in records.iterdir()} == {
+        f'{tool}_rank{r}.txt': 'False' for tool in ('train', 'test')
+        for r in (0, 1)}
 
 
 # ---------------------------------------------------------------------------
@@ -439,7 +459,7 @@ def test_slurm_train_passes_the_job_to_srun(tmp_path):
     result = run(['bash', TOOLS / 'slurm_train.sh', 'gpu', 'convnext_t',
                   'configs/upernet_convnext_t_ade20k.py', '--work-dir',
                   'work_dirs/t'], tmp_path, GPUS='16', GPUS_PER_NODE='8',
-                 SRUN_ARGS='--time=72:00:00 --exclusive',
+                 SRUN_ARGS='--time=72:00:00 --exclusive', PYTHON='python',
                  PATH=f'{stub.parent}:{os.environ["PATH"]}')
     ok(result)
     assert json.loads(record.read_text()) == [
@@ -448,3 +468,60 @@ def test_slurm_train_passes_the_job_to_srun(tmp_path):
         '--time=72:00:00', '--exclusive', 'python', '-u', TRAIN,
         'configs/upernet_convnext_t_ade20k.py', '--launcher', 'slurm',
         '--work-dir', 'work_dirs/t']
+
+
+# ---------------------------------------------------------------------------
+# the interpreter the launch scripts start
+# ---------------------------------------------------------------------------
+
+def test_launch_scripts_run_python_env_or_venv_or_path(tmp_path):
+    """$PYTHON, else the repository's venv ($CONVSEG_VENV, default .venv),
+    else `python` on PATH: copies of the scripts in a scratch repository run
+    recording stubs in each place."""
+    repo = tmp_path / 'repo'
+    (repo / 'tools').mkdir(parents=True)
+    for name in ('dist_train.sh', 'dist_test.sh', 'slurm_train.sh',
+                 'python_env.sh'):
+        shutil.copy(TOOLS / name, repo / 'tools' / name)
+    record = tmp_path / 'record.txt'
+
+    def stub(path, what):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'#!/bin/sh\necho "{what} $*" >> "{record}"\n')
+        path.chmod(0o755)
+        return path
+
+    stub(tmp_path / 'bin' / 'python', 'path-python')
+    stub(tmp_path / 'bin' / 'srun', 'srun')
+    custom = stub(tmp_path / 'custom' / 'python3.11', 'custom-python')
+
+    def launch(script, *args, **more):
+        base = {k: v for k, v in os.environ.items()
+                if k not in ('PYTHON', 'CONVSEG_VENV')}
+        base.update(PATH=f'{tmp_path / "bin"}:/usr/bin:/bin', **more)
+        record.write_text('')
+        result = subprocess.run(['bash', str(repo / 'tools' / script),
+                                 *args], env=base, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return record.read_text().split()
+
+    train = ('dist_train.sh', 'c.py', '2')
+    assert launch(*train)[:3] == [
+        'path-python', '-m', 'torch.distributed.run']
+    stub(repo / '.venv' / 'bin' / 'python', 'venv-python')
+    assert launch(*train)[:3] == [
+        'venv-python', '-m', 'torch.distributed.run']
+    assert launch('dist_test.sh', 'c.py', 'x.pth', '2')[0] == 'venv-python'
+    srun = launch('slurm_train.sh', 'gpu', 'job', 'c.py')
+    assert srun[0] == 'srun'
+    assert srun[srun.index('--kill-on-bad-exit=1') + 1:][:2] == [
+        str(repo / '.venv' / 'bin' / 'python'), '-u']
+    stub(repo / 'envs' / 'cs' / 'bin' / 'python', 'convseg-venv-python')
+    assert launch(*train, CONVSEG_VENV='envs/cs')[0] == \
+        'convseg-venv-python'
+    for script_args in (train, ('dist_test.sh', 'c.py', 'x.pth', '2')):
+        assert launch(*script_args, PYTHON=str(custom))[0] == \
+            'custom-python'
+    srun = launch('slurm_train.sh', 'gpu', 'job', 'c.py', PYTHON=str(custom))
+    assert str(custom) in srun

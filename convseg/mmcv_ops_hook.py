@@ -1,0 +1,134 @@
+"""Start-up import hook: mmseg imports on mmcv-lite without ``import convseg``.
+
+mmsegmentation imports ``mmcv.ops`` while it is itself being imported, and on
+mmcv-lite (no compiled ``mmcv._ext``) that import fails, so a process that
+has not imported convseg first cannot even reach a config's
+``custom_imports``. :func:`install_pth` writes a one-line ``.pth`` start-up
+file into the interpreter's site-packages (``tools/install.sh`` calls it);
+at every start-up that line runs :func:`install`, which puts
+:class:`MmcvOpsFinder` on ``sys.meta_path``. The finder answers for exactly
+one module, ``mmcv.ops``, and only when ``mmcv._ext`` is missing; it then
+installs convseg's stand-in (:func:`convseg.compat.install_mmcv_ops_shim`).
+Set ``CONVSEG_MMCV_OPS_HOOK=0`` to switch it off. Can go with the shim.
+
+This module imports only the standard library at start-up, and the finder
+loads ``convseg/compat.py`` on its own (under its usual name) rather than
+through ``import convseg``: the package imports mmseg, which at that moment
+is half imported. So ``compat.py`` must not import other convseg modules at
+its top level.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import sysconfig
+import types
+
+ENV = 'CONVSEG_MMCV_OPS_HOOK'
+PTH_NAME = 'convseg_mmcv_ops_hook.pth'
+TARGET = 'mmcv.ops'
+
+
+def hook_enabled() -> bool:
+    """Whether the hook may act (``CONVSEG_MMCV_OPS_HOOK`` is not ``0``)."""
+    return os.environ.get(ENV, '1') != '0'
+
+
+def _compat() -> types.ModuleType:
+    """``convseg.compat``, loaded from its file if the package is not loaded."""
+    if 'convseg.compat' in sys.modules:
+        return sys.modules['convseg.compat']
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        'compat.py')
+    spec = importlib.util.spec_from_file_location('convseg.compat', path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules['convseg.compat'] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules['convseg.compat']
+        raise
+    return module
+
+
+class _StandInLoader(importlib.abc.Loader):
+    """Loads ``mmcv.ops`` as convseg's stand-in."""
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec
+                      ) -> types.ModuleType:
+        _compat().install_mmcv_ops_shim(force=True)
+        return sys.modules[TARGET]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        """Nothing to run: the stand-in is complete when created."""
+
+
+class MmcvOpsFinder(importlib.abc.MetaPathFinder):
+    """Meta-path finder answering only for ``mmcv.ops`` without ``mmcv._ext``."""
+
+    def find_spec(self, fullname: str, path: object = None,
+                  target: object = None
+                  ) -> importlib.machinery.ModuleSpec | None:
+        """A spec for the stand-in, or None to let the usual finders look."""
+        if fullname != TARGET or not hook_enabled():
+            return None
+        if importlib.util.find_spec('mmcv._ext') is not None:
+            return None
+        return importlib.machinery.ModuleSpec(TARGET, _StandInLoader())
+
+
+def install() -> None:
+    """Put one :class:`MmcvOpsFinder` at the front of ``sys.meta_path``."""
+    if not any(type(f).__name__ == MmcvOpsFinder.__name__
+               and type(f).__module__ == MmcvOpsFinder.__module__
+               for f in sys.meta_path):
+        sys.meta_path.insert(0, MmcvOpsFinder())
+
+
+def pth_line(hook_file: str | None = None) -> str:
+    """The ``.pth`` line that loads this file and calls :func:`install`.
+
+    It does nothing if the file is gone (convseg uninstalled or moved).
+    """
+    hook_file = os.path.abspath(hook_file or __file__)
+    return (
+        'import os, importlib.util as u; '
+        f'p = {hook_file!r}; '
+        's = os.path.isfile(p) and u.spec_from_file_location('
+        "'convseg.mmcv_ops_hook', p); "
+        'm = s and u.module_from_spec(s); '
+        "s and (__import__('sys').modules.setdefault(s.name, m), "
+        's.loader.exec_module(m), m.install())\n')
+
+
+def install_pth(site_dir: str | None = None) -> str:
+    """Write the start-up file into ``site_dir`` (default: site-packages).
+
+    Returns the path written.
+    """
+    site_dir = site_dir or sysconfig.get_paths()['purelib']
+    target = os.path.join(site_dir, PTH_NAME)
+    temporary = f'{target}.tmp{os.getpid()}'
+    with open(temporary, 'w', encoding='utf-8') as handle:
+        handle.write(pth_line())
+    os.replace(temporary, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m convseg.mmcv_ops_hook [--site-dir DIR]``: write the file."""
+    parser = argparse.ArgumentParser(
+        description='Install the start-up hook that lets mmseg import on '
+        'mmcv-lite in processes that have not imported convseg.')
+    parser.add_argument('--site-dir', help='where to write the .pth file '
+                        '(default: this interpreter\'s site-packages)')
+    args = parser.parse_args(argv)
+    print(f'wrote {install_pth(args.site_dir)}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,128 @@
+"""Fixtures shared by the whole suite.
+
+- ``repo_root``: the checkout's root folder.
+- ``tiny_config``: ``tests/data/tiny_upernet_convnext.py``, the one tiny
+  model config that tests inherit from and override.
+- ``dataset``: ``dataset('ade20k' | 'cityscapes' | 'scenes', **params)``
+  generates a dataset once per session for each set of parameters and returns
+  its root; ``ade20k_root``, ``cityscapes_root`` and ``scenes_root`` are the
+  default small ones. Tests that change files in a dataset generate their own
+  under ``tmp_path``.
+- ``run_script``: runs a tool or demo with this interpreter, from the
+  repository root, with one OpenMP thread and unbuffered output.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO_ROOT / 'tests' / 'data' / 'tiny_upernet_convnext.py'
+
+
+def script_env(**more: str) -> dict[str, str]:
+    """The environment tools run in: one OpenMP thread, unbuffered output."""
+    return {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1',
+            **more}
+
+
+def run_python_script(script: str | os.PathLike, *args: object,
+                      env: dict[str, str] | None = None,
+                      background: bool = False, timeout: float = 600,
+                      **popen: object,
+                      ) -> subprocess.CompletedProcess | subprocess.Popen:
+    """Run ``python SCRIPT ARGS...`` from the repository root.
+
+    ``script`` is a path relative to the root (``'tools/train.py'``), an
+    absolute path, or ``'-c'`` followed by code. ``env`` adds variables to
+    :func:`script_env`. The result is a finished ``CompletedProcess`` with
+    text stdout/stderr, or, with ``background=True``, the running ``Popen``
+    (stdout/stderr piped unless given).
+    """
+    first = str(script)
+    if not first.startswith('-'):
+        first = str(REPO_ROOT / first)
+    argv = [sys.executable, first, *map(str, args)]
+    full_env = script_env(**(env or {}))
+    if background:
+        popen.setdefault('stdout', subprocess.PIPE)
+        popen.setdefault('stderr', subprocess.PIPE)
+        return subprocess.Popen(argv, cwd=REPO_ROOT, env=full_env, text=True,
+                                **popen)
+    return subprocess.run(argv, cwd=REPO_ROOT, env=full_env, text=True,
+                          capture_output=True, timeout=timeout, **popen)
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    """The repository's root folder."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope='session')
+def tiny_config() -> Path:
+    """The tiny UPerNet-ConvNeXt config under ``tests/data/``."""
+    return TINY_CONFIG
+
+
+@pytest.fixture(scope='session')
+def run_script() -> Callable[..., subprocess.CompletedProcess |
+                             subprocess.Popen]:
+    """:func:`run_python_script`: a tool run as users run it."""
+    return run_python_script
+
+
+@pytest.fixture(scope='session')
+def dataset(tmp_path_factory: pytest.TempPathFactory
+            ) -> Callable[..., str]:
+    """``dataset(kind, **params)``: a generated dataset, once per session.
+
+    ``kind`` is ``'ade20k'``, ``'cityscapes'`` or ``'scenes'``; ``params``
+    go to the matching ``convseg.datasets.generate_*``. Callers must not
+    change the files: other tests share them.
+    """
+    from convseg.datasets import (generate_ade20k, generate_cityscapes,
+                                  generate_scenes)
+    generators = dict(ade20k=generate_ade20k, cityscapes=generate_cityscapes,
+                      scenes=generate_scenes)
+    roots: dict[tuple[str, str], str] = {}
+
+    def make(kind: str, **params: object) -> str:
+        key = (kind, repr(sorted(params.items())))
+        if key not in roots:
+            folder = tmp_path_factory.mktemp(f'{kind}_data')
+            roots[key] = generators[kind](str(folder), **params)
+        return roots[key]
+
+    return make
+
+
+@pytest.fixture(scope='session')
+def ade20k_root(dataset: Callable[..., str]) -> str:
+    """A small generated ADE20K: 4 training and 2 validation 48x64 images."""
+    return dataset('ade20k', num_train=4, num_val=2, size=(48, 64))
+
+
+@pytest.fixture(scope='session')
+def cityscapes_root(dataset: Callable[..., str]) -> str:
+    """A small generated Cityscapes, with label train ids, 64x128 images."""
+    return dataset('cityscapes', num_train=4, num_val=2)
+
+
+@pytest.fixture(scope='session')
+def scenes_root(dataset: Callable[..., str]) -> str:
+    """A small generated scene dataset: 24 training, 4 validation images."""
+    return dataset('scenes', num_train=24, num_val=4)
+
+
+@pytest.fixture
+def umask_022() -> int:
+    """Run the test under umask 022, the common default; restore it after."""
+    old = os.umask(0o022)
+    yield 0o022
+    os.umask(old)
