@@ -47,6 +47,7 @@ from convseg.apis import init_model  # noqa: E402
 from convseg.apis.fast import prepare_for_inference  # noqa: E402
 from convseg.engine.train_speed import (compile_backbone,  # noqa: E402
                                         native_bf16, to_channels_last)
+from convseg.fileio import atomic_write_text  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/upernet_convnext_t_ade20k.py'
 #: training variants: precision, channels-last, fused AdamW, compile
@@ -269,9 +270,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     machine = machine_info(device)
     report(results, machine)
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), machine=machine, results=results),
-                      f, indent=2)
+        atomic_write_text(
+            json.dumps(dict(args=vars(args), machine=machine,
+                            results=results), indent=2), args.json)
     return results
 
 

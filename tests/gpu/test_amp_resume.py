@@ -19,7 +19,7 @@ import time
 import pytest
 import torch
 
-from gpu_helpers import REPO, check_ok, run_tool, scenes_config
+from gpu_helpers import REPO, check_ok, scenes_config
 
 ITERS, INTERVAL, GROWTH = 60, 5, 10
 SCALER = dict(init_scale=16.0, growth_interval=GROWTH)
@@ -64,10 +64,11 @@ def kill_after(config: str, work_dir, iteration: int) -> None:
 
 
 @pytest.mark.gpu
-def test_killed_amp_run_resumes_the_loss_scaler(tmp_path, scenes) -> None:
+def test_killed_amp_run_resumes_the_loss_scaler(tmp_path, scenes,
+                                                run_script) -> None:
     config = amp_config(tmp_path, scenes)
     reference, killed = tmp_path / 'reference', tmp_path / 'killed'
-    check_ok(run_tool(['tools/train.py', config, '--work-dir', reference]))
+    check_ok(run_script('tools/train.py', config, '--work-dir', reference))
     expected = {i: scaler_state(reference / f'iter_{i}.pth')
                 for i in range(INTERVAL, ITERS + 1, INTERVAL)}
     # the scale grew by steps (no overflow, no skipped step): the state at
@@ -82,8 +83,8 @@ def test_killed_amp_run_resumes_the_loss_scaler(tmp_path, scenes) -> None:
     last = done[-1]
     assert scaler_state(killed / f'iter_{last}.pth') == expected[last]
 
-    output = check_ok(run_tool(['tools/train.py', config, '--work-dir',
-                                killed, '--resume']))
+    output = check_ok(run_script('tools/train.py', config, '--work-dir',
+                                 killed, '--resume'))
     assert f'resumed epoch: 0, iter: {last}' in output
     for i in range(last + INTERVAL, ITERS + 1, INTERVAL):
         assert scaler_state(killed / f'iter_{i}.pth') == expected[i], i
