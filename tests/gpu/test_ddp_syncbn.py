@@ -96,13 +96,14 @@ def test_nccl_ddp_keeps_syncbn_and_loads_on_cpu(tmp_path, scenes, run_script,
         param_scheduler=[],
         default_hooks=dict(checkpoint=dict(interval=ITERS)))
     work = tmp_path / 'work'
+    # the config imports norm_probe from the test's folder
     path = [str(tmp_path), REPO] + [p for p in [os.environ.get('PYTHONPATH')]
                                     if p]
+    probe_path = dict(PYTHONPATH=os.pathsep.join(path))
     check_ok(run_script(
         '-m', 'torch.distributed.run', f'--nproc_per_node={ranks}',
         f'--master_port={free_port()}', 'tools/train.py', config,
-        '--launcher', 'pytorch', '--work-dir', work,
-        env=dict(PYTHONPATH=os.pathsep.join(path))))
+        '--launcher', 'pytorch', '--work-dir', work, env=probe_path))
 
     for rank in range(ranks):
         probe = json.loads((work / f'probe_{rank}.json').read_text())
@@ -120,7 +121,8 @@ def test_nccl_ddp_keeps_syncbn_and_loads_on_cpu(tmp_path, scenes, run_script,
     labels_file = tmp_path / 'cpu_labels.pt'
     output = check_ok(run_script('-c', CPU_LOAD, config, checkpoint, image,
                                  labels_file,
-                                 env=dict(CUDA_VISIBLE_DEVICES='')))
+                                 env=dict(probe_path,
+                                          CUDA_VISIBLE_DEVICES='')))
     line = next(x for x in output.splitlines() if x.startswith('LOADED'))
     _, matched, total, diff = line.split()
     assert int(matched) == int(total) and float(diff) == 0.0
