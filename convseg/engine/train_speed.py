@@ -12,11 +12,12 @@ all False by default)::
 
 ``tools/train.py`` calls :func:`apply_train_speed` on the config before the
 runner is built: it turns the switches into mmengine settings (the
-optimizer's ``fused``, the optim wrapper's ``dtype``) and a
-:class:`TrainSpeedHook` for the model-side ones. A switch that cannot work on
-this machine (fused kernels on a device without them, bf16 on a GPU that only
-emulates it, bf16 without AMP) is left off with a warning naming why. Each
-change is logged.
+optimizer's ``fused``, the optim wrapper's ``dtype``) and, for the
+model-side ones, a ``TrainSpeedHook`` (:mod:`convseg.engine.hooks`) that
+calls :func:`to_channels_last` and :func:`compile_backbone`. A switch that
+cannot work on this machine (fused kernels on a device without them, bf16 on
+a GPU that only emulates it, bf16 without AMP) is left off with a warning
+naming why. Each change is logged.
 """
 from __future__ import annotations
 
@@ -26,11 +27,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
-from mmseg.registry import HOOKS
 
 from convseg.errors import ConvsegError
 
@@ -167,27 +165,3 @@ def compile_backbone(model: nn.Module, options: bool | str | dict) -> None:
     if isinstance(options, str):
         options = dict(backend=options)
     model.backbone.compile(**(options if isinstance(options, dict) else {}))
-
-
-@HOOKS.register_module()
-class TrainSpeedHook(Hook):
-    """Channels-last model and ``torch.compile`` of the backbone for
-    training, applied before the first iteration (after a resume)."""
-
-    priority = 'VERY_LOW'
-
-    def __init__(self, channels_last: bool = False,
-                 compile_backbone: bool | str | dict = False) -> None:
-        self.channels_last = channels_last
-        self.compile_backbone = compile_backbone
-
-    def before_train(self, runner) -> None:
-        """Convert the (unwrapped) model as the switches say."""
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-        if self.channels_last:
-            count = to_channels_last(model, runner.optim_wrapper)
-            _log(f'train_speed: channels-last ({count} conv weights)')
-        if self.compile_backbone:
-            compile_backbone(model, self.compile_backbone)
-            _log('train_speed: torch.compile (backbone)')
