@@ -1,9 +1,11 @@
-# The two commands of the README: `make quickstart` and `make test`.
+# The two commands of the README: `make quickstart` and `make test`;
+# `make test-gpu` on a GPU machine (tools/test_gpu.sh; PYTHON=... picks the
+# Python with CUDA PyTorch, default python3).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install install-tests test quickstart
+.PHONY: install install-tests test quickstart test-gpu gpu-wheels
 
 install:
 	bash tools/install.sh
@@ -16,3 +18,9 @@ test: install-tests
 
 quickstart: install
 	$(PY) tools/quickstart.py
+
+test-gpu:
+	bash tools/test_gpu.sh
+
+gpu-wheels:
+	bash tools/download_gpu_wheels.sh

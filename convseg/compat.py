@@ -16,30 +16,50 @@ all and is called once by ``import convseg``; it is idempotent.
    (its ``HistoryBuffer`` and numpy arrays/scalars) into every checkpoint, so
    it cannot resume its own runs. Instead of switching safety off, exactly
    those types are allow-listed, and mmengine's loaders for local files and
-   URLs are replaced, through its own ``CheckpointLoader`` registry, by ones
-   that load weights-only and explain a refusal. A trusted file that carries
-   other objects loads inside :func:`unsafe_checkpoint_loading` (the tools'
-   ``--unsafe-load``). Can go when mmengine loads weights-only itself.
+   URLs are replaced, through its own ``CheckpointLoader`` registry, by
+   :mod:`convseg.checkpoint_reading`'s, which load weights-only and explain a
+   refusal. Can go when mmengine loads weights-only itself.
+
+The checkpoint reading functions that used to live here
+(``load_checkpoint_file``, ``unsafe_checkpoint_loading``,
+``download_checkpoint``...) moved to :mod:`convseg.checkpoint_reading`; their
+old names here still work for one release, with a ``DeprecationWarning``.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
-import pickle
-import re
 import sys
 import types
 import warnings
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .errors import ConvsegError
 
-UNSAFE_LOAD_ENV = 'CONVSEG_UNSAFE_LOAD'
+def _errors_module() -> types.ModuleType:
+    """``convseg.errors``, which imports nothing.
+
+    :mod:`convseg.mmcv_ops_hook` may load this file on its own, before the
+    convseg package (which imports mmseg, half imported at that moment), so
+    this module imports no other convseg module at its top level; the errors
+    module is loaded from its file in that case.
+    """
+    if 'convseg' in sys.modules or 'convseg.errors' in sys.modules:
+        return importlib.import_module('convseg.errors')
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        'errors.py')
+    spec = importlib.util.spec_from_file_location('convseg.errors', path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules['convseg.errors'] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ConvsegError = _errors_module().ConvsegError
 
 FULL_MMCV_HINT = (
     'Install full mmcv with compiled ops (see the README, "Installing on a GPU '
@@ -51,14 +71,27 @@ class MissingMmcvOpError(ConvsegError, RuntimeError):
     """Raised when a compiled mmcv op is used on an mmcv without compiled ops."""
 
 
-class UnsafeCheckpointError(ConvsegError, pickle.UnpicklingError):
-    """Raised when a checkpoint holds pickled objects outside the allow-list."""
+class MissingMmcvOpImportError(MissingMmcvOpError, ImportError):
+    """:class:`MissingMmcvOpError` for ``import mmcv.ops.<name>``; also an
+    ``ImportError``, so that code that tries the import can fall back."""
 
-    tool_hint = 'With the convseg tools, pass --unsafe-load.'
 
-
-class CheckpointDownloadError(ConvsegError, RuntimeError):
-    """Raised when a checkpoint URL cannot be downloaded."""
+#: type names under which full mmcv 2.1 registers compiled ops in mmengine's
+#: ``MODELS`` registry (from mmcv/ops/*.py), with the class behind each.
+MMCV_OP_TYPES: dict[str, str] = {
+    'carafe': 'CARAFEPack',
+    'CrissCrossAttention': 'CrissCrossAttention',
+    'DCN': 'DeformConv2dPack',
+    'DCNv2': 'ModulatedDeformConv2dPack',
+    'MMSyncBN': 'SyncBatchNorm',
+    'MultiScaleDeformableAttention': 'MultiScaleDeformableAttention',
+    'SAC': 'SAConv2d',
+    **{name: name for name in (
+        'SparseConv2d', 'SparseConv3d', 'SparseConv4d',
+        'SparseConvTranspose2d', 'SparseConvTranspose3d',
+        'SparseInverseConv2d', 'SparseInverseConv3d',
+        'SubMConv2d', 'SubMConv3d', 'SubMConv4d')},
+}
 
 
 # --------------------------------------------------------------------------
@@ -85,11 +118,16 @@ def point_sample(input: torch.Tensor, points: torch.Tensor,
     return out.squeeze(3) if flat else out
 
 
-def _missing_op(name: str) -> type:
+def _missing_op_message(what: str) -> str:
+    return (f'{what} needs mmcv\'s compiled ops, and the installed mmcv has '
+            f'none (mmcv-lite). {FULL_MMCV_HINT}')
+
+
+def _missing_op(name: str, what: str | None = None) -> type:
+    message = _missing_op_message(what or f'mmcv.ops.{name}')
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise MissingMmcvOpError(
-            f'mmcv.ops.{name} needs mmcv\'s compiled ops, and the installed '
-            f'mmcv has none (mmcv-lite). {FULL_MMCV_HINT}')
+        raise MissingMmcvOpError(message)
 
     return type(name, (), {
         '__init__': __init__,
@@ -97,12 +135,45 @@ def _missing_op(name: str) -> type:
         '__doc__': f'Stand-in for mmcv.ops.{name}: raises when used.'})
 
 
-def _lite_ops_module() -> types.ModuleType:
+class _MissingSubmodules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers ``import mmcv.ops.<name>`` under the stand-in with
+    :class:`MissingMmcvOpImportError`, which is an ``ImportError`` too, so
+    that code that tries such imports and falls back keeps working."""
+
+    def find_spec(self, fullname: str, path: Any = None,
+                  target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        """A spec for ``mmcv.ops.*`` while the stand-in is in place."""
+        stand_in = getattr(sys.modules.get('mmcv.ops'), '__convseg_lite__',
+                           False)
+        if stand_in and fullname.startswith('mmcv.ops.'):
+            return importlib.machinery.ModuleSpec(fullname, self)
+        return None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        """Default module creation."""
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        """Refuse: the submodule needs the compiled ops."""
+        error = MissingMmcvOpImportError(_missing_op_message(module.__name__))
+        error.name = module.__name__
+        raise error
+
+
+def lite_ops_module() -> types.ModuleType:
+    """Build the stand-in ``mmcv.ops`` module (without installing it).
+
+    ``point_sample`` works; any other attribute is a class that raises
+    :class:`MissingMmcvOpError` when used, and importing a submodule
+    (``import mmcv.ops.nms``) raises :class:`MissingMmcvOpImportError` once
+    :func:`install_mmcv_ops_shim` has put the stand-in in place.
+    """
     module = types.ModuleType(
         'mmcv.ops', 'convseg stand-in for mmcv.ops on an mmcv without '
         'compiled ops: point_sample works, every other op raises when used.')
     module.point_sample = point_sample
     module.__convseg_lite__ = True
+    module.__path__ = []  # a package, so that submodule imports reach us
     cache: dict[str, type] = {}
 
     def __getattr__(name: str) -> type:
@@ -114,11 +185,32 @@ def _lite_ops_module() -> types.ModuleType:
     return module
 
 
+def register_missing_op_types() -> list[str]:
+    """Register a stand-in under each of :data:`MMCV_OP_TYPES` that
+    mmengine's ``MODELS`` lacks; return the names registered.
+
+    A config naming one (``dcn=dict(type='DCN')``) then gets
+    :class:`MissingMmcvOpError` when it is built, not a registry ``KeyError``.
+    """
+    from mmengine.registry import MODELS
+
+    added = []
+    for name, class_name in MMCV_OP_TYPES.items():
+        if MODELS.get(name) is None:
+            what = f"type='{name}' (mmcv.ops.{class_name})"
+            MODELS.register_module(name=name,
+                                   module=_missing_op(class_name, what))
+            added.append(name)
+    return added
+
+
 def install_mmcv_ops_shim(force: bool = False) -> bool:
     """Put the stand-in ``mmcv.ops`` in place when compiled ops are missing.
 
-    ``force`` installs it regardless (tests use it to simulate mmcv-lite).
-    Returns whether the stand-in is in place.
+    Installs :func:`lite_ops_module` as ``mmcv.ops``, the finder that refuses
+    its submodules, and :func:`register_missing_op_types`. ``force`` installs
+    it regardless (tests use it to simulate mmcv-lite). Returns whether the
+    stand-in is in place.
     """
     current = sys.modules.get('mmcv.ops')
     if getattr(current, '__convseg_lite__', False):
@@ -126,15 +218,18 @@ def install_mmcv_ops_shim(force: bool = False) -> bool:
     if not force and mmcv_has_compiled_ops():
         return False
     import mmcv
-    module = _lite_ops_module()
+    module = lite_ops_module()
     sys.modules['mmcv.ops'] = module
     mmcv.ops = module
+    if not any(isinstance(f, _MissingSubmodules) for f in sys.meta_path):
+        sys.meta_path.insert(0, _MissingSubmodules())
     # mmcv's transformer bricks try mmcv.ops.multi_scale_deform_attn at import
     # and warn when it is missing; with the stand-in that is expected, and the
     # op's own error says what to do if a model ever needs it.
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='Fail to import')
         importlib.import_module('mmcv.cnn.bricks.transformer')
+    register_missing_op_types()
     return True
 
 
@@ -142,172 +237,23 @@ def install_mmcv_ops_shim(force: bool = False) -> bool:
 # 2. weights-only checkpoint loading
 # --------------------------------------------------------------------------
 
-def _history_buffer_statistic(owner: Any, name: str) -> Any:
-    """``getattr`` as checkpoints may use it: HistoryBuffer statistics only.
-
-    A ``HistoryBuffer`` pickles its table of statistics methods, and pickle
-    spells a method as ``getattr(HistoryBuffer, 'mean')``. Allowing the real
-    ``getattr`` would let a file reach any attribute of any allowed object,
-    so this stand-in answers for that one class and its registered methods.
-    """
-    from mmengine.logging import HistoryBuffer
-
-    # the class fills its table when the first buffer is made, which a fresh
-    # process (tools/train.py --resume) has not done yet: also take the four
-    # methods it always registers.
-    known = set(HistoryBuffer._statistics_methods) | {
-        'min', 'max', 'current', 'mean'}
-    if owner is HistoryBuffer and name in known:
-        return getattr(owner, name)
-    raise pickle.UnpicklingError(
-        f'GLOBAL builtins.getattr({owner!r}, {name!r}) is not allowed')
-
-
-def checkpoint_safe_globals() -> list:
-    """The non-tensor types mmengine writes into checkpoints, for torch.load.
-
-    mmengine stores its ``MessageHub`` state: ``HistoryBuffer`` objects holding
-    numpy arrays and their statistics methods (see
-    :func:`_history_buffer_statistic`), and numpy scalars in the runtime info.
-    numpy's pickles name ``numpy.core.multiarray`` (numpy 1) or
-    ``numpy._core.multiarray`` (numpy 2); both spellings are listed so files
-    from either load.
-    """
-    import numpy as np
-    from mmengine.logging import HistoryBuffer
-
-    core = np._core if hasattr(np, '_core') else np.core
-    multiarray = core.multiarray
-    scalar_types = (np.bool_, np.int8, np.int16, np.int32, np.int64,
-                    np.uint8, np.uint16, np.uint32, np.uint64,
-                    np.float16, np.float32, np.float64)
-    allowed: list = [HistoryBuffer, np.ndarray, np.dtype,
-                     (_history_buffer_statistic, 'builtins.getattr')]
-    allowed += [type(np.dtype(t)) for t in scalar_types]
-    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        allowed.append((multiarray._reconstruct, f'{module}._reconstruct'))
-        allowed.append((multiarray.scalar, f'{module}.scalar'))
-    return allowed
-
-
-def unsafe_loading_enabled() -> bool:
-    """Whether the user opted in to full-pickle loading of trusted files."""
-    return os.environ.get(UNSAFE_LOAD_ENV, '') == '1'
-
-
-@contextlib.contextmanager
-def unsafe_checkpoint_loading() -> Iterator[None]:
-    """Load trusted checkpoints with full pickle inside this block.
-
-    Only for files whose origin you trust: a pickle can run any code. Sets
-    ``CONVSEG_UNSAFE_LOAD=1`` so that worker processes started inside the
-    block inherit the choice.
-    """
-    before = os.environ.get(UNSAFE_LOAD_ENV)
-    os.environ[UNSAFE_LOAD_ENV] = '1'
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(UNSAFE_LOAD_ENV, None)
-        else:
-            os.environ[UNSAFE_LOAD_ENV] = before
-
-
-def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
-    """``torch.load`` a checkpoint weights-only, with a clear refusal.
-
-    Raises :class:`FileNotFoundError` naming a missing file and
-    :class:`UnsafeCheckpointError` naming the offending object for a file that
-    carries pickled objects outside :func:`checkpoint_safe_globals`.
-    """
-    filename = os.path.expanduser(str(filename))
-    if not os.path.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename} does not exist')
-    if unsafe_loading_enabled():
-        return torch.load(filename, map_location=map_location,
-                          weights_only=False)
-    try:
-        return torch.load(filename, map_location=map_location,
-                          weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r'GLOBAL (.+?) (?:was|is) not', str(err))
-        what = found.group(1) if found else str(err).splitlines()[0]
-        raise UnsafeCheckpointError(
-            f'refusing to load checkpoint {filename}: it holds a pickled '
-            f'object ({what}) that is not plain weights or one of the types '
-            f'mmengine writes. Loading it could run code. Only if you trust '
-            f'where the file comes from, load it inside '
-            f'convseg.compat.unsafe_checkpoint_loading() or set '
-            f'{UNSAFE_LOAD_ENV}=1.') from None
-
-
-GENERIC_CHECKPOINT_NAMES = frozenset(
-    {'model.safetensors', 'pytorch_model.bin', 'model.pth', 'checkpoint.pth'})
-
-
-def hub_checkpoint_path(url: str) -> str:
-    """Where a checkpoint URL is cached: ``<torch hub dir>/checkpoints/<name>``.
-
-    The name is the URL's file name, as torch.hub does; generic names that
-    many repositories share (``model.safetensors``...) get a short hash of the
-    URL in front so that two models never share one cache file.
-    """
-    name = os.path.basename(url.split('?')[0])
-    if name in GENERIC_CHECKPOINT_NAMES:
-        digest = hashlib.sha256(url.encode()).hexdigest()[:8]
-        name = f'{digest}-{name}'
-    return os.path.join(torch.hub.get_dir(), 'checkpoints', name)
-
-
-def download_checkpoint(url: str) -> str:
-    """Download ``url`` into the torch hub cache once; return the local path.
-
-    In a distributed run rank 0 downloads while the others wait; every rank
-    then raises the same :class:`CheckpointDownloadError` if the file did not
-    arrive, so no rank is left waiting at a barrier.
-    """
-    from mmengine.dist import barrier, get_dist_info
-
-    cached = hub_checkpoint_path(url)
-    rank, world_size = get_dist_info()
-    reason = 'rank 0 could not download it'
-    if rank == 0 and not os.path.isfile(cached):
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        try:
-            torch.hub.download_url_to_file(url, cached, progress=False)
-        except Exception as err:  # urllib raises several types
-            reason = str(err)
-    if world_size > 1:
-        barrier()
-    if not os.path.isfile(cached):
-        local = f'/path/to/{os.path.basename(cached)}'
-        error = CheckpointDownloadError(
-            f'could not download checkpoint {url} ({reason}). Offline? '
-            f'Download it on a machine with internet access and put it at '
-            f'{cached}, or point the config at a local file (e.g. '
-            f'model.backbone.init_cfg.checkpoint={local}), or train from '
-            f'scratch with model.backbone.init_cfg=None.')
-        error.tool_hint = (
-            f'On the command line: --cfg-options '
-            f'model.backbone.init_cfg.checkpoint={local}, or --cfg-options '
-            f'model.backbone.init_cfg=None.')
-        raise error
-    return cached
-
-
 def _load_from_local(filename: str, map_location: Any = None) -> Any:
+    from .checkpoint_reading import load_checkpoint_file
     return load_checkpoint_file(filename, map_location)
 
 
 def _load_from_http(filename: str, map_location: Any = None,
                     model_dir: Any = None) -> Any:
+    from .checkpoint_reading import download_checkpoint, load_checkpoint_file
     return load_checkpoint_file(download_checkpoint(filename), map_location)
 
 
 def install_checkpoint_loading() -> None:
-    """Allow-list mmengine's types and route its loaders through convseg's."""
+    """Allow-list mmengine's types and route its loaders through
+    :mod:`convseg.checkpoint_reading`'s weights-only loading."""
     from mmengine.runner.checkpoint import CheckpointLoader
+
+    from .checkpoint_reading import checkpoint_safe_globals
 
     torch.serialization.add_safe_globals(checkpoint_safe_globals())
     CheckpointLoader.register_scheme('', _load_from_local, force=True)
@@ -326,3 +272,17 @@ def apply() -> None:
     install_mmcv_ops_shim()
     install_checkpoint_loading()
     _applied = True
+
+
+_MOVED_TO_CHECKPOINT_READING = (
+    'UNSAFE_LOAD_ENV', 'UnsafeCheckpointError', 'CheckpointDownloadError',
+    'checkpoint_safe_globals', 'unsafe_loading_enabled',
+    'unsafe_checkpoint_loading', 'load_checkpoint_file',
+    'GENERIC_CHECKPOINT_NAMES', 'hub_checkpoint_path', 'download_checkpoint')
+
+
+def __getattr__(name: str) -> Any:
+    # imported here, not at the top: see _errors_module
+    from .deprecation import moved_names
+    return moved_names(__name__, dict.fromkeys(
+        _MOVED_TO_CHECKPOINT_READING, 'convseg.checkpoint_reading'))(name)

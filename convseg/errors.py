@@ -1,4 +1,5 @@
-"""The base class of convseg's errors.
+"""The base class of convseg's errors, and the checkpoint errors that the
+reading, key-map and loading modules share.
 
 Every error convseg raises on purpose derives from :class:`ConvsegError`
 (and from the built-in class it always had, e.g. ``ValueError``), so a
@@ -20,3 +21,11 @@ class ConvsegError(Exception):
     def for_tools(self) -> str:
         """The message as the tools print it: with ``tool_hint`` if any."""
         return f'{self} {self.tool_hint}' if self.tool_hint else str(self)
+
+
+class CheckpointFormatError(ConvsegError, ValueError):
+    """Raised when a checkpoint's layout is not one convseg can map."""
+
+
+class CheckpointMismatchError(ConvsegError, ValueError):
+    """Raised when a checkpoint does not fit the model it is loaded into."""

@@ -1,5 +1,7 @@
 """Tests of convseg.compat: the mmcv.ops stand-in and weights-only loading."""
 import os
+import socket
+import sys
 import textwrap
 
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 import torch
 
 import convseg  # noqa: F401
-from convseg import compat
+from convseg import checkpoint_reading, compat
 
 
 def _bilinear(image: np.ndarray, x: float, y: float) -> np.ndarray:
@@ -51,8 +53,8 @@ def test_point_sample_keeps_grid_shape():
     torch.testing.assert_close(out.reshape(1, 4, 15), flat, rtol=0, atol=0)
 
 
-def _missing_op_message(name: str) -> str:
-    return (f"mmcv.ops.{name} needs mmcv's compiled ops, and the installed "
+def _missing_op_message(name: str, prefix: str = 'mmcv.ops.') -> str:
+    return (f"{prefix}{name} needs mmcv's compiled ops, and the installed "
             f'mmcv has none (mmcv-lite). ' + compat.FULL_MMCV_HINT)
 
 
@@ -86,7 +88,7 @@ def test_nothing_is_patched_when_compiled_ops_are_present(run_script):
         sys.modules['mmcv.ops'] = full_ops
         mmcv.ops = full_ops
         import convseg
-        from convseg import compat
+        from convseg import checkpoint_reading, compat
         assert compat.mmcv_has_compiled_ops()
         import mmcv.ops
         print(sys.modules['mmcv.ops'] is full_ops, mmcv.ops.point_sample)
@@ -112,21 +114,21 @@ def test_foreign_pickled_object_is_refused_with_opt_in(tmp_path):
     path = tmp_path / 'foreign.pth'
     torch.save({'state_dict': {'w': torch.ones(2)}, 'extra': _Foreign(3)},
                path)
-    with pytest.raises(compat.UnsafeCheckpointError) as err:
-        compat.load_checkpoint_file(str(path))
+    with pytest.raises(checkpoint_reading.UnsafeCheckpointError) as err:
+        checkpoint_reading.load_checkpoint_file(str(path))
     assert str(err.value) == (
         f'refusing to load checkpoint {path}: it holds a pickled object '
         f'(test_compat._Foreign) that is not plain weights or one of the '
         f'types mmengine writes. Loading it could run code. Only if you trust '
         f'where the file comes from, load it inside '
-        f'convseg.compat.unsafe_checkpoint_loading() or set '
+        f'convseg.checkpoint_reading.unsafe_checkpoint_loading() or set '
         f'CONVSEG_UNSAFE_LOAD=1.')
     assert err.value.for_tools() == (
         f'{err.value} With the convseg tools, pass --unsafe-load.')
-    with compat.unsafe_checkpoint_loading():
-        loaded = compat.load_checkpoint_file(str(path))
+    with checkpoint_reading.unsafe_checkpoint_loading():
+        loaded = checkpoint_reading.load_checkpoint_file(str(path))
     assert loaded['extra'].value == 3
-    assert compat.UNSAFE_LOAD_ENV not in os.environ
+    assert checkpoint_reading.UNSAFE_LOAD_ENV not in os.environ
 
 
 def test_mmengine_types_load_weights_only_through_mmengine(tmp_path):
@@ -162,8 +164,8 @@ def test_getattr_in_a_checkpoint_reaches_nothing_but_statistics(tmp_path):
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
     assert any(name.endswith('data.pkl') for name in names)
-    with pytest.raises(compat.UnsafeCheckpointError) as err:
-        compat.load_checkpoint_file(str(path))
+    with pytest.raises(checkpoint_reading.UnsafeCheckpointError) as err:
+        checkpoint_reading.load_checkpoint_file(str(path))
     assert "(builtins.getattr(<class 'numpy.ndarray'>, 'tofile')" in str(
         err.value)
     assert isinstance(err.value, pickle.UnpicklingError)
@@ -190,16 +192,16 @@ def test_url_download_goes_to_hub_cache(tmp_path, hub_dir):
     source = tmp_path / 'convnext_atto.pth'
     torch.save({'model': {'w': torch.arange(4.)}}, source)
     url = source.as_uri()
-    cached = compat.download_checkpoint(url)
+    cached = checkpoint_reading.download_checkpoint(url)
     assert cached == str(hub_dir / 'checkpoints' / 'convnext_atto.pth')
-    loaded = compat.load_checkpoint_file(cached)
+    loaded = checkpoint_reading.load_checkpoint_file(cached)
     assert loaded['model']['w'].tolist() == [0., 1., 2., 3.]
 
 
 def test_offline_url_gives_actionable_error(hub_dir):
     from mmengine.runner.checkpoint import _load_checkpoint
     url = 'http://127.0.0.1:9/convnext_tiny_1k_224.pth'
-    with pytest.raises(compat.CheckpointDownloadError) as err:
+    with pytest.raises(checkpoint_reading.CheckpointDownloadError) as err:
         _load_checkpoint(url)
     message = str(err.value)
     assert message.startswith(f'could not download checkpoint {url} (')
@@ -210,10 +212,95 @@ def test_offline_url_gives_actionable_error(hub_dir):
 
 
 def test_generic_file_names_get_distinct_cache_paths(hub_dir):
-    a = compat.hub_checkpoint_path('https://h/a/resolve/main/model.safetensors')
-    b = compat.hub_checkpoint_path('https://h/b/resolve/main/model.safetensors')
+    cache_path = checkpoint_reading.hub_checkpoint_path
+    a = cache_path('https://h/a/resolve/main/model.safetensors')
+    b = cache_path('https://h/b/resolve/main/model.safetensors')
     assert a != b
     assert os.path.basename(a).endswith('-model.safetensors')
     official = 'https://dl.fbaipublicfiles.com/convnext/convnext_tiny_1k_224.pth'
-    assert compat.hub_checkpoint_path(official) == str(
+    assert cache_path(official) == str(
         hub_dir / 'checkpoints' / 'convnext_tiny_1k_224.pth')
+
+
+@pytest.mark.parametrize('name', ['load_checkpoint_file',
+                                  'unsafe_checkpoint_loading',
+                                  'download_checkpoint', 'UNSAFE_LOAD_ENV'])
+def test_moved_reading_names_warn_from_compat(name):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        old = getattr(compat, name)
+    assert old is getattr(checkpoint_reading, name)
+    assert [str(w.message) for w in caught] == [
+        f'convseg.compat.{name} has moved to convseg.checkpoint_reading.'
+        f'{name}; import it from there (the old path goes away in the next '
+        'release).']
+
+
+@pytest.mark.parametrize('name', sorted(compat.MMCV_OP_TYPES))
+def test_config_naming_a_compiled_op_type_gets_the_clear_error(name):
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    with pytest.raises(compat.MissingMmcvOpError) as err:
+        MODELS.build(dict(type=name, in_channels=8, out_channels=8,
+                          kernel_size=3))
+    assert str(err.value) == _missing_op_message(
+        f"type='{name}' (mmcv.ops.{compat.MMCV_OP_TYPES[name]})",
+        prefix='')
+
+
+def test_resnet_with_dcn_gets_the_clear_error():
+    # as mmseg's own ResNet unit tests build it
+    from mmseg.models.backbones import ResNet
+    with pytest.raises(compat.MissingMmcvOpError) as err:
+        ResNet(depth=50, dcn=dict(type='DCN', deform_groups=1,
+                                  fallback_on_stride=False),
+               stage_with_dcn=(False, False, True, True))
+    assert str(err.value).startswith(
+        "type='DCN' (mmcv.ops.DeformConv2dPack) needs mmcv's compiled ops")
+
+
+@pytest.mark.parametrize('module', ['mmcv.ops.nms', 'mmcv.ops.roi_align'])
+def test_submodule_import_gets_the_clear_error(module):
+    import importlib
+    with pytest.raises(compat.MissingMmcvOpError) as err:
+        importlib.import_module(module)
+    assert isinstance(err.value, ImportError)  # so fallbacks keep working
+    assert str(err.value) == _missing_op_message(module, prefix='')
+    assert module not in sys.modules
+
+
+DOWNLOAD_ON_A_NODE = '''
+import os, sys, torch.distributed as dist
+import convseg
+from convseg.checkpoint_reading import download_checkpoint
+dist.init_process_group('gloo')
+path = download_checkpoint(sys.argv[1])
+print(path, os.path.isfile(path))
+dist.destroy_process_group()
+'''
+
+
+def test_every_node_downloads_into_its_own_hub_cache(tmp_path, run_script):
+    # two nodes of one process each, without a shared TORCH_HOME: global
+    # rank 1 is local rank 0 of its node and must download there too
+    source = tmp_path / 'convnext_atto_1k.pth'
+    torch.save({'model': {'w': torch.arange(3.)}}, source)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = str(s.getsockname()[1])
+    nodes = []
+    for rank in (0, 1):
+        env = dict(RANK=str(rank), LOCAL_RANK='0', WORLD_SIZE='2',
+                   LOCAL_WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                   MASTER_PORT=port, TORCH_HOME=str(tmp_path / f'node{rank}'))
+        nodes.append(run_script('-c', DOWNLOAD_ON_A_NODE, source.as_uri(),
+                                env=env, background=True))
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for rank, (node, (out, err)) in enumerate(zip(nodes, outputs)):
+        assert node.returncode == 0, err
+        cached = tmp_path / f'node{rank}' / 'hub' / 'checkpoints' / \
+            'convnext_atto_1k.pth'
+        assert out.split() == [str(cached), 'True']
+        assert cached.read_bytes() == source.read_bytes()

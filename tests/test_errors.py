@@ -26,7 +26,7 @@ def convseg_exception_classes() -> dict[str, type]:
 
 def test_every_convseg_error_derives_from_the_base():
     classes = convseg_exception_classes()
-    assert 'convseg.compat.UnsafeCheckpointError' in classes
+    assert 'convseg.checkpoint_reading.UnsafeCheckpointError' in classes
     assert len(classes) >= 16
     assert sorted(name for name, cls in classes.items()
                   if not issubclass(cls, ConvsegError)) == []

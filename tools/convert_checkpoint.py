@@ -23,10 +23,13 @@ import numpy as np
 import torch
 
 import convseg  # noqa: F401  (installs the checkpoint-loading shims)
-from convseg import compat
+from convseg.checkpoint_reading import (extract_state_dict,
+                                        load_checkpoint_file, read_checkpoint)
 from convseg.cli import run_tool
 from convseg.fileio import atomic_write
-from convseg.models import checkpoints
+from convseg.models.checkpoint_loading import dataset_meta_from, infer_arch
+from convseg.models.convnext_keymaps import (FAMILIES, convert,
+                                             is_segmentor_state_dict)
 
 PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 _DROP = object()
@@ -66,7 +69,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         'model directory')
     parser.add_argument('dst', help='where to write the converted checkpoint')
     parser.add_argument('--from', dest='family', default='auto',
-                        choices=['auto', *checkpoints.FAMILIES],
+                        choices=['auto', *FAMILIES],
                         help='checkpoint family of SRC (default: detect it)')
     parser.add_argument('--force', action='store_true',
                         help='overwrite DST if it exists')
@@ -83,13 +86,13 @@ def convert_file(args: argparse.Namespace) -> str:
         raise FileExistsError(
             f'{args.dst} exists; pass --force to overwrite it, or pick '
             'another DST.')
-    raw = checkpoints.read_checkpoint(args.src)
-    state = checkpoints.extract_state_dict(raw, args.src)
-    result = checkpoints.convert(state, args.family, args.src)
+    raw = read_checkpoint(args.src)
+    state = extract_state_dict(raw, args.src)
+    result = convert(state, args.family, args.src)
     dropped_meta: list[str] = []
     meta = raw.get('meta') if isinstance(raw, dict) else None
     meta = plain_meta(dict(meta or {}), 'meta', dropped_meta)
-    dataset_meta = checkpoints.dataset_meta_from(meta)
+    dataset_meta = dataset_meta_from(meta)
     meta.pop('CLASSES', None)
     meta.pop('PALETTE', None)
     if dataset_meta is not None:
@@ -100,11 +103,10 @@ def convert_file(args: argparse.Namespace) -> str:
 
     with atomic_write(dst) as tmp:
         torch.save({'meta': meta, 'state_dict': state_dict}, tmp)
-        compat.load_checkpoint_file(tmp, map_location='cpu')
+        load_checkpoint_file(tmp, map_location='cpu')
 
-    segmentor = checkpoints.is_segmentor_state_dict(state_dict)
-    arch = checkpoints.infer_arch(state_dict,
-                                  'backbone.' if segmentor else '')
+    segmentor = is_segmentor_state_dict(state_dict)
+    arch = infer_arch(state_dict, 'backbone.' if segmentor else '')
     lines = [
         f'wrote {args.dst}: {"segmentation" if segmentor else "backbone"} '
         f'checkpoint, family {result.family}, {len(state_dict)} tensors',

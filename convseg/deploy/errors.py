@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from convseg.errors import ConvsegError
+from ..errors import ConvsegError
 
 INSTALL_HINT = 'pip install -e ".[deploy]"'
 

@@ -32,7 +32,7 @@ from mmengine.logging import print_log
 from mmseg.models.decode_heads import UPerHead
 from mmseg.models.segmentors import EncoderDecoder
 
-from ..engine.checkpoint_io import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 from .errors import UnsupportedExportError, require
 
 INPUT_NAME = 'image'

@@ -53,16 +53,27 @@ def uses_onnxruntime(checkpoint: str | os.PathLike | None,
     return is_onnx
 
 
-def ort_session(path: str | os.PathLike, device: str = 'cpu') -> Any:
-    """An onnxruntime ``InferenceSession`` of ``path`` on ``device`` (cpu or
-    cuda[:N]) using as many threads as torch."""
+def resolve_device(device: str | None) -> str:
+    """``device``, or for None ``cuda`` when both torch and onnxruntime
+    have CUDA, else ``cpu``."""
+    if device is not None:
+        return device
+    cuda = 'CUDAExecutionProvider' in require(
+        'onnxruntime').get_available_providers()
+    return 'cuda' if cuda and torch.cuda.is_available() else 'cpu'
+
+
+def ort_session(path: str | os.PathLike, device: str | None = 'cpu') -> Any:
+    """An onnxruntime ``InferenceSession`` of ``path`` on ``device`` (cpu,
+    cuda[:N], or None: :func:`resolve_device`) using as many threads as
+    torch."""
     ort = require('onnxruntime')
     if not os.path.isfile(path):
         raise FileNotFoundError(f'ONNX file {path} does not exist')
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.log_severity_level = 3
-    kind = torch.device(device)
+    kind = torch.device(resolve_device(device))
     if kind.type == 'cpu':
         providers: list = ['CPUExecutionProvider']
     elif 'CUDAExecutionProvider' in ort.get_available_providers():
@@ -98,7 +109,7 @@ class OrtSegmentor(EncoderDecoder):
     """
 
     def __init__(self, path: str | os.PathLike, cfg: Config,
-                 device: str = 'cpu') -> None:
+                 device: str | None = 'cpu') -> None:
         init_default_scope(cfg.get('default_scope', 'mmseg'))
         BaseSegmentor.__init__(
             self, data_preprocessor=copy.deepcopy(cfg.model.data_preprocessor))
@@ -114,14 +125,14 @@ class OrtSegmentor(EncoderDecoder):
                 'by tools/export_onnx.py (image -> logits, labels)')
         self.input_shape = list(graph_input.shape)
         num_classes = int(graph_logits.shape[1])
+        head = cfg.model.get('decode_head') or {}
         self.num_classes = num_classes
         self.out_channels = num_classes
-        self.align_corners = False
+        self.align_corners = bool(head.get('align_corners', False))
         self.decode_head = SimpleNamespace(
             num_classes=num_classes, out_channels=num_classes,
-            threshold=head_threshold(SimpleNamespace(
-                **cfg.model.get('decode_head', {}))),
-            align_corners=False)
+            threshold=head_threshold(SimpleNamespace(**head)),
+            align_corners=self.align_corners)
         self.test_cfg = copy.deepcopy(cfg.model.get('test_cfg'))
         self.train_cfg = None
         self.eval()
@@ -148,7 +159,7 @@ class OrtSegmentor(EncoderDecoder):
 
     def encode_decode(self, inputs: torch.Tensor,
                       batch_img_metas: list[dict]) -> torch.Tensor:
-        """Logits (N, num_classes, H, W) of preprocessed images (N, 3, H, W)."""
+        """Logits (N, num_classes, H, W) of preprocessed (N, 3, H, W)."""
         images = self._graph_images(inputs)
         self._check_size(images)
         count = images.shape[0]
@@ -171,12 +182,14 @@ class OrtSegmentor(EncoderDecoder):
 
 
 def init_ort_model(config: str | Path | Config, path: str | os.PathLike,
-                   device: str = 'cpu',
+                   device: str | None = None,
                    cfg_options: dict | None = None) -> OrtSegmentor:
     """:class:`OrtSegmentor` of ``path`` with the model config ``config``
-    (a file or a ``Config``, copied; ``cfg_options`` merged in);
-    ``dataset_meta`` from the file's metadata, else the config's test
-    dataset, and ``cfg`` hold as ``init_model`` sets them."""
+    (a file or a ``Config``, copied; ``cfg_options`` merged in) on
+    ``device`` (None: :func:`resolve_device`); ``dataset_meta`` (from the
+    file's metadata, else the config's test dataset) and ``cfg`` as
+    ``init_model`` sets them."""
+    device = resolve_device(device)
     from ..apis.inference import config_dataset_meta, resolve_dataset_meta
     cfg = (Config.fromfile(os.fspath(config))
            if isinstance(config, (str, Path)) else copy.deepcopy(config))

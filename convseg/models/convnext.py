@@ -17,7 +17,7 @@ official segmentation checkpoint's ``backbone.*`` entries load as they are.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -28,35 +28,14 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_, update_init_info
 from mmseg.registry import MODELS
 
-#: depths and stage-0 width of each named variant (widths double per stage).
-arch_settings: Dict[str, Tuple[Tuple[int, int, int, int], int]] = {
-    'atto': ((2, 2, 6, 2), 40),
-    'femto': ((2, 2, 6, 2), 48),
-    'pico': ((2, 2, 6, 2), 64),
-    'nano': ((2, 2, 8, 2), 80),
-    'tiny': ((3, 3, 9, 3), 96),
-    'small': ((3, 3, 27, 3), 96),
-    'base': ((3, 3, 27, 3), 128),
-    'large': ((3, 3, 27, 3), 192),
-    'xlarge': ((3, 3, 27, 3), 256),
-    'huge': ((3, 3, 27, 3), 352),
-}
+from .checkpoint_loading import load_backbone_weights
+from .convnext_archs import arch_dims, arch_settings
 
 DECAY_TYPES = ('stage_wise', 'layer_wise')
 
 #: layer scale used when ``layer_scale_init_value`` is not given: the official
 #: V1 default; V2 blocks have no layer scale.
 V1_LAYER_SCALE_INIT = 1e-6
-
-
-def arch_dims(arch: str) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
-    """Return ``(depths, dims)`` of a named variant, e.g. ``'tiny'``."""
-    if arch not in arch_settings:
-        raise ValueError(
-            f'Unknown ConvNeXt arch {arch!r}; known archs: '
-            f'{", ".join(arch_settings)} (or pass depths and dims).')
-    depths, width = arch_settings[arch]
-    return tuple(depths), tuple(width * 2**i for i in range(4))
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -185,7 +164,8 @@ class ConvNeXt(BaseModule):
         with_cp: gradient checkpointing per block while training.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
             prefix=None)`` loads weights of any supported checkpoint family
-            through :func:`convseg.models.checkpoints.load_backbone_weights`;
+            through
+            :func:`convseg.models.checkpoint_loading.load_backbone_weights`;
             ``None`` uses the official initialisation (truncated normal
             std 0.02 for convs and linears, zero biases); other configs go to
             mmengine's initialisers.
@@ -368,7 +348,6 @@ class ConvNeXt(BaseModule):
         """Initialise as ``init_cfg`` says (see the class docstring)."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from .checkpoints import load_backbone_weights
             self._official_init()
             load_backbone_weights(self,
                                   cfg['checkpoint'],

@@ -168,7 +168,7 @@ def test_fast_path_on_cpu_by_default_with_the_same_scores(files):
 
 
 def test_checkpoint_for_other_num_classes_names_both_numbers(files):
-    from convseg.models.checkpoints import CheckpointMismatchError
+    from convseg.errors import CheckpointMismatchError
     options = {'model.decode_head.num_classes': 19,
                'model.auxiliary_head.num_classes': 19}
     with pytest.raises(CheckpointMismatchError) as err:

@@ -19,7 +19,7 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.model import MMDistributedDataParallel
-from mmengine.optim import AmpOptimWrapper, OptimWrapper, build_optim_wrapper
+from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 import convseg  # noqa: F401
@@ -375,18 +375,6 @@ def test_amp_optim_wrapper_type_is_passed_to_mmengine(atto: nn.Module) -> None:
     # its check shows the constructor built the wrapper type the config asked.
     with pytest.raises(AssertionError, match='AmpOptimizerWrapper'):
         build(atto, optim_cfg('stage_wise', 6, wrapper='AmpOptimWrapper'))
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(),
-                    reason='AmpOptimWrapper needs a GPU')
-def test_amp_optim_wrapper_on_gpu() -> None:
-    model = build_model(segmentor_cfg('atto')).cuda()
-    cfg = optim_cfg('layer_wise', 6, wrapper='AmpOptimWrapper')
-    cfg['loss_scale'] = 512.0
-    wrapper = build(model, cfg)
-    assert type(wrapper) is AmpOptimWrapper
-    assert wrapper.loss_scaler.get_scale() == 512.0
-    check_rule(model, wrapper, 6, 'layer_wise')
 
 
 # ------------------------------------------------------------ bad settings

@@ -12,7 +12,6 @@ import functools
 import http.server
 import os
 import threading
-from typing import Dict, List, Tuple
 
 import pytest
 import torch
@@ -21,15 +20,16 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import convseg  # noqa: F401
-from convseg.models import checkpoints
-from convseg.models.checkpoints import (CheckpointFormatError,
-                                        CheckpointMismatchError,
-                                        load_backbone_weights)
+from convseg.errors import CheckpointFormatError, CheckpointMismatchError
+from convseg.models.checkpoint_loading import (dataset_meta_from,
+                                               load_backbone_weights,
+                                               load_segmentor_checkpoint)
+from convseg.models.convnext_keymaps import convert_state_dict, detect_family
 from convseg.models.convnext import ConvNeXt
 
 DEPTHS = (2, 1, 2, 1)
 DIMS = (8, 16, 32, 64)
-Pair = Tuple[str, torch.Tensor, Tuple[int, ...]]
+Pair = tuple[str, torch.Tensor, tuple[int, ...]]
 
 
 def small_backbone(**kwargs) -> ConvNeXt:
@@ -42,9 +42,9 @@ def small_backbone(**kwargs) -> ConvNeXt:
 # Each function pairs the key names of one published layout with the convseg
 # tensor the key must load into, and the shape the family stores it in.
 
-def facebook_pairs(bb: ConvNeXt, v2: bool) -> List[Pair]:
+def facebook_pairs(bb: ConvNeXt, v2: bool) -> list[Pair]:
     """Official ConvNeXt / ConvNeXt-V2 (models/convnext.py, convnextv2.py)."""
-    pairs: List[Pair] = []
+    pairs: list[Pair] = []
     for i, layer in enumerate(bb.downsample_layers):
         for k in (0, 1):
             for p in ('weight', 'bias'):
@@ -68,9 +68,9 @@ def facebook_pairs(bb: ConvNeXt, v2: bool) -> List[Pair]:
     return pairs
 
 
-def openmmlab_pairs(bb: ConvNeXt, v2: bool, norms=(3, )) -> List[Pair]:
+def openmmlab_pairs(bb: ConvNeXt, v2: bool, norms=(3, )) -> list[Pair]:
     """mmpretrain's ConvNeXt: models/backbones/convnext.py, under backbone."""
-    pairs: List[Pair] = []
+    pairs: list[Pair] = []
     for i, layer in enumerate(bb.downsample_layers):
         for k in (0, 1):
             for p in ('weight', 'bias'):
@@ -100,9 +100,9 @@ def openmmlab_pairs(bb: ConvNeXt, v2: bool, norms=(3, )) -> List[Pair]:
     return pairs
 
 
-def timm_pairs(bb: ConvNeXt, v2: bool) -> List[Pair]:
+def timm_pairs(bb: ConvNeXt, v2: bool) -> list[Pair]:
     """timm's models/convnext.py (stem, stages.N.downsample, blocks)."""
-    pairs: List[Pair] = []
+    pairs: list[Pair] = []
     for k in (0, 1):
         for p in ('weight', 'bias'):
             t = getattr(bb.downsample_layers[0][k], p)
@@ -157,7 +157,7 @@ def distinct(shape, index: int) -> torch.Tensor:
             index * 2.0**16).reshape(shape)
 
 
-def published_state_dict(pairs: List[Pair], classifier: Dict[str, tuple]):
+def published_state_dict(pairs: list[Pair], classifier: dict[str, tuple]):
     state = {key: distinct(shape, n)
              for n, (key, _, shape) in enumerate(pairs)}
     for n, (key, shape) in enumerate(classifier.items(), start=len(pairs)):
@@ -174,7 +174,7 @@ def wrap(family: str, state: dict) -> dict:
     return state
 
 
-def assert_landed(pairs: List[Pair], state: dict, bb: ConvNeXt) -> None:
+def assert_landed(pairs: list[Pair], state: dict, bb: ConvNeXt) -> None:
     for key, tensor, _ in pairs:
         assert torch.equal(tensor, state[key].reshape(tensor.shape)), key
     covered = {id(t) for _, t, _ in pairs}
@@ -195,7 +195,7 @@ def test_published_layout_lands_in_the_right_tensors(tmp_path, family, v2):
     path = tmp_path / f'{family}.pth'
     torch.save(wrap(family, state), path)
 
-    assert checkpoints.detect_family(state) == family
+    assert detect_family(state) == family
     summary = load_backbone_weights(bb, str(path))
 
     assert_landed(pairs, state, bb)
@@ -335,7 +335,7 @@ def test_hf_classifier_hidden_states_equal_transformers(tmp_path, v2):
 def test_unknown_family_lists_first_keys_and_known_families():
     state = {f'layer{i}.weight': torch.zeros(1) for i in range(10)}
     with pytest.raises(CheckpointFormatError) as err:
-        checkpoints.detect_family(state)
+        detect_family(state)
     assert str(err.value) == (
         'cannot tell which ConvNeXt checkpoint family the state dict belongs '
         'to; its first keys are: layer0.weight, layer1.weight, layer2.weight, '
@@ -397,7 +397,7 @@ def test_other_arch_says_which_arch_it_looks_like(tmp_path):
 def test_forced_family_that_does_not_fit():
     state = published_state_dict(facebook_pairs(small_backbone(), False), {})
     with pytest.raises(CheckpointFormatError) as err:
-        checkpoints.convert_state_dict(state, 'timm')
+        convert_state_dict(state, 'timm')
     assert str(err.value).startswith(
         'the state dict is not a timm checkpoint: no key looks like '
         'stem.0.weight, stages.1.downsample.1.weight, '
@@ -531,7 +531,7 @@ def load_through_api(config: str, checkpoint: str):
         from mmseg.registry import MODELS
         init_default_scope('mmseg')
         model = MODELS.build(Config.fromfile(config).model)
-        checkpoints.load_segmentor_checkpoint(model, checkpoint)
+        load_segmentor_checkpoint(model, checkpoint)
         return model.eval()
     return init_model(config, checkpoint, device='cpu', fast=False)
 
@@ -567,7 +567,7 @@ def test_segmentor_checkpoint_errors(tmp_path):
         150, 16, 1, 1)
     model = MODELS.build(Config.fromfile(config).model)
     with pytest.raises(CheckpointMismatchError) as err:
-        checkpoints.load_segmentor_checkpoint(model, ckpt)
+        load_segmentor_checkpoint(model, ckpt)
     assert str(err.value) == (
         'checkpoint the given state dict was trained for 150 classes '
         '(decode_head.conv_seg.weight has 150 outputs), but the model\'s '
@@ -582,14 +582,14 @@ def test_segmentor_checkpoint_errors(tmp_path):
     right = ckpt['state_dict'][key]
     ckpt['state_dict'][key] = torch.zeros(7)
     with pytest.raises(CheckpointMismatchError) as err:
-        checkpoints.load_segmentor_checkpoint(model, ckpt)
+        load_segmentor_checkpoint(model, ckpt)
     assert str(err.value) == (
         f'checkpoint the given state dict: {key} has shape (7,) in the '
         'checkpoint but (5,) in the model. Check that the config matches the '
         'checkpoint (in_channels, num_classes, channels).')
     ckpt['state_dict'][key] = right
     with pytest.raises(CheckpointMismatchError) as err:
-        checkpoints.load_segmentor_checkpoint(model, ckpt)
+        load_segmentor_checkpoint(model, ckpt)
     assert str(err.value) == (
         'checkpoint the given state dict lacks 1 weights of the model: '
         'auxiliary_head.conv_seg.weight. Check that the config matches the '
@@ -600,7 +600,7 @@ def test_segmentor_checkpoint_errors(tmp_path):
                                if k.startswith('backbone.')}}
     with pytest.raises(CheckpointFormatError, match='is not a whole '
                        'segmentation checkpoint'):
-        checkpoints.load_segmentor_checkpoint(model, backbone_only)
+        load_segmentor_checkpoint(model, backbone_only)
 
 
 def test_segmentor_checkpoint_as_backbone_init(tmp_path):
@@ -622,6 +622,56 @@ def test_dataset_meta_from_both_mmseg_generations():
     new = {'dataset_meta': {'classes': ('a', 'b'),
                             'palette': [[1, 2, 3], [4, 5, 6]]}}
     expected = {'classes': ('a', 'b'), 'palette': [[1, 2, 3], [4, 5, 6]]}
-    assert checkpoints.dataset_meta_from(old) == expected
-    assert checkpoints.dataset_meta_from(new) == expected
-    assert checkpoints.dataset_meta_from({'iter': 3}) is None
+    assert dataset_meta_from(old) == expected
+    assert dataset_meta_from(new) == expected
+    assert dataset_meta_from({'iter': 3}) is None
+
+
+# ------------------------------------------------------------ module layout
+
+def test_no_import_cycle_between_the_model_and_the_checkpoint_modules():
+    # the key maps and the arch table import nothing from the model; the
+    # loaders import no model; the model imports the loaders
+    import ast
+    import inspect
+
+    from convseg.models import (checkpoint_loading, convnext,
+                                convnext_archs, convnext_keymaps)
+
+    def imported(module) -> set[str]:
+        names = set()
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.ImportFrom):
+                names.add('.' * node.level + (node.module or ''))
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+        return names
+
+    assert imported(convnext_keymaps) == {
+        '__future__', 're', 'collections.abc', 'dataclasses', 'typing',
+        'torch', '..errors'}
+    assert imported(convnext_archs) == {'__future__'}
+    assert not {'.convnext', '.checkpoints'} & imported(checkpoint_loading)
+    assert '.checkpoint_loading' in imported(convnext)
+
+
+@pytest.mark.parametrize('name, new_home', [
+    ('load_backbone_weights', 'convseg.models.checkpoint_loading'),
+    ('load_segmentor_checkpoint', 'convseg.models.checkpoint_loading'),
+    ('FAMILIES', 'convseg.models.convnext_keymaps'),
+    ('convert_state_dict', 'convseg.models.convnext_keymaps'),
+    ('read_checkpoint', 'convseg.checkpoint_reading'),
+    ('CheckpointMismatchError', 'convseg.errors'),
+])
+def test_old_checkpoints_module_forwards_with_a_warning(name, new_home):
+    import importlib
+    import warnings
+
+    from convseg.models import checkpoints
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        old = getattr(checkpoints, name)
+    assert old is getattr(importlib.import_module(new_home), name)
+    assert [str(w.message) for w in caught] == [
+        f'convseg.models.checkpoints.{name} has moved to {new_home}.{name}; '
+        'import it from there (the old path goes away in the next release).']

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 import convseg  # noqa: F401
-from convseg import compat
-from convseg.models.checkpoints import load_backbone_weights
+from convseg import checkpoint_reading
+from convseg.models.checkpoint_loading import load_backbone_weights
 from convseg.models.convnext import ConvNeXt
 
 TOOL = 'tools/convert_checkpoint.py'
@@ -170,7 +170,8 @@ def output_of(converted, name):
     sources, results = converted
     rc, out, err, dst = results[name]
     assert rc == 0, err
-    return sources[name], out, compat.load_checkpoint_file(str(dst)), dst
+    loaded = checkpoint_reading.load_checkpoint_file(str(dst))
+    return sources[name], out, loaded, dst
 
 
 def test_outputs_are_readable_like_plain_files(converted):
@@ -310,7 +311,7 @@ def test_unsafe_load_for_training_checkpoints(tmp_path, capsys, tool):
     assert not dst.exists()
 
     assert tool.main([str(src), str(dst), '--unsafe-load']) == 0
-    ckpt = compat.load_checkpoint_file(str(dst))
+    ckpt = checkpoint_reading.load_checkpoint_file(str(dst))
     assert set(ckpt) == {'meta', 'state_dict'}
     assert len(ckpt['state_dict']) == len(shapes) - 4
-    assert os.environ.get(compat.UNSAFE_LOAD_ENV) is None
+    assert os.environ.get(checkpoint_reading.UNSAFE_LOAD_ENV) is None

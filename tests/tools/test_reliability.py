@@ -12,6 +12,7 @@ import os
 import runpy
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ import pytest
 import torch
 
 import convseg  # noqa: F401
-from convseg import compat
+from convseg import checkpoint_reading
 from convseg.datasets import generate_ade20k
 from convseg.engine.checkpoint_io import (find_resume_checkpoint,
                                           is_complete_checkpoint)
@@ -226,10 +227,10 @@ def test_real_checkpoint_needs_only_allow_listed_globals(setup, run_script):
     needed = set(json.loads(listed.stdout))
     allowed = {entry[1] if isinstance(entry, tuple) else
                f'{entry.__module__}.{entry.__qualname__}'
-               for entry in compat.checkpoint_safe_globals()}
+               for entry in checkpoint_reading.checkpoint_safe_globals()}
     assert 'mmengine.logging.history_buffer.HistoryBuffer' in needed
     assert needed <= allowed, needed - allowed
-    checkpoint = compat.load_checkpoint_file(str(setup['final']))
+    checkpoint = checkpoint_reading.load_checkpoint_file(str(setup['final']))
     assert set(checkpoint) >= {'state_dict', 'optimizer', 'param_schedulers',
                                'message_hub', 'random_state'}
 
@@ -273,8 +274,8 @@ def test_malicious_checkpoint_is_refused_everywhere(setup, tmp_path, run_tool):
         assert not marker.exists(), name
     assert not (tmp_path / 'converted.pth').exists()
     # the file really is malicious: full unpickling runs its code
-    with compat.unsafe_checkpoint_loading():
-        compat.load_checkpoint_file(str(evil))
+    with checkpoint_reading.unsafe_checkpoint_loading():
+        checkpoint_reading.load_checkpoint_file(str(evil))
     assert marker.exists()
 
 
@@ -291,7 +292,7 @@ def test_unsafe_load_opt_in_loads_a_trusted_file(setup, tmp_path, run_tool):
     code, out, err = run_tool(TEST, args + ['--unsafe-load'])
     assert code == 0, out[-2000:] + err
     assert f'{trusted}: aAcc: ' in out and ' mIoU: ' in out
-    assert os.environ.get(compat.UNSAFE_LOAD_ENV) is None
+    assert os.environ.get(checkpoint_reading.UNSAFE_LOAD_ENV) is None
 
 
 # ---------------------------------------------------------------------------
@@ -381,3 +382,32 @@ def test_check_dataset_tool(setup, tmp_path, run_tool):
     assert out == (f'test: missing_label: image {image} has no label '
                    f'(expected {label}).\n')
     assert err == '1 problem(s) found\n'
+
+
+# ---------------------------------------------------------------------------
+# a save that fails on rank 0 stops every rank
+# ---------------------------------------------------------------------------
+
+def test_failed_save_on_rank_0_stops_every_rank_with_its_message(
+        setup, run_script, repo_root):
+    work = setup['root'] / 'ddp_save'
+    # iter_2.pth is taken by a folder: renaming the checkpoint onto it fails
+    (work / 'iter_2.pth').mkdir(parents=True)
+    (work / 'iter_2.pth' / 'keep').write_text('not a checkpoint')
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    result = run_script(
+        '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+        '--master_addr', '127.0.0.1', '--master_port', port,
+        repo_root / TRAIN, setup['config'], '--launcher', 'pytorch',
+        '--work-dir', work, timeout=900)
+    assert result.returncode != 0
+    text = result.stdout + result.stderr
+    message = (f'error: [Errno 21] could not save checkpoint '
+               f'{work}/iter_2.pth: Is a directory. Nothing incomplete was '
+               'left under that name')
+    # each rank prints the error itself: rank 1 did not wait in DDP's next
+    # all-reduce for rank 0, which stopped
+    assert text.count(message) == 2, text[-4000:]
+    assert (work / 'iter_2.pth' / 'keep').read_text() == 'not a checkpoint'
