@@ -18,7 +18,7 @@ import os
 import pickle
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any, Union
+from typing import Any
 
 import torch
 
@@ -160,16 +160,21 @@ def hub_checkpoint_path(url: str) -> str:
 def download_checkpoint(url: str) -> str:
     """Download ``url`` into the torch hub cache once; return the local path.
 
-    In a distributed run rank 0 downloads while the others wait; every rank
-    then raises the same :class:`CheckpointDownloadError` if the file did not
-    arrive, so no rank is left waiting at a barrier.
+    In a distributed run the first process of each node (local rank 0)
+    downloads into that node's hub cache while the others wait, so nodes
+    without a shared ``TORCH_HOME`` each get the file; every rank then raises
+    :class:`CheckpointDownloadError` if the file did not arrive on its node,
+    so no rank is left waiting at a barrier.
     """
     from mmengine.dist import barrier, get_dist_info
 
     cached = hub_checkpoint_path(url)
-    rank, world_size = get_dist_info()
-    reason = 'rank 0 could not download it'
-    if rank == 0 and not os.path.isfile(cached):
+    _, world_size = get_dist_info()
+    # torchrun sets LOCAL_RANK; mmengine sets it for slurm from SLURM_PROCID
+    local_rank = int(os.environ.get('LOCAL_RANK', '0')) \
+        if world_size > 1 else 0
+    reason = "this node's first process could not download it"
+    if local_rank == 0 and not os.path.isfile(cached):
         os.makedirs(os.path.dirname(cached), exist_ok=True)
         try:
             torch.hub.download_url_to_file(url, cached, progress=False)
@@ -227,7 +232,7 @@ def _read_file(path: str, map_location: Any) -> Any:
     return load_checkpoint_file(path, map_location=map_location)
 
 
-def read_checkpoint(checkpoint: Union[str, os.PathLike],
+def read_checkpoint(checkpoint: str | os.PathLike,
                     map_location: Any = 'cpu') -> Any:
     """Load a checkpoint file, URL or HuggingFace model directory.
 

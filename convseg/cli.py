@@ -74,6 +74,14 @@ def add_no_fast_argument(parser: argparse.ArgumentParser) -> None:
         'inference fast path (convseg.apis.fast.prepare_for_inference)')
 
 
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision {fp32,bf16}`` of the inference fast path."""
+    parser.add_argument(
+        '--precision', choices=['fp32', 'bf16'], default='fp32',
+        help='fast path arithmetic: fp32 (default), or bf16 where the CPU '
+        '(avx512_bf16 or AMX) or GPU has native bf16; logits stay fp32')
+
+
 def add_unsafe_load_argument(parser: argparse.ArgumentParser) -> None:
     """``--unsafe-load``: full-pickle loading of trusted checkpoints."""
     parser.add_argument(
@@ -103,8 +111,8 @@ def check_launch_arguments(parser: argparse.ArgumentParser,
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The demos' model arguments: CONFIG CHECKPOINT [--device] [--no-fast]
-    [--unsafe-load] [--backend]; :func:`model_from_args` builds the model
-    from them."""
+    [--precision] [--unsafe-load] [--backend]; :func:`model_from_args`
+    builds the model from them."""
     parser.add_argument('config', help='model config file')
     parser.add_argument('checkpoint',
                         help='checkpoint file or URL, or an .onnx file')
@@ -116,6 +124,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         '--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
         help='device to run on, e.g. cpu or cuda:0')
     add_no_fast_argument(parser)
+    add_precision_argument(parser)
     add_unsafe_load_argument(parser)
 
 
@@ -123,4 +132,5 @@ def model_from_args(args: argparse.Namespace) -> torch.nn.Module:
     """``init_model`` with the arguments of :func:`add_model_arguments`."""
     return init_model(args.config, args.checkpoint, device=args.device,
                       fast=False if args.no_fast else None,
-                      backend=args.backend)
+                      backend=args.backend,
+                      precision=args.precision)

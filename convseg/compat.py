@@ -27,7 +27,10 @@ old names here still work for one release, with a ``DeprecationWarning``.
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import importlib.util
+import os
 import sys
 import types
 import warnings
@@ -36,9 +39,27 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint_reading
-from .deprecation import moved_names
-from .errors import ConvsegError
+
+def _errors_module() -> types.ModuleType:
+    """``convseg.errors``, which imports nothing.
+
+    :mod:`convseg.mmcv_ops_hook` may load this file on its own, before the
+    convseg package (which imports mmseg, half imported at that moment), so
+    this module imports no other convseg module at its top level; the errors
+    module is loaded from its file in that case.
+    """
+    if 'convseg' in sys.modules or 'convseg.errors' in sys.modules:
+        return importlib.import_module('convseg.errors')
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        'errors.py')
+    spec = importlib.util.spec_from_file_location('convseg.errors', path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules['convseg.errors'] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+ConvsegError = _errors_module().ConvsegError
 
 FULL_MMCV_HINT = (
     'Install full mmcv with compiled ops (see the README, "Installing on a GPU '
@@ -48,6 +69,29 @@ FULL_MMCV_HINT = (
 
 class MissingMmcvOpError(ConvsegError, RuntimeError):
     """Raised when a compiled mmcv op is used on an mmcv without compiled ops."""
+
+
+class MissingMmcvOpImportError(MissingMmcvOpError, ImportError):
+    """:class:`MissingMmcvOpError` for ``import mmcv.ops.<name>``; also an
+    ``ImportError``, so that code that tries the import can fall back."""
+
+
+#: type names under which full mmcv 2.1 registers compiled ops in mmengine's
+#: ``MODELS`` registry (from mmcv/ops/*.py), with the class behind each.
+MMCV_OP_TYPES: dict[str, str] = {
+    'carafe': 'CARAFEPack',
+    'CrissCrossAttention': 'CrissCrossAttention',
+    'DCN': 'DeformConv2dPack',
+    'DCNv2': 'ModulatedDeformConv2dPack',
+    'MMSyncBN': 'SyncBatchNorm',
+    'MultiScaleDeformableAttention': 'MultiScaleDeformableAttention',
+    'SAC': 'SAConv2d',
+    **{name: name for name in (
+        'SparseConv2d', 'SparseConv3d', 'SparseConv4d',
+        'SparseConvTranspose2d', 'SparseConvTranspose3d',
+        'SparseInverseConv2d', 'SparseInverseConv3d',
+        'SubMConv2d', 'SubMConv3d', 'SubMConv4d')},
+}
 
 
 # --------------------------------------------------------------------------
@@ -74,11 +118,16 @@ def point_sample(input: torch.Tensor, points: torch.Tensor,
     return out.squeeze(3) if flat else out
 
 
-def _missing_op(name: str) -> type:
+def _missing_op_message(what: str) -> str:
+    return (f'{what} needs mmcv\'s compiled ops, and the installed mmcv has '
+            f'none (mmcv-lite). {FULL_MMCV_HINT}')
+
+
+def _missing_op(name: str, what: str | None = None) -> type:
+    message = _missing_op_message(what or f'mmcv.ops.{name}')
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise MissingMmcvOpError(
-            f'mmcv.ops.{name} needs mmcv\'s compiled ops, and the installed '
-            f'mmcv has none (mmcv-lite). {FULL_MMCV_HINT}')
+        raise MissingMmcvOpError(message)
 
     return type(name, (), {
         '__init__': __init__,
@@ -86,12 +135,45 @@ def _missing_op(name: str) -> type:
         '__doc__': f'Stand-in for mmcv.ops.{name}: raises when used.'})
 
 
-def _lite_ops_module() -> types.ModuleType:
+class _MissingSubmodules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers ``import mmcv.ops.<name>`` under the stand-in with
+    :class:`MissingMmcvOpImportError`, which is an ``ImportError`` too, so
+    that code that tries such imports and falls back keeps working."""
+
+    def find_spec(self, fullname: str, path: Any = None,
+                  target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        """A spec for ``mmcv.ops.*`` while the stand-in is in place."""
+        stand_in = getattr(sys.modules.get('mmcv.ops'), '__convseg_lite__',
+                           False)
+        if stand_in and fullname.startswith('mmcv.ops.'):
+            return importlib.machinery.ModuleSpec(fullname, self)
+        return None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        """Default module creation."""
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        """Refuse: the submodule needs the compiled ops."""
+        error = MissingMmcvOpImportError(_missing_op_message(module.__name__))
+        error.name = module.__name__
+        raise error
+
+
+def lite_ops_module() -> types.ModuleType:
+    """Build the stand-in ``mmcv.ops`` module (without installing it).
+
+    ``point_sample`` works; any other attribute is a class that raises
+    :class:`MissingMmcvOpError` when used, and importing a submodule
+    (``import mmcv.ops.nms``) raises :class:`MissingMmcvOpImportError` once
+    :func:`install_mmcv_ops_shim` has put the stand-in in place.
+    """
     module = types.ModuleType(
         'mmcv.ops', 'convseg stand-in for mmcv.ops on an mmcv without '
         'compiled ops: point_sample works, every other op raises when used.')
     module.point_sample = point_sample
     module.__convseg_lite__ = True
+    module.__path__ = []  # a package, so that submodule imports reach us
     cache: dict[str, type] = {}
 
     def __getattr__(name: str) -> type:
@@ -103,11 +185,32 @@ def _lite_ops_module() -> types.ModuleType:
     return module
 
 
+def register_missing_op_types() -> list[str]:
+    """Register a stand-in under each of :data:`MMCV_OP_TYPES` that
+    mmengine's ``MODELS`` lacks; return the names registered.
+
+    A config naming one (``dcn=dict(type='DCN')``) then gets
+    :class:`MissingMmcvOpError` when it is built, not a registry ``KeyError``.
+    """
+    from mmengine.registry import MODELS
+
+    added = []
+    for name, class_name in MMCV_OP_TYPES.items():
+        if MODELS.get(name) is None:
+            what = f"type='{name}' (mmcv.ops.{class_name})"
+            MODELS.register_module(name=name,
+                                   module=_missing_op(class_name, what))
+            added.append(name)
+    return added
+
+
 def install_mmcv_ops_shim(force: bool = False) -> bool:
     """Put the stand-in ``mmcv.ops`` in place when compiled ops are missing.
 
-    ``force`` installs it regardless (tests use it to simulate mmcv-lite).
-    Returns whether the stand-in is in place.
+    Installs :func:`lite_ops_module` as ``mmcv.ops``, the finder that refuses
+    its submodules, and :func:`register_missing_op_types`. ``force`` installs
+    it regardless (tests use it to simulate mmcv-lite). Returns whether the
+    stand-in is in place.
     """
     current = sys.modules.get('mmcv.ops')
     if getattr(current, '__convseg_lite__', False):
@@ -115,15 +218,18 @@ def install_mmcv_ops_shim(force: bool = False) -> bool:
     if not force and mmcv_has_compiled_ops():
         return False
     import mmcv
-    module = _lite_ops_module()
+    module = lite_ops_module()
     sys.modules['mmcv.ops'] = module
     mmcv.ops = module
+    if not any(isinstance(f, _MissingSubmodules) for f in sys.meta_path):
+        sys.meta_path.insert(0, _MissingSubmodules())
     # mmcv's transformer bricks try mmcv.ops.multi_scale_deform_attn at import
     # and warn when it is missing; with the stand-in that is expected, and the
     # op's own error says what to do if a model ever needs it.
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='Fail to import')
         importlib.import_module('mmcv.cnn.bricks.transformer')
+    register_missing_op_types()
     return True
 
 
@@ -132,13 +238,14 @@ def install_mmcv_ops_shim(force: bool = False) -> bool:
 # --------------------------------------------------------------------------
 
 def _load_from_local(filename: str, map_location: Any = None) -> Any:
-    return checkpoint_reading.load_checkpoint_file(filename, map_location)
+    from .checkpoint_reading import load_checkpoint_file
+    return load_checkpoint_file(filename, map_location)
 
 
 def _load_from_http(filename: str, map_location: Any = None,
                     model_dir: Any = None) -> Any:
-    return checkpoint_reading.load_checkpoint_file(
-        checkpoint_reading.download_checkpoint(filename), map_location)
+    from .checkpoint_reading import download_checkpoint, load_checkpoint_file
+    return load_checkpoint_file(download_checkpoint(filename), map_location)
 
 
 def install_checkpoint_loading() -> None:
@@ -146,8 +253,9 @@ def install_checkpoint_loading() -> None:
     :mod:`convseg.checkpoint_reading`'s weights-only loading."""
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    torch.serialization.add_safe_globals(
-        checkpoint_reading.checkpoint_safe_globals())
+    from .checkpoint_reading import checkpoint_safe_globals
+
+    torch.serialization.add_safe_globals(checkpoint_safe_globals())
     CheckpointLoader.register_scheme('', _load_from_local, force=True)
     CheckpointLoader.register_scheme(('http://', 'https://'), _load_from_http,
                                      force=True)
@@ -166,11 +274,15 @@ def apply() -> None:
     _applied = True
 
 
-__getattr__ = moved_names(__name__, {
-    name: 'convseg.checkpoint_reading'
-    for name in ('UNSAFE_LOAD_ENV', 'UnsafeCheckpointError',
-                 'CheckpointDownloadError', 'checkpoint_safe_globals',
-                 'unsafe_loading_enabled', 'unsafe_checkpoint_loading',
-                 'load_checkpoint_file', 'GENERIC_CHECKPOINT_NAMES',
-                 'hub_checkpoint_path', 'download_checkpoint')
-})
+_MOVED_TO_CHECKPOINT_READING = (
+    'UNSAFE_LOAD_ENV', 'UnsafeCheckpointError', 'CheckpointDownloadError',
+    'checkpoint_safe_globals', 'unsafe_loading_enabled',
+    'unsafe_checkpoint_loading', 'load_checkpoint_file',
+    'GENERIC_CHECKPOINT_NAMES', 'hub_checkpoint_path', 'download_checkpoint')
+
+
+def __getattr__(name: str) -> Any:
+    # imported here, not at the top: see _errors_module
+    from .deprecation import moved_names
+    return moved_names(__name__, dict.fromkeys(
+        _MOVED_TO_CHECKPOINT_READING, 'convseg.checkpoint_reading'))(name)

@@ -17,9 +17,8 @@ import glob
 import os
 import stat
 from collections.abc import Iterator
-from typing import Union
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 def temporary_path(path: PathLike, keep_suffix: bool = False) -> str:
@@ -34,9 +33,26 @@ def temporary_path(path: PathLike, keep_suffix: bool = False) -> str:
     return os.path.join(folder, f'.{name}.{os.getpid()}.tmp{suffix}')
 
 
+def _writer_alive(tmp: str, name: str) -> bool:
+    """Whether the process named in ``tmp`` (``.<name>.<pid>.tmp``) runs."""
+    pid = os.path.basename(tmp)[len(name) + 2:].split('.', 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _stale_temporaries(path: str) -> list[str]:
+    # a live writer of the same file (another rank writing the same padded
+    # sample) keeps its temporary file
     folder, name = os.path.split(path)
-    return glob.glob(os.path.join(folder, f'.{glob.escape(name)}.*.tmp*'))
+    found = glob.glob(os.path.join(folder, f'.{glob.escape(name)}.*.tmp*'))
+    return [tmp for tmp in found if not _writer_alive(tmp, name)]
 
 
 def current_umask() -> int:

@@ -6,20 +6,21 @@ has not imported convseg first cannot even reach a config's
 ``custom_imports``. :func:`install_pth` writes a one-line ``.pth`` start-up
 file into the interpreter's site-packages (``tools/install.sh`` calls it);
 at every start-up that line runs :func:`install`, which puts
-:class:`MmcvOpsFinder` on ``sys.meta_path``. The finder answers for exactly
-one module, ``mmcv.ops``, and only when ``mmcv._ext`` is missing; it then
-installs convseg's stand-in (:func:`convseg.compat.install_mmcv_ops_shim`).
+:class:`MmcvOpsFinder` on ``sys.meta_path``. The finder answers for
+``mmcv.ops``, and only when ``mmcv._ext`` is missing; it then installs
+convseg's stand-in (:func:`convseg.compat.install_mmcv_ops_shim`).
 Set ``CONVSEG_MMCV_OPS_HOOK=0`` to switch it off. Can go with the shim.
 
 This module imports only the standard library at start-up, and the finder
-loads ``convseg/compat.py`` on its own (under its usual name) rather than
-through ``import convseg``: the package imports mmseg, which at that moment
-is half imported. So ``compat.py`` must not import other convseg modules at
+imports ``convseg.compat`` without running the package's ``__init__``: the
+package imports mmseg, which at that moment is half imported. So
+``compat.py`` (and what it imports from convseg) must not import mmseg at
 its top level.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -38,21 +39,34 @@ def hook_enabled() -> bool:
     return os.environ.get(ENV, '1') != '0'
 
 
+#: the bare ``convseg`` package module of :func:`_compat`, until the package
+#: itself is imported into it
+_pending_package: list[types.ModuleType] = []
+
+
 def _compat() -> types.ModuleType:
-    """``convseg.compat``, loaded from its file if the package is not loaded."""
-    if 'convseg.compat' in sys.modules:
-        return sys.modules['convseg.compat']
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                        'compat.py')
-    spec = importlib.util.spec_from_file_location('convseg.compat', path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules['convseg.compat'] = module
+    """``convseg.compat``, imported without running ``convseg/__init__.py``.
+
+    While the package is not imported, a bare ``convseg`` package module
+    (its ``__path__`` only) stands in for it during the import of
+    ``convseg.compat`` and of what that imports (``convseg.errors``). It then
+    leaves ``sys.modules``; a later ``import convseg`` runs the package's
+    ``__init__`` in that same module object (:class:`MmcvOpsFinder` answers
+    for ``convseg`` once), so its submodules stay loaded and stay its
+    attributes.
+    """
+    if 'convseg.compat' in sys.modules or 'convseg' in sys.modules:
+        return importlib.import_module('convseg.compat')
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.machinery.PathFinder.find_spec('convseg', [root])
+    bare = importlib.util.module_from_spec(spec)
+    sys.modules['convseg'] = bare
     try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules['convseg.compat']
-        raise
-    return module
+        return importlib.import_module('convseg.compat')
+    finally:
+        if sys.modules.get('convseg') is bare:
+            del sys.modules['convseg']
+            _pending_package.append(bare)
 
 
 class _StandInLoader(importlib.abc.Loader):
@@ -67,13 +81,37 @@ class _StandInLoader(importlib.abc.Loader):
         """Nothing to run: the stand-in is complete when created."""
 
 
+class _PackageLoader(importlib.abc.Loader):
+    """Runs ``convseg/__init__.py`` in the module :func:`_compat` made."""
+
+    def __init__(self, module: types.ModuleType) -> None:
+        self.module = module
+        self.package_loader = module.__spec__.loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec
+                      ) -> types.ModuleType:
+        return self.module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        """Run the package's own ``__init__`` code."""
+        self.package_loader.exec_module(module)
+
+
 class MmcvOpsFinder(importlib.abc.MetaPathFinder):
-    """Meta-path finder answering only for ``mmcv.ops`` without ``mmcv._ext``."""
+    """Meta-path finder answering for ``mmcv.ops`` without ``mmcv._ext``
+    (and, after that, once for ``convseg`` itself: see :func:`_compat`)."""
 
     def find_spec(self, fullname: str, path: object = None,
                   target: object = None
                   ) -> importlib.machinery.ModuleSpec | None:
         """A spec for the stand-in, or None to let the usual finders look."""
+        if fullname == 'convseg' and _pending_package:
+            bare = _pending_package.pop()
+            spec = importlib.machinery.ModuleSpec(
+                'convseg', _PackageLoader(bare), origin=bare.__spec__.origin,
+                is_package=True)
+            spec.submodule_search_locations = list(bare.__path__)
+            return spec
         if fullname != TARGET or not hook_enabled():
             return None
         if importlib.util.find_spec('mmcv._ext') is not None:

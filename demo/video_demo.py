@@ -1,7 +1,12 @@
 """Segment every frame of a video and write the overlaid video.
 
 The output keeps the input's frame rate and frame size (no legend, so nothing
-is added around the frames). The container follows OUT_VIDEO's suffix:
+is added around the frames). The size is that of the first decoded frame,
+not the container's claim (rotation metadata can make them differ, and
+OpenCV's writer silently drops frames of another size); a later frame of
+another size is resized to it. The written video is read back and its frame
+count compared with the frames read: a difference is reported and the exit
+code is 1. The container follows OUT_VIDEO's suffix:
 ``.mp4`` is written with the MPEG-4 Part 2 codec ('mp4v') and ``.avi`` with
 Motion-JPEG ('MJPG'), both available in the opencv-python wheels.
 
@@ -56,8 +61,6 @@ def run(args: argparse.Namespace) -> int:
               f'OpenCV does not read)', file=sys.stderr)
         return 1
     fps = capture.get(cv2.CAP_PROP_FPS)
-    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     total = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
     if not fps > 0:
         print(f'{args.input} does not state its frame rate; writing 25 fps',
@@ -71,14 +74,21 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(temporary_path(out, keep_suffix=True))
     codec = FOURCC[out.suffix.lower()]
+    ok, frame = capture.read()
+    if not ok:
+        capture.release()
+        print(f'no frames could be read from {args.input}', file=sys.stderr)
+        return 1
+    size = (frame.shape[1], frame.shape[0])
     writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*codec),
                              fps, size)
     if not writer.isOpened():
+        capture.release()
         print(f'cannot write video {out} with codec {codec}', file=sys.stderr)
         return 1
 
     bar = ProgressBar(total)
-    frames = 0
+    frames = resized = 0
     start = time.perf_counter()
 
     def flush(batch: List[np.ndarray]) -> None:
@@ -91,33 +101,50 @@ def run(args: argparse.Namespace) -> int:
         batch.clear()
 
     batch: List[np.ndarray] = []
-    finished = False
     try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
+        while ok:
+            if (frame.shape[1], frame.shape[0]) != size:
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+                resized += 1
             batch.append(frame)
             frames += 1
             if len(batch) == args.batch_size:
                 flush(batch)
+            ok, frame = capture.read()
         if batch:
             flush(batch)
-        finished = frames > 0
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     finally:
         capture.release()
         writer.release()
-        if not finished:
-            partial.unlink(missing_ok=True)
     elapsed = time.perf_counter() - start
-    if frames == 0:
-        print(f'no frames could be read from {args.input}', file=sys.stderr)
-        return 1
     finish_atomic_write(partial, out)
+    written = count_frames(out)
     print(f'\n{frames} frames in {elapsed:.1f} s: '
           f'{frames / elapsed:.2f} frames per second; wrote {out} '
           f'({size[0]}x{size[1]}, {fps:g} fps)')
+    if resized:
+        print(f'{resized} frame(s) differed in size from the first '
+              f'({size[0]}x{size[1]}) and were resized to it',
+              file=sys.stderr)
+    if written != frames:
+        print(f'{out} holds {written} frames but {frames} were read from '
+              f'{args.input}: the writer dropped {frames - written}',
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def count_frames(path: Path) -> int:
+    """Frames in a video file, counted by demuxing them (no decoding)."""
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.grab():
+        count += 1
+    capture.release()
+    return count
 
 
 def main(argv: List[str] = None) -> int:

@@ -1,5 +1,7 @@
 """Tests of convseg.compat: the mmcv.ops stand-in and weights-only loading."""
 import os
+import socket
+import sys
 import textwrap
 
 import numpy as np
@@ -51,8 +53,8 @@ def test_point_sample_keeps_grid_shape():
     torch.testing.assert_close(out.reshape(1, 4, 15), flat, rtol=0, atol=0)
 
 
-def _missing_op_message(name: str) -> str:
-    return (f"mmcv.ops.{name} needs mmcv's compiled ops, and the installed "
+def _missing_op_message(name: str, prefix: str = 'mmcv.ops.') -> str:
+    return (f"{prefix}{name} needs mmcv's compiled ops, and the installed "
             f'mmcv has none (mmcv-lite). ' + compat.FULL_MMCV_HINT)
 
 
@@ -233,3 +235,72 @@ def test_moved_reading_names_warn_from_compat(name):
         f'convseg.compat.{name} has moved to convseg.checkpoint_reading.'
         f'{name}; import it from there (the old path goes away in the next '
         'release).']
+
+
+@pytest.mark.parametrize('name', sorted(compat.MMCV_OP_TYPES))
+def test_config_naming_a_compiled_op_type_gets_the_clear_error(name):
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    init_default_scope('mmseg')
+    with pytest.raises(compat.MissingMmcvOpError) as err:
+        MODELS.build(dict(type=name, in_channels=8, out_channels=8,
+                          kernel_size=3))
+    assert str(err.value) == _missing_op_message(
+        f"type='{name}' (mmcv.ops.{compat.MMCV_OP_TYPES[name]})",
+        prefix='')
+
+
+def test_resnet_with_dcn_gets_the_clear_error():
+    # as mmseg's own ResNet unit tests build it
+    from mmseg.models.backbones import ResNet
+    with pytest.raises(compat.MissingMmcvOpError) as err:
+        ResNet(depth=50, dcn=dict(type='DCN', deform_groups=1,
+                                  fallback_on_stride=False),
+               stage_with_dcn=(False, False, True, True))
+    assert str(err.value).startswith(
+        "type='DCN' (mmcv.ops.DeformConv2dPack) needs mmcv's compiled ops")
+
+
+@pytest.mark.parametrize('module', ['mmcv.ops.nms', 'mmcv.ops.roi_align'])
+def test_submodule_import_gets_the_clear_error(module):
+    import importlib
+    with pytest.raises(compat.MissingMmcvOpError) as err:
+        importlib.import_module(module)
+    assert isinstance(err.value, ImportError)  # so fallbacks keep working
+    assert str(err.value) == _missing_op_message(module, prefix='')
+    assert module not in sys.modules
+
+
+DOWNLOAD_ON_A_NODE = '''
+import os, sys, torch.distributed as dist
+import convseg
+from convseg.checkpoint_reading import download_checkpoint
+dist.init_process_group('gloo')
+path = download_checkpoint(sys.argv[1])
+print(path, os.path.isfile(path))
+dist.destroy_process_group()
+'''
+
+
+def test_every_node_downloads_into_its_own_hub_cache(tmp_path, run_script):
+    # two nodes of one process each, without a shared TORCH_HOME: global
+    # rank 1 is local rank 0 of its node and must download there too
+    source = tmp_path / 'convnext_atto_1k.pth'
+    torch.save({'model': {'w': torch.arange(3.)}}, source)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = str(s.getsockname()[1])
+    nodes = []
+    for rank in (0, 1):
+        env = dict(RANK=str(rank), LOCAL_RANK='0', WORLD_SIZE='2',
+                   LOCAL_WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                   MASTER_PORT=port, TORCH_HOME=str(tmp_path / f'node{rank}'))
+        nodes.append(run_script('-c', DOWNLOAD_ON_A_NODE, source.as_uri(),
+                                env=env, background=True))
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for rank, (node, (out, err)) in enumerate(zip(nodes, outputs)):
+        assert node.returncode == 0, err
+        cached = tmp_path / f'node{rank}' / 'hub' / 'checkpoints' / \
+            'convnext_atto_1k.pth'
+        assert out.split() == [str(cached), 'True']
+        assert cached.read_bytes() == source.read_bytes()

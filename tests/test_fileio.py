@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -56,8 +58,16 @@ def test_temporary_file_sits_beside_the_destination(tmp_path):
 
 
 def test_stale_temporaries_of_that_file_are_removed(tmp_path):
-    stale = [tmp_path / '.a.png.31337.tmp', tmp_path / '.a.png.4.tmp.png']
-    others = [tmp_path / '.b.png.31337.tmp', tmp_path / 'a.png.txt']
+    gone = []
+    for _ in range(2):  # pids of processes that have ended
+        child = subprocess.Popen([sys.executable, '-c', ''])
+        child.wait()
+        gone.append(child.pid)
+    stale = [tmp_path / f'.a.png.{gone[0]}.tmp',
+             tmp_path / f'.a.png.{gone[1]}.tmp.png']
+    # another live process writing the same file keeps its temporary file
+    others = [tmp_path / f'.b.png.{gone[0]}.tmp', tmp_path / 'a.png.txt',
+              tmp_path / f'.a.png.{os.getppid()}.tmp']
     for path in stale + others:
         path.write_bytes(b'left by a killed run')
     fileio.atomic_write_bytes(b'new', tmp_path / 'a.png')

@@ -2,9 +2,14 @@
 
 The two top commands must be the ones CI and ``make`` run; every other
 command of the README that runs a script of this repository must name a
-script that exists, and some end-to-end test must run that script with each
-of the flags the README shows.
+script that exists, and some test function must run that script with each
+of the flags the README shows: the test sources are parsed, and a flag
+counts only where one function (a test or a fixture) both runs the script
+and passes the flag, not where the flag's string merely appears in a file.
 """
+from __future__ import annotations
+
+import ast
 import re
 import shlex
 from pathlib import Path
@@ -13,11 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / 'README.md').read_text()
-TEST_SOURCES = {
-    path: path.read_text()
-    for path in (ROOT / 'tests').rglob('test_*.py')
-    if path.name != 'test_readme.py'
-}
+TEST_FILES = [path for path in (ROOT / 'tests').rglob('*.py')
+              if path.name != 'test_readme.py']
 
 
 def _commands() -> list[str]:
@@ -46,6 +48,71 @@ def _script_and_flags(command: str) -> tuple[str, list[str]] | None:
 SCRIPT_COMMANDS = [c for c in _commands() if _script_and_flags(c)]
 
 
+def _strings(node: ast.AST) -> list[str]:
+    return [n.value for n in ast.walk(node)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+def _names_of_scripts(tree: ast.Module) -> dict[str, str]:
+    """Module-level names bound to a script path: ``{'TRAIN': 'train.py'}``
+    for ``TRAIN = str(TOOLS / 'train.py')`` (tuple assignments too)."""
+    found = {}
+    for node in tree.body:
+        if not isinstance(node, ast.Assign):
+            continue
+        for target in node.targets:
+            pairs = ([(target, node.value)] if isinstance(target, ast.Name)
+                     else list(zip(target.elts, node.value.elts))
+                     if isinstance(target, ast.Tuple) and
+                     isinstance(node.value, ast.Tuple) else [])
+            for name, value in pairs:
+                scripts = [v.rsplit('/', 1)[-1] for v in _strings(value)
+                           if re.search(r'\.(py|sh)$', v)]
+                if isinstance(name, ast.Name) and len(scripts) == 1:
+                    found[name.id] = scripts[0]
+    return found
+
+
+def _script_runs_in(source: str, filename: str
+                    ) -> list[tuple[str, set[str], set[str]]]:
+    """(function, scripts it runs, flags it passes) of each top-level
+    function of a test source that runs a script.
+
+    A function runs a script when one of its calls names the script in its
+    arguments: its file name or path (``'tools/train.py'``, ``TOOLS /
+    'dist_test.sh'``), a module-level name bound to it, or its stem given to
+    a loader (``_load_demo('image_demo')``). Its flags are the ``--...``
+    strings in its body.
+    """
+    tree = ast.parse(source)
+    names = _names_of_scripts(tree)
+    runs = []
+    for func in tree.body:
+        if not isinstance(func, ast.FunctionDef):
+            continue
+        scripts = set()
+        for call in (n for n in ast.walk(func) if isinstance(n, ast.Call)):
+            for arg in call.args:
+                for node in ast.walk(arg):
+                    if isinstance(node, ast.Name) and node.id in names:
+                        scripts.add(names[node.id])
+                for value in _strings(arg):
+                    name = value.rsplit('/', 1)[-1]
+                    if re.fullmatch(r'\w+\.(py|sh)', name):
+                        scripts.add(name)
+                    elif re.fullmatch(r'[a-z]+_[a-z_]+', value):
+                        scripts.add(f'{value}.py')
+        flags = {v.split('=')[0] for v in _strings(func)
+                 if v.startswith('--')}
+        if scripts:
+            runs.append((f'{filename}::{func.name}', scripts, flags))
+    return runs
+
+
+SCRIPT_RUNS = [run for path in TEST_FILES
+               for run in _script_runs_in(path.read_text(), path.name)]
+
+
 def test_top_commands_are_the_make_targets_ci_runs():
     top = _commands()[:2]
     assert top == ['make quickstart', 'make test']
@@ -68,10 +135,25 @@ def test_readme_command_is_exercised_by_a_test(command):
     script, flags = _script_and_flags(command)
     assert (ROOT / script).is_file(), f'{script} does not exist'
     name = Path(script).name
-    users = [p for p, text in TEST_SOURCES.items() if name in text]
+    users = [(func, passed) for func, scripts, passed in SCRIPT_RUNS
+             if name in scripts]
     assert users, f'no test runs {script}'
-    missing = [f for f in flags
-               if not any(f"'{f}'" in TEST_SOURCES[p] or f'"{f}"' in
-                          TEST_SOURCES[p] for p in users)]
+    missing = [f for f in flags if not any(f in passed for _, passed in users)]
     assert not missing, (f'README runs {script} with {missing}, which no '
-                         f'test that runs {script} passes')
+                         f'test function that runs {script} passes')
+
+
+def test_a_flag_counts_only_where_the_script_is_run():
+    """The parser itself: a function's flags go to the scripts it runs,
+    and a function that runs no script passes no flag to any."""
+    source = (
+        "TEST = str(TOOLS / 'test.py')\n"
+        "def test_a():\n"
+        "    run(['bash', TOOLS / 'dist_test.sh', config, '--out', out])\n"
+        "def test_b():\n"
+        "    run([sys.executable, TEST, config, '--tta'])\n"
+        "def helper_only_mentions():\n"
+        "    flags = ['--show-dir']\n")
+    assert _script_runs_in(source, 'x.py') == [
+        ('x.py::test_a', {'dist_test.sh'}, {'--out'}),
+        ('x.py::test_b', {'test.py'}, {'--tta'})]

@@ -2,19 +2,23 @@
 
     python tools/benchmark.py CONFIG [--checkpoint FILE] [--device cpu|cuda:0]
         [--shape H W] [--batch N] [--mode infer|train] [--repeat N]
-        [--warmup N] [--fast | --no-fast] [--winograd auto|on|off]
-        [--amp bf16|fp16|none] [--compile] [--test-mode config|whole|slide]
-        [--onnx FILE] [--json OUT]
+        [--warmup N] [--fast | --no-fast] [--precision fp32|bf16 ...]
+        [--winograd auto|on|off] [--amp bf16|fp16|none] [--compile]
+        [--test-mode config|whole|slide] [--onnx FILE] [--json OUT]
 
 infer: ``model.inference`` on a batch of random images, whole-image unless
 --test-mode says slide (or the config's mode). Without --fast/--no-fast the
 plain model and the one prepared by
-``convseg.apis.fast.prepare_for_inference`` run in the same process,
-interleaved (plain, fast, fast, plain, ...), and the speedup and their
-agreement are printed: the fraction of pixels whose argmax is equal and
-max |fast - plain| / max |plain| over the logits. --fast or --no-fast times
-only that one. --onnx adds an exported file run by onnxruntime (same inputs,
-same interleaving) and its agreement with plain.
+``convseg.apis.fast.prepare_for_inference`` (one per --precision: ``fast``
+for fp32, ``fast_bf16`` for bf16) run in the same process, interleaved
+(plain, fast, fast, plain, ...), and each fast variant's speedup and
+agreement with the plain model are printed: the fraction of pixels whose
+argmax is equal and max |fast - plain| / max |plain| over the logits.
+--fast or --no-fast times only that one. The CPU's model and ISA flags
+(AVX-512, avx512_bf16, AMX) and the fast path's kernel table (measured on
+the first, untimed run, or read from the kernel cache) are printed too.
+--onnx adds an exported file run by onnxruntime (same inputs, same
+interleaving) and its agreement with plain.
 
 train: one ``train_step`` (forward, backward, optimizer step) of the config's
 model and optimizer on random images and labels, with the backbone's
@@ -30,6 +34,10 @@ inference, during the warm-up runs, which build the fast path's caches). The
 machine and its load (/proc/loadavg) are printed with them. Without
 --checkpoint the weights are random (the backbone's pretrained init_cfg is
 dropped).
+
+It is one file of about 500 lines on purpose: a tool that reads top to
+bottom (machine, memory, timing, inference, training, output), as the
+other tools do.
 """
 import convseg  # noqa: F401  (first: installs the shims, registers convseg)
 
@@ -38,7 +46,6 @@ import copy
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import statistics
 import time
@@ -54,7 +61,8 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from convseg.apis import init_model
-from convseg.apis.fast import prepare_for_inference
+from convseg.apis.fast import (check_precision, cpu_model, isa_summary,
+                               prepare_for_inference)
 from convseg.engine import fit_to_device
 
 
@@ -95,6 +103,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       dest='fast',
                       action='store_false',
                       help='infer: time only the plain model')
+    parser.add_argument('--precision',
+                        nargs='+',
+                        choices=['fp32', 'bf16'],
+                        default=['fp32'],
+                        help='infer: fast path arithmetic, one variant per '
+                        'value (fp32; bf16 needs native bf16)')
     parser.add_argument('--winograd',
                         choices=['auto', 'on', 'off'],
                         default='auto',
@@ -102,8 +116,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'the measured rule says (auto), always, or never')
     parser.add_argument('--amp',
                         choices=['bf16', 'fp16', 'none'],
-                        help='infer, fast path: autocast dtype (default: '
-                        'bf16 or fp16 on GPU, none on CPU)')
+                        help='infer, fast path on GPU: autocast dtype '
+                        '(default: bf16 where native, else fp16); on CPU '
+                        'use --precision')
     parser.add_argument('--compile',
                         action='store_true',
                         help='infer, fast path: torch.compile the backbone')
@@ -133,9 +148,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.repeat < 1 or args.batch < 1 or args.warmup < 0:
         parser.error('--repeat and --batch must be >= 1, --warmup >= 0')
     if args.mode == 'train' and (args.fast is not None or args.compile
-                                 or args.amp or args.winograd != 'auto'):
-        parser.error('--fast/--no-fast, --winograd, --amp and --compile are '
-                     'for --mode infer: training never uses the fast path')
+                                 or args.amp or args.winograd != 'auto'
+                                 or args.precision != ['fp32']):
+        parser.error('--fast/--no-fast, --precision, --winograd, --amp and '
+                     '--compile are for --mode infer: training never uses '
+                     'the fast path')
+    if args.amp and args.device == 'cpu':
+        parser.error('--amp is for GPUs; on CPU use --precision bf16')
+    args.precision = list(dict.fromkeys(args.precision))
     if args.mode == 'train' and args.onnx:
         parser.error('--onnx is for --mode infer: an ONNX graph does not '
                      'train')
@@ -146,17 +166,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def machine_info(device: torch.device) -> Dict[str, object]:
-    """CPU model, cores, threads, load, torch version, GPU name if any."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = dict(cpu=cpu,
+    """CPU model and ISA flags, cores, threads, load, torch version, GPU
+    name if any."""
+    info = dict(cpu=cpu_model(),
+                isa=isa_summary(),
                 cores=os.cpu_count(),
                 torch_threads=torch.get_num_threads(),
                 torch=torch.__version__,
@@ -300,6 +313,10 @@ def agreement(plain: torch.Tensor, fast: torch.Tensor) -> Dict[str, float]:
     return dict(argmax_equal=equal, max_rel_logit_diff=rel)
 
 
+#: the fast variant of each precision; its figures' keys end the same way
+FAST_NAMES = {'fp32': 'fast', 'bf16': 'fast_bf16'}
+
+
 def run_infer(args: argparse.Namespace) -> Dict[str, object]:
     device = torch.device(args.device)
     cfg_options = dict(args.cfg_options or {})
@@ -316,11 +333,14 @@ def run_infer(args: argparse.Namespace) -> Dict[str, object]:
     if args.fast is not True:
         variants['plain'] = plain
     if args.fast is not False:
-        variants['fast'] = prepare_for_inference(
-            copy.deepcopy(plain) if args.fast is None else plain,
-            winograd=dict(auto=None, on=True, off=False)[args.winograd],
-            amp=args.amp,
-            compile=args.compile)
+        for precision in args.precision:
+            check_precision(precision, device)
+            variants[FAST_NAMES[precision]] = prepare_for_inference(
+                copy.deepcopy(plain) if args.fast is None else plain,
+                precision=precision,
+                winograd=dict(auto=None, on=True, off=False)[args.winograd],
+                amp=args.amp,
+                compile=args.compile)
     if args.onnx:
         variants['onnxruntime'] = init_model(args.config, args.onnx,
                                              device=args.device,
@@ -355,11 +375,18 @@ def run_infer(args: argparse.Namespace) -> Dict[str, object]:
     if 'plain' in variants and 'onnxruntime' in variants:
         results['onnxruntime_agreement'] = agreement(logits['plain'],
                                                      logits['onnxruntime'])
-    if 'plain' in variants and 'fast' in variants:
-        results['speedup'] = round(
-            results['plain']['ms_per_batch'] / results['fast']['ms_per_batch'],
+    for name, model in variants.items():
+        chooser = getattr(model, 'kernel_chooser', None)
+        if chooser is not None and chooser.decisions:
+            results.setdefault('kernels', {})[name] = chooser.table()
+        if name not in FAST_NAMES.values() or 'plain' not in variants:
+            continue
+        suffix = name[len('fast'):]
+        results['speedup' + suffix] = round(
+            results['plain']['ms_per_batch'] / results[name]['ms_per_batch'],
             3)
-        results['agreement'] = agreement(logits['plain'], logits['fast'])
+        results['agreement' + suffix] = agreement(logits['plain'],
+                                                  logits[name])
     return results
 
 
@@ -465,8 +492,9 @@ def report(args: argparse.Namespace, results: Dict[str, object],
     print(f'{args.config}  mode={args.mode}  device={args.device}  '
           f'shape={args.shape[0]}x{args.shape[1]}  batch={args.batch}  '
           f'median of {args.repeat}')
-    print(f'machine: {machine["cpu"]}, {machine["cores"]} cores, torch '
-          f'{machine["torch"]} with {machine["torch_threads"]} threads' +
+    print(f'machine: {machine["cpu"]} ({machine["isa"]}), '
+          f'{machine["cores"]} cores, torch {machine["torch"]} with '
+          f'{machine["torch_threads"]} threads' +
           (f', {machine["gpu"]}' if 'gpu' in machine else ''))
     print(f'load average before: {machine["loadavg"]}  after: '
           f'{results["loadavg_after"]}')
@@ -478,12 +506,19 @@ def report(args: argparse.Namespace, results: Dict[str, object],
         print(f'{name:>14}: {figures["ms_per_batch"]:9.1f} ms/batch  '
               f'{figures["ms_per_image"]:9.1f} ms/image  '
               f'{figures["images_per_s"]:7.3f} images/s  {memory}')
-    if 'speedup' in results:
-        agree = results['agreement']
-        print(f'speedup (fast over plain): {results["speedup"]:.2f}x')
-        print(f'agreement: argmax equal on {100 * agree["argmax_equal"]:.4f}% '
-              f'of pixels, max |fast - plain| / max |plain| = '
-              f'{agree["max_rel_logit_diff"]:.2e}')
+    for name in FAST_NAMES.values():
+        suffix = name[len('fast'):]
+        if 'speedup' + suffix not in results:
+            continue
+        agree = results['agreement' + suffix]
+        print(f'speedup ({name} over plain): '
+              f'{results["speedup" + suffix]:.2f}x')
+        print(f'agreement ({name}): argmax equal on '
+              f'{100 * agree["argmax_equal"]:.4f}% of pixels, max |{name} - '
+              f'plain| / max |plain| = {agree["max_rel_logit_diff"]:.2e}')
+    for name, table in results.get('kernels', {}).items():
+        print(f'kernels of {name} (op, shape, kernel, how chosen, timings):')
+        print(table)
     if 'onnxruntime_agreement' in results:
         agree = results['onnxruntime_agreement']
         print(f'onnxruntime: argmax equal on '

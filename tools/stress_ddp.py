@@ -5,7 +5,7 @@
 
 Each run trains the quickstart model for a few iterations with
 ``tools/dist_train.sh CONFIG 2`` (torchrun, gloo on CPU) and evaluates the
-checkpoint with ``tools/dist_test.sh``, while ``--busy`` processes of our own
+checkpoint with ``tools/dist_test.sh --out``, while ``--busy`` processes of our own
 spin on the CPU so that the ranks finish at different times. A run is clean
 when both commands exit 0 and neither printed a C++ abort or a traceback.
 Prints one line per run and the count; exits 1 unless every run was clean.
@@ -100,7 +100,8 @@ def one_run(index: int, args: argparse.Namespace, data_root: str,
         return train, 'not run (no checkpoint)'
     code, text = launch(
         ['bash', osp.join(REPO, 'tools', 'dist_test.sh'), CONFIG, checkpoint,
-         '2', '--work-dir', run_dir] + options,
+         '2', '--work-dir', run_dir, '--out', osp.join(run_dir, 'out')]
+        + options,
         osp.join(run_dir, 'test.log'), args.timeout)
     return train, verdict(code, text)
 
@@ -112,8 +113,9 @@ def main() -> int:
 
     work = args.work_dir or tempfile.mkdtemp(prefix='stress_ddp_')
     os.makedirs(work, exist_ok=True)
+    # an odd number of test images: the ranks get unequal shares
     data_root = generate_scenes(osp.join(work, 'data'), num_train=8,
-                                num_val=4, size=(64, 64))
+                                num_val=5, size=(64, 64))
     busy = [subprocess.Popen([sys.executable, '-c', 'while True: pass'])
             for _ in range(args.busy)]
     clean = 0

@@ -3,6 +3,7 @@
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out DIR]
         [--show-dir DIR] [--tta] [--cfg-options KEY=VALUE ...]
         [--launcher none|pytorch|slurm] [--unsafe-load] [--fast]
+        [--precision fp32|bf16]
 
 Prints aAcc, mIoU, mAcc and the per-class IoU / accuracy table, and writes
 them to WORK_DIR/<checkpoint name>[_tta]_metrics.json and _per_class.csv.
@@ -26,7 +27,8 @@ from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 
 from convseg.apis.fast import prepare_for_inference
-from convseg.cli import (add_launch_arguments, check_launch_arguments,
+from convseg.cli import (add_launch_arguments, add_precision_argument,
+                         check_launch_arguments,
                          load_tool_config, run_tool)
 from convseg.datasets import check_dataset_layout
 from convseg.engine import fit_to_device
@@ -68,9 +70,13 @@ def parse_args() -> argparse.Namespace:
         help='on CPU, run the model through the inference fast path '
         '(convseg.apis.fast.prepare_for_inference): same predictions up to '
         'float rounding, about 2x faster; default: the model as configured')
+    add_precision_argument(parser)
     add_launch_arguments(parser)
     args = parser.parse_args()
     check_launch_arguments(parser, args)
+    if args.precision != 'fp32' and not args.fast:
+        parser.error('--precision bf16 is a mode of the fast path: add '
+                     '--fast')
     is_url = args.checkpoint.startswith(('http://', 'https://'))
     if not is_url and not osp.isfile(args.checkpoint):
         parser.error(f'checkpoint {args.checkpoint} does not exist')
@@ -132,7 +138,8 @@ def main(args: argparse.Namespace) -> None:
         if args.fast and on_cpu else 'the model as configured'),
               logger='current')
     if args.fast and on_cpu:
-        fast = prepare_for_inference(model.eval())
+        fast = prepare_for_inference(model.eval(),
+                                     precision=args.precision)
         # the runner (or its DDP / TTA wrapper) runs the prepared model
         owner, name = runner, 'model'
         while getattr(owner, name) is not model:

@@ -11,16 +11,26 @@ and the PIL image opened from it give the same pixels:
   of the 16-bit range (12-bit sensors, ...) come out dark and should be
   stretched by the caller first;
 - JPEG/TIFF EXIF orientation is applied, so the result is upright as viewers
-  show it.
+  show it;
+- a file whose header declares more than :func:`max_image_pixels` pixels is
+  refused before any pixel is decoded (:class:`ImageTooLargeError`), so a
+  small file that expands to gigabytes (a decompression bomb) cannot exhaust
+  the memory. The limit is one setting shared by every convseg reader
+  (:func:`read_image`, the dataset checks, training with
+  ``skip_unreadable_images``): the environment variable
+  ``CONVSEG_MAX_IMAGE_PIXELS``, else :data:`DEFAULT_MAX_IMAGE_PIXELS`. Being an
+  environment variable, it reaches data-loader workers and every process of a
+  distributed run.
 
 Files are decoded with OpenCV, as mmseg's ``LoadImageFromFile`` does by
 default, so the pixels match what the model saw in training.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Optional, Union
 
 import cv2
 import numpy as np
@@ -34,8 +44,85 @@ CHANNEL_ORDERS = ('bgr', 'rgb')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
+#: the environment variable that sets the pixel limit of every reader
+MAX_PIXELS_ENV = 'CONVSEG_MAX_IMAGE_PIXELS'
+#: the limit when the variable is unset: Pillow's own threshold (about
+#: 9459 x 9459), ten times a 4K frame and 40 times a Cityscapes image
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+#: OpenCV's own decoding limit unless OPENCV_IO_MAX_IMAGE_PIXELS is set
+OPENCV_MAX_IMAGE_PIXELS = 1 << 30
+
+
 class ImageReadError(ConvsegError, ValueError):
     """Raised when an input cannot be turned into an image."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image file declares more pixels than :func:`max_image_pixels`."""
+
+    def __init__(self, path: str, size: tuple[int, int], limit: int) -> None:
+        width, height = size
+        pixels = width * height
+        opencv = (f' (and OPENCV_IO_MAX_IMAGE_PIXELS={pixels}, which OpenCV '
+                  'reads when it starts)' if pixels > OPENCV_MAX_IMAGE_PIXELS
+                  else '')
+        super().__init__(
+            f'image {path} declares {width}x{height} = {pixels:,} pixels, '
+            f'more than the limit of {limit:,} pixels (a guard against '
+            'decompression bombs); it was not decoded. If the file is '
+            f'trusted, raise the limit with {MAX_PIXELS_ENV}={pixels} in the '
+            f'environment{opencv}.')
+        self.path, self.size, self.limit = path, size, limit
+
+
+def max_image_pixels() -> int:
+    """The largest image, in pixels, that convseg's readers decode.
+
+    ``$CONVSEG_MAX_IMAGE_PIXELS`` when set, else
+    :data:`DEFAULT_MAX_IMAGE_PIXELS`.
+    """
+    value = os.environ.get(MAX_PIXELS_ENV, '').strip()
+    if not value:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    if not value.isdigit() or int(value) == 0:
+        raise ValueError(f'{MAX_PIXELS_ENV}={value!r}: expected a positive '
+                         'whole number of pixels, e.g. '
+                         f'{MAX_PIXELS_ENV}={DEFAULT_MAX_IMAGE_PIXELS * 4}')
+    return int(value)
+
+
+@contextlib.contextmanager
+def pillow_pixel_limit(limit: Optional[int]) -> Iterator[None]:
+    """Run the block with Pillow's own bomb check set to ``limit`` pixels
+    (``None``: off), so that Pillow neither refuses what the convseg limit
+    allows nor warns about it."""
+    saved = Image.MAX_IMAGE_PIXELS
+    # Pillow raises above twice its setting and warns above it
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def declared_size(path: Union[str, Path]) -> Optional[tuple[int, int]]:
+    """(width, height) from the file's header, without decoding pixels;
+    ``None`` if Pillow does not know the format."""
+    try:
+        with pillow_pixel_limit(None), Image.open(path) as image:
+            return image.size
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def check_image_size(path: Union[str, Path],
+                     limit: Optional[int] = None) -> None:
+    """Raise :class:`ImageTooLargeError` if ``path`` declares more than
+    ``limit`` pixels (default :func:`max_image_pixels`)."""
+    limit = max_image_pixels() if limit is None else limit
+    size = declared_size(path)
+    if size is not None and size[0] * size[1] > limit:
+        raise ImageTooLargeError(os.fspath(path), size, limit)
 
 
 def to_uint8(image: np.ndarray, source: str = 'array') -> np.ndarray:
@@ -103,12 +190,15 @@ def pil_to_bgr(image: Image.Image, source: str = 'PIL image') -> np.ndarray:
 def read_image(path: Union[str, Path]) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 BGR, upright per its EXIF tag.
 
-    Raises :class:`FileNotFoundError` for a missing file and
+    Raises :class:`FileNotFoundError` for a missing file,
+    :class:`ImageTooLargeError` when its header declares more pixels than
+    :func:`max_image_pixels` (nothing is decoded then) and
     :class:`ImageReadError` naming the file when it cannot be decoded.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'image file {path} does not exist')
+    check_image_size(path)
     data = np.fromfile(path, dtype=np.uint8)
     # IMREAD_COLOR applies the EXIF orientation, repeats grayscale and drops
     # alpha; IMREAD_ANYDEPTH keeps 16-bit values for the scaling above.

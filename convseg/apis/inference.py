@@ -117,7 +117,8 @@ def init_model(config: Union[str, Path, Config],
                device: Optional[str] = None,
                cfg_options: Optional[dict] = None,
                fast: Optional[bool] = None,
-               backend: Optional[str] = None) -> torch.nn.Module:
+               backend: Optional[str] = None,
+               precision: str = 'fp32') -> torch.nn.Module:
     """Build an eval-mode segmentor from a config and checkpoint on ``device``.
 
     ``device`` None means ``cuda`` when CUDA is available, else ``cpu``.
@@ -128,13 +129,18 @@ def init_model(config: Union[str, Path, Config],
     ``palette`` from the checkpoint's meta, else from the config's test
     dataset, else generated; ``model.cfg`` holds the config. ``fast``
     (default: on for CPU devices) applies
-    :func:`convseg.apis.fast.prepare_for_inference`. An ``.onnx``
+    :func:`convseg.apis.fast.prepare_for_inference`; ``precision='bf16'``
+    runs it in bf16 where the hardware has native bf16 (ValueError
+    elsewhere, or with ``fast=False``). An ``.onnx``
     checkpoint (or ``backend='onnxruntime'``) gives a
     :class:`convseg.deploy.runtime.OrtSegmentor` instead.
     """
     from mmseg.registry import MODELS
 
     from ..deploy.runtime import init_ort_model, uses_onnxruntime
+    if precision != 'fp32' and fast is False:
+        raise ValueError(f'precision={precision!r} is a mode of the fast '
+                         'path; it cannot be combined with fast=False')
     if uses_onnxruntime(checkpoint, backend):
         return init_ort_model(config, checkpoint, device, cfg_options)
     cfg = _load_config(config)
@@ -161,7 +167,9 @@ def init_model(config: Union[str, Path, Config],
     model.eval()
     if fast is None:
         fast = torch.device(device).type == 'cpu'
-    return prepare_for_inference(model, enable=fast)
+    if precision != 'fp32':
+        fast = True
+    return prepare_for_inference(model, enable=fast, precision=precision)
 
 
 def _transform_name(step: dict) -> str:

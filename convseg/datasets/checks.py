@@ -10,7 +10,17 @@ and ``num_classes`` of the model heads against the dataset's classes.
 
 Datasets are resolved through mmseg's own dataset classes (built without
 reading files), so suffixes, prefixes, ``reduce_zero_label`` and the class
-list are exactly those training would use.
+list are exactly those training would use. Files are decoded as the split's
+pipeline decodes them (``mmcv.imfrombytes`` with the ``color_type`` and
+``imdecode_backend`` of its ``LoadImageFromFile`` and ``LoadAnnotations``):
+images with OpenCV, which turns EXIF-rotated JPEGs upright, labels with
+Pillow as stored, so a size or channel problem is reported exactly when
+training would meet it. Before decoding, each file's header size is held
+against the pixel limit shared by all convseg readers
+(:func:`convseg.apis.images.max_image_pixels`).
+
+The module is over 400 lines because layout and full checks share the
+config resolution above them; splitting would only move private helpers.
 """
 from __future__ import annotations
 
@@ -19,9 +29,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
+import mmcv
 import numpy as np
 from PIL import Image
 
+from ..apis.images import (ImageTooLargeError, check_image_size,
+                           max_image_pixels, pillow_pixel_limit)
 from ..errors import ConvsegError
 
 SPLITS = {'train': 'train_dataloader', 'val': 'val_dataloader',
@@ -51,8 +64,8 @@ class DatasetProblem:
 
     ``kind`` is one of ``missing_root``, ``missing_folder``, ``empty_split``,
     ``missing_ann_file``, ``missing_label``, ``missing_image``,
-    ``unreadable``, ``size_mismatch``, ``label_channels``, ``label_values``,
-    ``num_classes``; ``path`` the file, folder or config key concerned;
+    ``unreadable``, ``too_large``, ``size_mismatch``, ``label_channels``,
+    ``label_values``, ``num_classes``; ``path`` the file, folder or config key concerned;
     ``message`` a sentence naming it and the offending value.
     """
 
@@ -101,6 +114,41 @@ class _Split:
     reduce_zero_label: bool
     label_map: Optional[Mapping[int, int]]
     classes: tuple
+    decoding: '_Decoding'
+
+
+@dataclass(frozen=True)
+class _Decoding:
+    """How the split's pipeline decodes its files (``mmcv.imfrombytes``)."""
+
+    color_type: str = 'color'
+    img_backend: str = 'cv2'
+    seg_backend: str = 'pillow'
+
+
+def _loading_steps(pipeline: Any) -> Iterator[Mapping]:
+    """The pipeline's steps, those wrapped by other steps included."""
+    for step in pipeline or []:
+        if isinstance(step, Mapping):
+            yield step
+            yield from _loading_steps(step.get('transforms'))
+        elif isinstance(step, (list, tuple)):
+            yield from _loading_steps(step)
+
+
+def _decoding(pipeline: Any) -> _Decoding:
+    """The decoding settings of a pipeline's loading transforms."""
+    settings = {}
+    for step in _loading_steps(pipeline):
+        kind = step.get('type')
+        name = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
+        if name == 'LoadImageFromFile':
+            settings.update(
+                color_type=step.get('color_type', 'color'),
+                img_backend=step.get('imdecode_backend', 'cv2'))
+        elif name == 'LoadAnnotations':
+            settings['seg_backend'] = step.get('imdecode_backend', 'pillow')
+    return _Decoding(**settings)
 
 
 def _leaf_configs(ds_cfg: Any, key: str) -> Iterator[tuple[str, dict]]:
@@ -152,7 +200,8 @@ def _resolve_split(cfg: Any, split: str) -> list[_Split]:
             ann_file=ann_file or None,
             reduce_zero_label=bool(getattr(ds, 'reduce_zero_label', False)),
             label_map=getattr(ds, 'label_map', None),
-            classes=tuple(ds.metainfo.get('classes') or ())))
+            classes=tuple(ds.metainfo.get('classes') or ()),
+            decoding=_decoding(ds_cfg.get('pipeline'))))
     return resolved
 
 
@@ -344,13 +393,27 @@ def _pairs(info: _Split) -> tuple[list[tuple[str, Optional[str]]],
     return pairs, problems
 
 
-def _read(path: str) -> tuple[Optional[np.ndarray], Optional[str]]:
+def _decode(path: str, flag: str, backend: str,
+            limit: int) -> tuple[Optional[np.ndarray], Optional[str]]:
+    """``path`` decoded as the pipeline decodes it, or why it cannot be.
+
+    The header size is checked first; Pillow also decodes the whole file,
+    since OpenCV fills a truncated image in instead of failing.
+    """
     try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im), None
+        check_image_size(path, limit)
+        with pillow_pixel_limit(limit), Image.open(path) as image:
+            image.load()
+        with open(path, 'rb') as f:
+            with pillow_pixel_limit(limit):
+                array = mmcv.imfrombytes(f.read(), flag=flag, backend=backend)
+    except ImageTooLargeError:
+        raise
     except (OSError, SyntaxError, ValueError) as err:
         return None, f'{type(err).__name__}: {err}'
+    if array is None:
+        return None, f'{backend} cannot decode it'
+    return array, None
 
 
 @dataclass(frozen=True)
@@ -386,13 +449,18 @@ class _LabelRule:
         return [int(v) for v in raw[~ok]]
 
 
-def _check_pair(img: str, seg: Optional[str],
-                rule: _LabelRule) -> list[DatasetProblem]:
+def _check_pair(img: str, seg: Optional[str], rule: _LabelRule,
+                decoding: _Decoding, limit: int) -> list[DatasetProblem]:
     problems = []
     if not os.path.isfile(img):
         return [DatasetProblem('unreadable', img, f'image {img} does not '
                                'exist.')]
-    image, err = _read(img)
+    try:
+        image, err = _decode(img, decoding.color_type, decoding.img_backend,
+                             limit)
+    except ImageTooLargeError as too_large:
+        image, err = None, None
+        problems.append(DatasetProblem('too_large', img, str(too_large)))
     if err:
         problems.append(DatasetProblem(
             'unreadable', img, f'image {img} is unreadable or truncated '
@@ -403,20 +471,28 @@ def _check_pair(img: str, seg: Optional[str],
         return problems + [DatasetProblem(
             'missing_label', seg, f'image {img} has no label (expected '
             f'{seg}).')]
-    label, err = _read(seg)
+    try:
+        label, err = _decode(seg, 'unchanged', decoding.seg_backend, limit)
+    except ImageTooLargeError as too_large:
+        return problems + [DatasetProblem('too_large', seg, str(too_large))]
     if err:
         return problems + [DatasetProblem(
             'unreadable', seg, f'label {seg} is unreadable or truncated '
             f'({err}).')]
+    # mmseg's LoadAnnotations keeps what it decodes, squeezed: anything but
+    # one channel stays (H, W, C) and breaks the losses and metrics
+    label = label.squeeze()
     if label.ndim == 3:
-        if label.shape[2] > 1 and not all(
-                np.array_equal(label[..., 0], label[..., c])
-                for c in range(1, label.shape[2])):
-            return problems + [DatasetProblem(
-                'label_channels', seg,
-                f'label {seg} has {label.shape[2]} different channels '
-                '(a colour image?); labels must be single-channel class ids.')]
-        label = label[..., 0]
+        same = all(np.array_equal(label[..., 0], label[..., c])
+                   for c in range(1, label.shape[2]))
+        what = ('equal channels (grey values saved as RGB)' if same else
+                'different channels (a colour image?)')
+        return problems + [DatasetProblem(
+            'label_channels', seg,
+            f'label {seg} has {label.shape[2]} {what}; mmseg\'s '
+            f'LoadAnnotations reads it as shape {label.shape}, but labels '
+            'must be single-channel class ids: save it as single-channel '
+            '(mode L or P), e.g. Image.fromarray(ids.astype(np.uint8)).')]
     if image is not None and image.shape[:2] != label.shape[:2]:
         problems.append(DatasetProblem(
             'size_mismatch', seg,
@@ -445,10 +521,13 @@ def check_dataset(cfg: Any, split: str = 'train', full: bool = True,
     Always: the layout (see :func:`check_dataset_layout`) and ``num_classes``
     of the model heads against the dataset's classes. With ``full``: every
     image has a label and every label an image, each file decodes completely,
-    sizes agree, and label values are class ids or the ignore index (after
-    ``reduce_zero_label`` and ``label_map``). ``nproc`` processes read files.
+    sizes agree as the pipeline decodes the files, labels have one channel,
+    no file declares more pixels than the shared limit, and label values are
+    class ids or the ignore index (after ``reduce_zero_label`` and
+    ``label_map``). ``nproc`` processes read files.
     """
     problems: list[DatasetProblem] = []
+    limit = max_image_pixels()
     for info in _resolve_split(cfg, split):
         layout = _layout_problems(info)
         problems += layout + _num_classes_problems(cfg, info)
@@ -465,7 +544,7 @@ def check_dataset(cfg: Any, split: str = 'train', full: bool = True,
             if info.label_map else None
         rule = _LabelRule(len(info.classes), _ignore_index(cfg.get('model')),
                           info.reduce_zero_label, label_map)
-        jobs = [(img, seg, rule) for img, seg in pairs]
+        jobs = [(img, seg, rule, info.decoding, limit) for img, seg in pairs]
         if nproc > 1:
             with ProcessPoolExecutor(nproc) as pool:
                 results = list(pool.map(_check_pair_args, jobs,

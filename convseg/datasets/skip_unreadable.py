@@ -5,17 +5,23 @@ Opt in with ``skip_unreadable_images = True`` in a config (or
 wraps the loading transforms of the training pipeline in
 :class:`SkipUnreadable`, which logs a warning naming the file and returns
 ``None``; mmengine's ``BaseDataset`` then draws another sample, as it does
-for any transform that returns ``None``. Validation and test pipelines are
-left alone: every file there must be read.
+for any transform that returns ``None``. A file whose header declares more
+pixels than the limit shared by convseg's readers
+(:func:`convseg.apis.images.max_image_pixels`) is skipped the same way,
+before anything is decoded. Validation and test pipelines are left alone:
+every file there must be read.
 """
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Iterator, Optional
 
 from mmcv.transforms import BaseTransform, Compose
 from mmengine.logging import print_log
 from mmseg.registry import TRANSFORMS
+
+from ..apis.images import check_image_size
 
 #: the config key that switches skipping on.
 OPTION = 'skip_unreadable_images'
@@ -34,12 +40,16 @@ class SkipUnreadable(BaseTransform):
         self.transforms = Compose(transforms)
 
     def transform(self, results: dict) -> Optional[dict]:
-        """Load, or return ``None`` (skip this sample) if a file fails."""
+        """Load, or return ``None`` (skip this sample) if a file is too
+        large or fails to load."""
+        files = [str(results[k]) for k in ('img_path', 'seg_map_path')
+                 if results.get(k)]
         try:
+            for path in files:
+                if os.path.isfile(path):  # local: the header is cheap
+                    check_image_size(path)
             return self.transforms(results)
         except Exception as err:  # decoders raise many types
-            files = [str(results[k]) for k in ('img_path', 'seg_map_path')
-                     if results.get(k)]
             print_log(
                 f'skipping unreadable sample {", ".join(files)} '
                 f'({type(err).__name__}: {err}); {OPTION} is set, so another '

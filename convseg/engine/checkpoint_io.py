@@ -76,13 +76,20 @@ def _numbered_checkpoints(folder: str) -> list[str]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
+def _number(path: str) -> int | None:
+    match = _CHECKPOINT_NAME.match(os.path.basename(path))
+    return int(match.group(1)) if match else None
+
+
 def find_resume_checkpoint(work_dir: PathLike) -> str | None:
     """The checkpoint an automatic resume should load, or None to start anew.
 
-    The file named in ``work_dir/last_checkpoint`` when it is complete;
-    otherwise (pointer missing, empty, or naming a missing or truncated file)
-    the complete ``iter_<n>.pth`` / ``epoch_<n>.pth`` with the largest ``n``
-    in the pointer's folder or ``work_dir``. Temporary files are never chosen.
+    The newest complete checkpoint: the complete ``iter_<n>.pth`` /
+    ``epoch_<n>.pth`` with the largest ``n`` in ``work_dir`` and in the
+    folder of the file that ``work_dir/last_checkpoint`` names, or that file
+    itself when it is complete and no numbered checkpoint is newer (a crash
+    between a save and the pointer's update leaves the pointer one save
+    behind). Truncated and temporary files are never chosen.
     """
     work_dir = os.fspath(work_dir)
     pointer = os.path.join(work_dir, LAST_CHECKPOINT_FILE)
@@ -90,22 +97,32 @@ def find_resume_checkpoint(work_dir: PathLike) -> str | None:
     with contextlib.suppress(OSError):
         with open(pointer, encoding='utf-8') as f:
             named = f.read().strip()
-    if named and is_complete_checkpoint(named):
-        return named
     folders = [work_dir]
     if named and os.path.dirname(named) not in ('', work_dir):
         folders.insert(0, os.path.dirname(named))
+    newest: tuple[int, str] | None = None
     for folder in folders:
         for candidate in _numbered_checkpoints(folder):
             if is_complete_checkpoint(candidate):
-                if named:
-                    print_log(
-                        f'{pointer} names {named}, which is missing or '
-                        f'incomplete; resuming from {candidate}, the newest '
-                        f'complete checkpoint.', logger='current',
-                        level=logging.WARNING)
-                return candidate
-    return None
+                step = _number(candidate)
+                if newest is None or step > newest[0]:
+                    newest = (step, candidate)
+                break
+    named_complete = bool(named) and is_complete_checkpoint(named)
+    if named_complete:
+        step = _number(named)
+        if newest is None or step is None or step >= newest[0]:
+            return named
+    if newest is None:
+        return None
+    if named:
+        state = ('older than the newest complete checkpoint' if named_complete
+                 else 'missing or incomplete')
+        print_log(
+            f'{pointer} names {named}, which is {state}; resuming from '
+            f'{newest[1]}, the newest complete checkpoint.',
+            logger='current', level=logging.WARNING)
+    return newest[1]
 
 
 __getattr__ = moved_names(__name__, {

@@ -1,23 +1,76 @@
-"""Does a whole segmentation checkpoint fit a model? Checked before loading.
+"""Does a checkpoint fit a model? Checked, and mapped, before loading.
 
 mmengine loads checkpoints with ``strict=False`` and only warns about
 tensors whose shapes differ, so a checkpoint trained for 150 classes tested
 with a 19-class config would run with a random head. These checks turn that
-into an error naming both numbers.
+into an error naming both numbers. A whole segmentation checkpoint whose
+backbone uses another family's key names (OpenMMLab's, timm's...) is mapped
+to convseg's names first; a backbone-only checkpoint is refused with the way
+to start from it.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import logging
+from collections.abc import Mapping
+from typing import Any
 
 import torch
+from mmengine.logging import print_log
 
 from ..checkpoint_reading import extract_state_dict
+from ..errors import CheckpointFormatError
 from ..models.checkpoint_loading import check_fits, check_num_classes
+from ..models.convnext_keymaps import (FAMILIES, convert, detect_family,
+                                       is_segmentor_state_dict)
 
 
 def _strip_wrapper(state_dict: Mapping[str, Any]) -> dict:
     return {k[len('module.'):] if k.startswith('module.') else k: v
             for k, v in state_dict.items()}
+
+
+def _family(state_dict: Mapping[str, Any]) -> str | None:
+    try:
+        return detect_family(state_dict)
+    except CheckpointFormatError:
+        return None
+
+
+def map_checkpoint_to_model(model: torch.nn.Module,
+                            checkpoint: dict[str, Any],
+                            source: str = 'being loaded') -> None:
+    """Give ``checkpoint`` convseg's key names in place, for ``model``.
+
+    Only for a model with a convseg ConvNeXt backbone. A whole segmentation
+    checkpoint of another family gets its ``backbone.*`` keys mapped
+    (``checkpoint['state_dict']`` is replaced). A ConvNeXt checkpoint without
+    heads raises :class:`CheckpointFormatError` naming its family and how to
+    start from it. Anything else is left as it is.
+    """
+    if not any(k.startswith('backbone.stages.')
+               and k.endswith('.dwconv.weight') for k in model.state_dict()):
+        return
+    state_dict = _strip_wrapper(extract_state_dict(checkpoint, str(source)))
+    family = _family(state_dict)
+    if family is None:
+        return
+    if not is_segmentor_state_dict(state_dict):
+        raise CheckpointFormatError(
+            f'checkpoint {source} holds a ConvNeXt backbone of the {family} '
+            f'family (keys like {FAMILIES[family].layout}) and no '
+            'segmentation heads, so it cannot be loaded as a whole model '
+            "(load_from). Start from it through the backbone instead: "
+            "model.backbone.init_cfg=dict(type='Pretrained', checkpoint="
+            f"'{source}') with load_from=None; tools/convert_checkpoint.py "
+            f'(--from {family}) writes it with convseg\'s key names.')
+    if family == 'facebook':
+        return
+    result = convert(state_dict, family, str(source))
+    checkpoint['state_dict'] = result.state_dict
+    print_log(
+        f'checkpoint {source}: mapped {len(result.sources)} keys from the '
+        f'{family} family to convseg\'s names before loading.',
+        logger='current', level=logging.INFO)
 
 
 def check_checkpoint_matches_model(model: torch.nn.Module,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any, Iterator, Mapping, Optional
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from ..errors import ConvsegError
 
@@ -24,7 +25,7 @@ class ConfigArgumentError(ConvsegError, TypeError):
     """A config passes an argument that a model part does not accept."""
 
 
-def accepted_arguments(cls: type) -> Optional[list[str]]:
+def accepted_arguments(cls: type) -> list[str] | None:
     """Keyword arguments ``cls(...)`` accepts, or None if it takes any.
 
     Follows ``**kwargs`` to the ``__init__`` of the base classes, the way
@@ -64,7 +65,7 @@ def _parts(model_cfg: Mapping) -> Iterator[tuple[str, Any]]:
                                                else '')), inner
 
 
-def _resolve(kind: Any) -> Optional[type]:
+def _resolve(kind: Any) -> type | None:
     from mmseg.registry import MODELS
 
     if isinstance(kind, type):

@@ -7,8 +7,8 @@ all False by default)::
         channels_last=True,      # model and its gradients channels-last
         fused_adamw=True,        # torch's fused Adam/AdamW kernel
         bf16=True,               # AmpOptimWrapper autocasts to bf16, not fp16
-        compile_backbone=True)   # torch.compile the backbone (or a dict of
-                                 # torch.compile arguments)
+        compile_backbone=True)   # torch.compile the backbone; or a backend
+                                 # name, or a dict of torch.compile arguments
 
 ``tools/train.py`` calls :func:`apply_train_speed` on the config before the
 runner is built: it turns the switches into mmengine settings (the
@@ -79,9 +79,11 @@ def read_switches(cfg: Config) -> dict[str, Any]:
             f'the switches are {", ".join(SWITCHES)}')
     switches = {name: given.get(name, False) for name in SWITCHES}
     for name, value in switches.items():
-        allowed = (bool, dict) if name == 'compile_backbone' else (bool, )
+        allowed = (bool, str, dict) if name == 'compile_backbone' \
+            else (bool, )
         if not isinstance(value, allowed):
-            kinds = 'True, False or a dict of torch.compile arguments' \
+            kinds = ('True, False, a torch.compile backend name or a dict of '
+                     'torch.compile arguments') \
                 if name == 'compile_backbone' else 'True or False'
             raise TrainSpeedConfigError(
                 f'train_speed.{name} must be {kinds}, got {value!r}')
@@ -158,9 +160,12 @@ def to_channels_last(model: nn.Module,
     return len(weights)
 
 
-def compile_backbone(model: nn.Module, options: bool | dict) -> None:
+def compile_backbone(model: nn.Module, options: bool | str | dict) -> None:
     """``torch.compile`` ``model.backbone`` in place (its state-dict keys do
-    not change); ``options`` is True or a dict of torch.compile arguments."""
+    not change); ``options`` is True, a backend name ('inductor',
+    'aot_eager', ...) or a dict of torch.compile arguments."""
+    if isinstance(options, str):
+        options = dict(backend=options)
     model.backbone.compile(**(options if isinstance(options, dict) else {}))
 
 
@@ -172,7 +177,7 @@ class TrainSpeedHook(Hook):
     priority = 'VERY_LOW'
 
     def __init__(self, channels_last: bool = False,
-                 compile_backbone: bool | dict = False) -> None:
+                 compile_backbone: bool | str | dict = False) -> None:
         self.channels_last = channels_last
         self.compile_backbone = compile_backbone
 

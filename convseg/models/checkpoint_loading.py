@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -25,7 +25,7 @@ from ..errors import CheckpointFormatError, CheckpointMismatchError
 from .convnext_archs import arch_settings
 from .convnext_keymaps import _first_keys, convert, is_segmentor_state_dict
 
-Checkpoint = Union[str, os.PathLike, Mapping[str, Any]]
+Checkpoint = str | os.PathLike | Mapping[str, Any]
 
 
 @dataclass(frozen=True)

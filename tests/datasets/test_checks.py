@@ -2,6 +2,9 @@
 with the project's dataset configs."""
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,16 +182,122 @@ def test_label_values_without_reduce_zero_label(tmp_path):
         '(0..18) nor the ignore index 255.']
 
 
-def test_colour_label_is_reported(ade):
-    ann = os.path.join(ade, 'annotations', 'training',
-                       'ADE_train_00000001.png')
-    label = np.array(Image.open(ann))
-    rgb = np.stack([label, label, (label + 1) % 150], axis=-1)
-    Image.fromarray(rgb.astype(np.uint8)).save(ann)
+def _loaded(cfg, img, seg):
+    """The image and label as the training pipeline's own loading
+    transforms (mmseg's LoadImageFromFile, LoadAnnotations) give them."""
+    from mmengine.dataset import Compose
+    from mmengine.registry import DefaultScope
+
+    steps = cfg.train_dataloader.dataset.pipeline[:2]
+    assert [s['type'] for s in steps] == ['LoadImageFromFile',
+                                          'LoadAnnotations']
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        results = Compose(steps)(dict(
+            img_path=img, seg_map_path=seg, reduce_zero_label=True,
+            seg_fields=[]))
+    return results['img'], results['gt_seg_map']
+
+
+def test_rgb_labels_fail_the_check_as_the_loader_keeps_three_channels(ade):
+    ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_{:08d}.png')
+    img = os.path.join(ade, 'images', 'training', 'ADE_train_{:08d}.jpg')
+    label = np.array(Image.open(ann.format(1)))
+    grey = np.stack([label] * 3, axis=-1)  # grey values saved as RGB
+    Image.fromarray(grey).save(ann.format(1))
+    colour = np.stack([label, label, (label + 1) % 150], axis=-1)
+    Image.fromarray(colour.astype(np.uint8)).save(ann.format(2))
     cfg = config_for('upernet_convnext_t_ade20k.py', ade)
+    fix = ('mmseg\'s LoadAnnotations reads it as shape (32, 40, 3), but '
+           'labels must be single-channel class ids: save it as '
+           'single-channel (mode L or P), e.g. '
+           'Image.fromarray(ids.astype(np.uint8)).')
     assert [str(p) for p in check_dataset(cfg, 'train')] == [
-        f'label {ann} has 3 different channels (a colour image?); labels must '
-        'be single-channel class ids.']
+        f'label {ann.format(1)} has 3 equal channels (grey values saved as '
+        f'RGB); {fix}',
+        f'label {ann.format(2)} has 3 different channels (a colour image?); '
+        f'{fix}']
+    # the loader agrees: three channels where the check complains, one
+    # where it does not
+    assert [_loaded(cfg, img.format(i), ann.format(i))[1].shape
+            for i in (1, 2, 3)] == [(32, 40, 3), (32, 40, 3), (32, 40)]
+
+
+def test_exif_rotated_jpegs_are_sized_as_the_loader_decodes_them(ade):
+    img = os.path.join(ade, 'images', 'training', 'ADE_train_{:08d}.jpg')
+    ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_{:08d}.png')
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 32, 3), np.uint8)
+    # stored 32 wide and 40 high, shown 40x32 like its label: no mismatch
+    Image.fromarray(pixels).save(img.format(1), exif=exif.tobytes())
+    # stored 40x32 like its label, shown 32 wide and 40 high: a mismatch
+    Image.fromarray(pixels.transpose(1, 0, 2)).save(img.format(2),
+                                                    exif=exif.tobytes())
+    cfg = config_for('upernet_convnext_t_ade20k.py', ade)
+    assert [(p.kind, str(p)) for p in check_dataset(cfg, 'train')] == [(
+        'size_mismatch',
+        f'label {ann.format(2)} is 40x32 (WxH) but its image {img.format(2)} '
+        'is 32x40.')]
+    shapes = [tuple(a.shape[:2] for a in _loaded(cfg, img.format(i),
+                                                   ann.format(i)))
+              for i in (1, 2, 3)]
+    assert shapes == [((32, 40), (32, 40)), ((40, 32), (32, 40)),
+                      ((32, 40), (32, 40))]
+
+
+def test_oversized_files_are_problems_named_with_the_limit(ade, png_bomb,
+                                                          monkeypatch):
+    img = os.path.join(ade, 'images', 'training', 'ADE_train_{:08d}.jpg')
+    ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_{:08d}.png')
+    png_bomb(Path(img.format(1)))  # a PNG under the .jpg name: still read
+    png_bomb(Path(ann.format(2)), 30000, 20000)
+    cfg = config_for('upernet_convnext_t_ade20k.py', ade)
+    problems = check_dataset(cfg, 'train')
+    assert [(p.kind, p.path) for p in problems] == [
+        ('too_large', img.format(1)), ('too_large', ann.format(2))]
+    assert str(problems[0]) == (
+        f'image {img.format(1)} declares 40000x40000 = 1,600,000,000 pixels, '
+        'more than the limit of 89,478,485 pixels (a guard against '
+        'decompression bombs); it was not decoded. If the file is trusted, '
+        'raise the limit with CONVSEG_MAX_IMAGE_PIXELS=1600000000 in the '
+        'environment (and OPENCV_IO_MAX_IMAGE_PIXELS=1600000000, which '
+        'OpenCV reads when it starts).')
+    assert str(problems[1]).startswith(
+        f'image {ann.format(2)} declares 30000x20000 = 600,000,000 pixels, ')
+    assert str(problems[1]).endswith('CONVSEG_MAX_IMAGE_PIXELS=600000000 in '
+                                     'the environment.')
+    # the same answers from worker processes
+    assert check_dataset(cfg, 'train', nproc=2) == problems
+    # one setting for every reader: lowered below 40x32, it refuses them all
+    monkeypatch.setenv('CONVSEG_MAX_IMAGE_PIXELS', '1000')
+    assert {p.kind for p in check_dataset(cfg, 'val')} == {'too_large'}
+
+
+def test_check_dataset_tool_lists_a_bomb_and_goes_on(ade, png_bomb):
+    img = os.path.join(ade, 'images', 'training', 'ADE_train_{:08d}.jpg')
+    ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_{:08d}.png')
+    png_bomb(Path(img.format(1)))
+    os.remove(ann.format(3))
+    config = os.path.join(REPO, 'configs', 'upernet_convnext_t_ade20k.py')
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, 'tools', 'check_dataset.py'),
+         config, '--cfg-options', f'train_dataloader.dataset.data_root={ade}',
+         f'val_dataloader.dataset.data_root={ade}'],
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert done.returncode == 1
+    assert 'Traceback' not in done.stderr
+    assert done.stdout.splitlines() == [
+        f'train: too_large: image {img.format(1)} declares 40000x40000 = '
+        '1,600,000,000 pixels, more than the limit of 89,478,485 pixels (a '
+        'guard against decompression bombs); it was not decoded. If the file '
+        'is trusted, raise the limit with CONVSEG_MAX_IMAGE_PIXELS=1600000000 '
+        'in the environment (and OPENCV_IO_MAX_IMAGE_PIXELS=1600000000, which '
+        'OpenCV reads when it starts).',
+        f'train: missing_label: image {img.format(3)} has no label (expected '
+        f'{ann.format(3)}).',
+        'val: OK']
+    assert done.stderr.strip().splitlines()[-1] == '2 problem(s) found'
 
 
 def test_num_classes_of_heads_against_dataset(ade):
@@ -232,3 +341,26 @@ def test_training_skips_unreadable_images_when_asked(ade):
         sample = skipping[1]  # another image is drawn instead
     assert sample['data_samples'].img_path != img
     assert os.path.isfile(sample['data_samples'].img_path)
+
+
+def test_training_skips_oversized_images_by_the_shared_limit(ade, png_bomb,
+                                                             monkeypatch):
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import DATASETS
+
+    img = os.path.join(ade, 'images', 'training', 'ADE_train_{:08d}.jpg')
+    ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_{:08d}.png')
+    png_bomb(Path(img.format(2)))
+    # a valid 60x40 pair: over a limit of 2000 pixels, the 40x32 ones not
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(img.format(3))
+    Image.fromarray(np.ones((40, 60), np.uint8)).save(ann.format(3))
+    monkeypatch.setenv('CONVSEG_MAX_IMAGE_PIXELS', '2000')
+    cfg = config_for('upernet_convnext_t_ade20k.py', ade)
+    cfg.skip_unreadable_images = True
+    apply_skip_unreadable(cfg)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        dataset = DATASETS.build(cfg.train_dataloader.dataset)
+        drawn = [dataset[i]['data_samples'].img_path for i in range(4)]
+    assert drawn[0] == img.format(1) and drawn[3] == img.format(4)
+    assert drawn[1] in (img.format(1), img.format(4))
+    assert drawn[2] in (img.format(1), img.format(4))

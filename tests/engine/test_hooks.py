@@ -15,8 +15,9 @@ import torch
 import convseg  # noqa: F401
 from convseg.engine.checkpoint_io import (find_resume_checkpoint,
                                           is_complete_checkpoint)
-from convseg.engine.hooks import (CheckpointSaveError, NonFiniteWeightsError,
-                                  RANDOM_STATE_KEY)
+from convseg.engine.hooks import (RANDOM_STATE_KEY, AtomicCheckpointHook,
+                                  CheckpointSaveError, NonFiniteWeightsError)
+from convseg.errors import CheckpointFormatError
 from convseg.engine.random_state import (capture_random_state,
                                          restore_random_state,
                                          state_from_plain, state_to_plain)
@@ -149,8 +150,12 @@ def test_find_resume_checkpoint_picks_the_newest_complete_one(tmp_path):
     pointer = tmp_path / 'last_checkpoint'
     # a temporary file is never chosen, even the newest
     (tmp_path / '.iter_12.pth.4242.tmp').write_bytes(b'PK partial')
+    # a pointer one save behind (killed between the save and its update):
+    # the newer complete checkpoint wins
     pointer.write_text(str(tmp_path / 'iter_4.pth'))
-    assert find_resume_checkpoint(tmp_path) == str(tmp_path / 'iter_4.pth')
+    assert find_resume_checkpoint(tmp_path) == str(tmp_path / 'iter_10.pth')
+    pointer.write_text(str(tmp_path / 'iter_10.pth'))
+    assert find_resume_checkpoint(tmp_path) == str(tmp_path / 'iter_10.pth')
     # pointer to a truncated file: the newest complete checkpoint instead
     data = (tmp_path / 'iter_10.pth').read_bytes()
     (tmp_path / 'iter_12.pth').write_bytes(data[:100])
@@ -288,3 +293,97 @@ def test_unknown_model_arguments_are_named(key, value, expected, repo_root):
     with pytest.raises(ConfigArgumentError) as info:
         check_model_config(cfg.model)
     assert str(info.value).startswith(expected)
+
+
+# ---------------------------------------------------------------------------
+# the best checkpoint survives a failed save of the next best
+# ---------------------------------------------------------------------------
+
+def test_save_best_keeps_the_old_best_until_the_new_one_is_complete(
+        tmp_path, ade_root, build_runner):
+    def best_miou(cfg):
+        cfg.default_hooks.checkpoint.update(save_best='mIoU', rule='greater')
+
+    runner, work = build_runner(tmp_path, ade_root, max_iters=1, interval=1,
+                                edit=best_miou)
+    runner.train()
+    hook = next(h for h in runner.hooks
+                if isinstance(h, AtomicCheckpointHook))
+    hook._save_best_checkpoint(runner, {'mIoU': 10.0})
+    first = work / 'best_mIoU_iter_1.pth'
+    second = work / 'best_mIoU_iter_2.pth'
+    assert is_complete_checkpoint(first)
+    runner.train_loop._iter = 2  # a better score one iteration later
+    os.symlink('/dev/full', temporary_path(second))  # its save fails
+    with pytest.raises(CheckpointSaveError) as info:
+        hook._save_best_checkpoint(runner, {'mIoU': 20.0})
+    assert info.value.errno == errno.ENOSPC
+    assert is_complete_checkpoint(first)
+    assert not second.exists()
+    hook._save_best_checkpoint(runner, {'mIoU': 30.0})
+    assert is_complete_checkpoint(second)
+    assert not first.exists()
+    assert sorted(p for p in os.listdir(work) if p.endswith(('.pth', '.tmp'))
+                  ) == ['best_mIoU_iter_2.pth', 'iter_1.pth', 'iter_2.pth']
+
+
+# ---------------------------------------------------------------------------
+# load_from with another family's checkpoint
+# ---------------------------------------------------------------------------
+
+def _openmmlab_names(state):
+    """convseg's ConvNeXt keys spelled as mmseg's own ConvNeXt spells them."""
+    names = {'.dwconv.': '.depthwise_conv.', '.pwconv1.': '.pointwise_conv1.',
+             '.pwconv2.': '.pointwise_conv2.'}
+    renamed = {}
+    for key, value in state.items():
+        for ours, theirs in names.items():
+            key = key.replace(ours, theirs)
+        renamed[key] = value
+    return renamed
+
+
+def test_load_from_maps_an_openmmlab_segmentation_checkpoint(
+        tmp_path, ade_root, build_runner):
+    runner, _ = build_runner(tmp_path, ade_root)
+    generator = torch.Generator().manual_seed(5)
+    trained = {k: v + torch.randn(v.shape, generator=generator)
+               if v.is_floating_point() else v
+               for k, v in runner.model.state_dict().items()}
+    source = tmp_path / 'upernet_convnext_mmseg.pth'
+    foreign = _openmmlab_names(trained)
+    assert 'backbone.stages.0.0.depthwise_conv.weight' in foreign
+    torch.save({'state_dict': foreign, 'meta': {}}, source)
+    runner, _ = build_runner(tmp_path, ade_root,
+                             edit=lambda cfg: setattr(cfg, 'load_from',
+                                                      str(source)))
+    runner.load_or_resume()
+    loaded = runner.model.state_dict()
+    assert list(loaded) == list(trained)
+    assert [k for k in trained if not torch.equal(loaded[k], trained[k])
+            ] == []
+
+
+def test_load_from_a_backbone_checkpoint_names_family_and_remedy(
+        tmp_path, ade_root, build_runner):
+    runner, _ = build_runner(tmp_path, ade_root)
+    backbone = {k[len('backbone.'):]: v
+                for k, v in runner.model.state_dict().items()
+                if k.startswith('backbone.')}
+    source = tmp_path / 'convnext_in1k.pth'
+    torch.save({'model': _openmmlab_names(backbone)}, source)
+    runner, _ = build_runner(tmp_path, ade_root,
+                             edit=lambda cfg: setattr(cfg, 'load_from',
+                                                      str(source)))
+    with pytest.raises(CheckpointFormatError) as info:
+        runner.load_or_resume()
+    assert str(info.value) == (
+        f'checkpoint {source} holds a ConvNeXt backbone of the openmmlab '
+        'family (keys like backbone.downsample_layers.0.0.weight, '
+        'backbone.stages.0.0.depthwise_conv.weight, head.fc.weight) and no '
+        'segmentation heads, so it cannot be loaded as a whole model '
+        '(load_from). Start from it through the backbone instead: '
+        "model.backbone.init_cfg=dict(type='Pretrained', "
+        f"checkpoint='{source}') with load_from=None; "
+        'tools/convert_checkpoint.py (--from openmmlab) writes it with '
+        "convseg's key names.")

@@ -5,7 +5,7 @@ from mmengine.config import Config
 
 import convseg  # noqa: F401
 from convseg.engine.launch import LaunchError, fit_to_device
-from convseg.engine.lr_logger import LrLoggerHook
+from convseg.engine.hooks import LrLoggerHook
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(),
                                 reason='the CPU fallbacks apply without CUDA')

@@ -7,23 +7,20 @@ fast path's agreement with the plain model is checked against the targets.
 import json
 import os
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from convseg.apis.fast import cpu_has_native_bf16, cpu_model, isa_summary
+from convseg.apis.fast.kernels import CACHE_ENV, CANDIDATES
+
 CONFIG = 'configs/quickstart_convnext_atto_scenes.py'
 
 
-def _benchmark(tmp_path, *flags):
+def _benchmark(run_script, tmp_path, *flags):
     out = tmp_path / 'figures.json'
-    done = subprocess.run(
-        [sys.executable, 'tools/benchmark.py', CONFIG, '--shape', '64', '64',
-         '--warmup', '1', '--json', str(out), *flags],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    done = run_script('tools/benchmark.py', CONFIG, '--shape', '64', '64',
+                      '--warmup', '1', '--json', out, *flags,
+                      env={CACHE_ENV: str(tmp_path / 'kernels.json')})
     assert done.returncode == 0, done.stderr
     return json.loads(out.read_text()), done.stdout
 
@@ -38,8 +35,9 @@ def _check_timing(figures, batch):
     assert figures['peak_rss_mib'] > 0
 
 
-def test_infer_compares_plain_and_fast_in_one_run(tmp_path):
-    figures, stdout = _benchmark(tmp_path, '--repeat', '3', '--batch', '2')
+def test_infer_compares_plain_and_fast_in_one_run(run_script, tmp_path):
+    figures, stdout = _benchmark(run_script, tmp_path, '--repeat', '3',
+                                 '--batch', '2')
     results = figures['results']
     for variant in ('plain', 'fast'):
         assert len(results[variant]['times_ms']) == 3
@@ -51,11 +49,54 @@ def test_infer_compares_plain_and_fast_in_one_run(tmp_path):
     assert results['agreement']['max_rel_logit_diff'] <= 1e-3
     assert 'speedup (fast over plain):' in stdout
     assert figures['machine']['cores'] == os.cpu_count()
+    assert figures['machine']['cpu'] == cpu_model()
+    assert figures['machine']['isa'] == isa_summary()
+    assert f'machine: {cpu_model()} ({isa_summary()})' in stdout
+    # the kernel table: one line per op and shape, every candidate timed
+    table = results['kernels']['fast'].splitlines()
+    assert 'kernels of fast (op, shape, kernel, how chosen, timings):' in stdout
+    assert len(table) >= 10
+    for line in table:
+        op, kernel, source = line.split()[0], line.split()[4], line.split()[5]
+        assert kernel in CANDIDATES[op] and source == '(measured)'
+        for candidate in CANDIDATES[op]:
+            if op == 'pointwise' or 'float32' in line:
+                assert f'{candidate} ' in line.split('(measured)')[1]
+    stored = json.loads((tmp_path / 'kernels.json').read_text())
+    assert sum(len(v) for v in stored.values()) == len(table)
 
 
-def test_train_measures_with_and_without_checkpointing(tmp_path):
-    figures, stdout = _benchmark(tmp_path, '--mode', 'train', '--batch', '2',
-                                 '--repeat', '2')
+@pytest.mark.skipif(not cpu_has_native_bf16(),
+                    reason='this CPU has no native bf16')
+def test_infer_times_bf16_beside_fp32(run_script, tmp_path):
+    figures, stdout = _benchmark(run_script, tmp_path, '--repeat', '2',
+                                 '--precision', 'fp32', 'bf16')
+    results = figures['results']
+    for variant in ('plain', 'fast', 'fast_bf16'):
+        _check_timing(results[variant], batch=1)
+    assert results['speedup_bf16'] == pytest.approx(
+        results['plain']['ms_per_batch'] /
+        results['fast_bf16']['ms_per_batch'],
+        rel=0.01)
+    assert results['agreement']['max_rel_logit_diff'] <= 1e-3
+    # random weights make near-ties: bf16 moves a few of them
+    assert results['agreement_bf16']['argmax_equal'] >= 0.98
+    assert 1e-4 < results['agreement_bf16']['max_rel_logit_diff'] < 0.05
+    assert 'speedup (fast_bf16 over plain):' in stdout
+    assert all('bfloat16' in line
+               for line in results['kernels']['fast_bf16'].splitlines())
+
+
+def test_amp_on_cpu_points_to_precision(run_script, tmp_path):
+    done = run_script('tools/benchmark.py', CONFIG, '--amp', 'bf16')
+    assert done.returncode == 2
+    assert 'error: --amp is for GPUs; on CPU use --precision bf16' in (
+        done.stderr)
+
+
+def test_train_measures_with_and_without_checkpointing(run_script, tmp_path):
+    figures, stdout = _benchmark(run_script, tmp_path, '--mode', 'train',
+                                 '--batch', '2', '--repeat', '2')
     results = figures['results']
     off, on = results['with_cp=False'], results['with_cp=True']
     for variant in (off, on):

@@ -9,6 +9,7 @@ here with numpy on independently decoded pixels.
 import argparse
 import importlib.util
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,7 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def inputs(tiny):
+def inputs(tiny, png_bomb):
     """Image files as users have them, and their upright RGB pixels."""
     folder = tiny['root'] / 'photos'
     (folder / 'sub').mkdir(parents=True)
@@ -111,6 +112,7 @@ def inputs(tiny):
     expected['sub/odd'] = odd
 
     (folder / 'broken.jpg').write_bytes(b'\xff\xd8\xff\xe0 truncated')
+    png_bomb(folder / 'huge.png')  # 40000x40000, ~200 KB
     (folder / 'notes.txt').write_text('not an image')
     return folder, {k: np.ascontiguousarray(v) for k, v in expected.items()}
 
@@ -146,9 +148,14 @@ def test_image_demo_on_a_folder(tiny, inputs):
                 '--out-dir', out)
     assert done.returncode == 1, done.stderr
     assert f'skipped {folder / "broken.jpg"}: cannot decode' in done.stderr
+    assert (f'skipped {folder / "huge.png"}: image {folder / "huge.png"} '
+            'declares 40000x40000 = 1,600,000,000 pixels, more than the '
+            'limit of 89,478,485 pixels') in done.stderr
+    assert 'CONVSEG_MAX_IMAGE_PIXELS=1600000000' in done.stderr
+    assert 'Traceback' not in done.stderr
     assert 'notes.txt' not in done.stdout + done.stderr
     assert 'wrote overlays and masks of 5 image(s)' in done.stdout
-    assert not list(out.glob('broken*'))
+    assert not list(out.glob('broken*')) and not list(out.glob('huge*'))
 
     model = tiny['model']
     palette = model.dataset_meta['palette']
@@ -216,34 +223,40 @@ def test_image_demo_with_labels_and_no_fast(tiny, inputs):
     assert (plain_model == fast_model).mean() >= 0.999
 
 
+def _write_clip(path, codec, fps, seed, count):
+    """``count`` 48x64 frames: one smooth image moving 4 pixels a frame."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps,
+                             (64, 48))
+    for index in range(count):
+        writer.write(np.roll(_smooth(48, 64, seed), 4 * index, axis=1))
+    writer.release()
+
+
+def _read_clip(path):
+    """(fps, decoded frames) of a video file."""
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    read = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        read.append(frame)
+    capture.release()
+    return fps, read
+
+
 def test_video_demo_keeps_fps_size_and_frames(tiny):
     source = tiny['root'] / 'clip.avi'
-    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*'MJPG'),
-                             7.0, (64, 48))
-    for index in range(6):
-        writer.write(np.roll(_smooth(48, 64, 10), 4 * index, axis=1))
-    writer.release()
+    _write_clip(source, 'MJPG', 7.0, 10, 6)
     target = tiny['root'] / 'clip_seg.mp4'
     done = _run('video_demo.py', source, tiny['config'], tiny['checkpoint'],
                 '--out', target, '--batch-size', '4')
     assert done.returncode == 0, done.stderr
     assert '6 frames in' in done.stdout
     assert 'frames per second' in done.stdout
-
-    def frames(path):
-        capture = cv2.VideoCapture(str(path))
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        read = []
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            read.append(frame)
-        capture.release()
-        return fps, read
-
-    fps_in, originals = frames(source)
-    fps_out, written = frames(target)
+    fps_in, originals = _read_clip(source)
+    fps_out, written = _read_clip(target)
     assert fps_out == fps_in == 7.0
     assert len(written) == len(originals) == 6
     assert all(f.shape == (48, 64, 3) for f in written)
@@ -259,6 +272,32 @@ def test_video_demo_keeps_fps_size_and_frames(tiny):
         near = np.abs(_blocks(output) - _blocks(blended)).mean()
         assert near < 5
         assert np.abs(_blocks(output) - _blocks(rgb)).mean() > 5 * near
+
+
+def test_video_demo_sizes_its_output_from_the_decoded_rotated_frames(tiny):
+    """An mp4 whose track header says 'turn 90 degrees': OpenCV decodes the
+    frames upright (48 wide, 64 high); the output has their size and every
+    frame. (OpenCV 5 also reports the turned size as the container's; older
+    versions reported the stored one, and the writer dropped every frame.)"""
+    stored = tiny['root'] / 'stored.mp4'
+    _write_clip(stored, 'mp4v', 5.0, 11, 5)
+    data = bytearray(stored.read_bytes())
+    tkhd = data.index(b'tkhd')
+    assert data[tkhd + 4] == 0  # version 0: the matrix is 40 bytes on
+    matrix = tkhd + 8 + 20 + 8 + 8
+    assert struct.unpack_from('>9i', data, matrix) == (
+        1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
+    struct.pack_into('>9i', data, matrix, 0, 1 << 16, 0, -(1 << 16), 0, 0,
+                     0, 0, 1 << 30)
+    source = tiny['root'] / 'turned.mp4'
+    source.write_bytes(bytes(data))
+    target = tiny['root'] / 'turned_seg.avi'
+    done = _run('video_demo.py', source, tiny['config'], tiny['checkpoint'],
+                '--out', target)
+    assert done.returncode == 0, done.stderr
+    assert f'wrote {target} (48x64, 5 fps)' in done.stdout
+    _, written = _read_clip(target)
+    assert len(written) == 5 and all(f.shape == (64, 48, 3) for f in written)
 
 
 def _load_demo(name):

@@ -19,9 +19,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from PIL import Image
@@ -394,6 +396,41 @@ def record_group_at_exit():
 '''
 
 
+def plain_model_tta(config, checkpoint, images, sizes, flips=(False, True)):
+    """Labels of each image: the plain segmentor's softmax at each (H, W) in
+    ``sizes`` and each horizontal flip, resized back to the image, averaged.
+    Resizing, flipping and normalising are done here with cv2 and torch."""
+    init_default_scope('mmseg')
+    # convseg is imported here; the config's test-only hook module is not
+    cfg = Config.fromfile(config, import_custom_modules=False)
+    model = MODELS.build(cfg.model).eval()
+    model.load_state_dict(read_checkpoint(checkpoint)['state_dict'])
+    pre = cfg.model.data_preprocessor
+    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std).view(1, 3, 1, 1)
+    labels = []
+    for path in images:
+        bgr = cv2.imread(str(path))
+        height, width = bgr.shape[:2]
+        total = 0
+        for size in sizes:
+            resized = cv2.resize(bgr, size[::-1],
+                                 interpolation=cv2.INTER_LINEAR)
+            for flip in flips:
+                rgb = resized[:, ::-1, ::-1] if flip else resized[:, :, ::-1]
+                x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None]
+                meta = dict(ori_shape=size, img_shape=size, pad_shape=size)
+                with torch.no_grad():
+                    logits = model.inference((x.float() - mean) / std, [meta])
+                if flip:
+                    logits = logits.flip(-1)
+                logits = F.interpolate(logits, (height, width),
+                                       mode='bilinear', align_corners=False)
+                total = total + logits.softmax(1)
+        labels.append(total.argmax(1)[0].numpy())
+    return labels
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
@@ -430,14 +467,32 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     assert all(torch.equal(saved[k], v) for k, v in after[0].items())
 
     launch_env['PORT'] = free_port()
-    # a config naming mmseg's IoUMetric gets the same metric with files
+    # a config naming mmseg's IoUMetric gets the same metric with files;
+    # multi-scale + flip test-time augmentation on two processes
     text = ok(run(['bash', TOOLS / 'dist_test.sh', config,
                    work / 'iter_4.pth', '2', '--work-dir', work, '--out',
-                   out, '--cfg-options', 'test_evaluator.type=IoUMetric'],
-                  tmp_path, **launch_env))
-    reference = confusion_miou(
-        ade20k_pairs(out, data_root / 'annotations' / 'validation'), 150)
-    check_results(work, 'iter_4', reference)
+                   out, '--tta', '--cfg-options',
+                   'test_evaluator.type=IoUMetric'], tmp_path, **launch_env))
+    ann_dir = data_root / 'annotations' / 'validation'
+    reference = confusion_miou(ade20k_pairs(out, ann_dir), 150)
+    check_results(work, 'iter_4_tta', reference)
+    # the written labels are those of the plain model run here at each scale
+    # and flip of the config's tta_pipeline, resized back and averaged
+    names = sorted(os.listdir(ann_dir))
+    images = [data_root / 'images' / 'validation' / n.replace('.png', '.jpg')
+              for n in names]
+    written = [np.array(Image.open(out / n)).astype(np.int64) - 1
+               for n in names]
+    # Resize(scale, keep_ratio) of a 48x64 image: (64, 32) gives 32x43 and
+    # (96, 48) leaves it 48x64
+    expected = plain_model_tta(config, work / 'iter_4.pth', images,
+                               sizes=[(32, 43), (48, 64)])
+    agree = np.mean([np.mean(w == e) for w, e in zip(written, expected)])
+    assert agree >= 0.999  # the CPU fast path rounds differently
+    assert all(len(np.unique(w)) >= 5 for w in written)
+    single = plain_model_tta(config, work / 'iter_4.pth', images,
+                             sizes=[(32, 43)], flips=(False,))
+    assert np.mean([np.mean(w == e) for w, e in zip(written, single)]) < 0.99
     # both tools leave the process group before the interpreter shuts down
     # (left to interpreter exit, gloo's threads can abort the process)
     assert {p.name: p.read_text() for p in records.iterdir()} == {

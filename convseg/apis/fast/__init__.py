@@ -32,7 +32,7 @@ from .backbone import FastConvNeXt
 from .cpu import cpu_has_native_bf16, cpu_model, isa_summary
 from .errors import (EDITED_WEIGHTS_ERROR, PREPARED_TRAINING_ERROR,
                      STALE_WEIGHTS_ERROR, TRAINING_ERROR,
-                     UnsupportedModelError)
+                     UnsupportedModelError, UnsupportedPrecisionError)
 from .folding import FoldedConv, fold_conv_module
 from .gpu import AMP_DTYPES
 from .kernels import (CANDIDATES, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_PIXELS,
@@ -50,8 +50,8 @@ __all__ = [
     'FastEncoderDecoder', 'FastUPerHead', 'FastConvNeXt', 'ConcatResizeConv',
     'FoldedConv', 'Conv3x3', 'Pointwise', 'KernelChooser', 'CANDIDATES',
     'cpu_has_native_bf16', 'cpu_model', 'isa_summary',
-    'UnsupportedModelError', 'TRAINING_ERROR', 'PREPARED_TRAINING_ERROR',
-    'STALE_WEIGHTS_ERROR', 'EDITED_WEIGHTS_ERROR',
+    'UnsupportedModelError', 'UnsupportedPrecisionError', 'TRAINING_ERROR',
+    'PREPARED_TRAINING_ERROR', 'STALE_WEIGHTS_ERROR', 'EDITED_WEIGHTS_ERROR',
     'AMP_DTYPES', 'WINOGRAD_TILE', 'WINOGRAD_POINTS', 'WINOGRAD_MIN_CHANNELS',
     'WINOGRAD_MIN_PIXELS', 'fold_conv_module', 'resize', 'resize_matrix',
     'tap_resize_matrix', 'to_nchw', 'to_nhwc', 'toom_cook_matrices',

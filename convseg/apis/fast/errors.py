@@ -25,3 +25,7 @@ EDITED_WEIGHTS_ERROR = (
 
 class UnsupportedModelError(ConvsegError, ValueError):
     """A model or head the fast path has no fast version of."""
+
+
+class UnsupportedPrecisionError(UnsupportedModelError):
+    """A precision the model's hardware does not compute natively."""

@@ -6,7 +6,7 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule
 
 from .errors import UnsupportedModelError
-from .kernels import Conv3x3, KernelChooser, Pointwise
+from .kernels import Conv3x3, KernelChooser, Pointwise, as_chooser
 
 
 def check_conv_module(module: nn.Module, name: str) -> None:
@@ -71,8 +71,10 @@ class FoldedConv(nn.Module):
     kernel ``chooser`` picks.
     """
 
-    def __init__(self, module: ConvModule, chooser: KernelChooser) -> None:
+    def __init__(self, module: ConvModule,
+                 chooser: KernelChooser | bool | None) -> None:
         super().__init__()
+        chooser = as_chooser(chooser, 'FoldedConv')
         weight, bias = fold_conv_module(module)
         self.relu = module.with_activation
         if weight.shape[-1] == 3:

@@ -25,6 +25,7 @@ import logging
 import os
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -217,6 +218,25 @@ class KernelChooser:
             self._unlogged = []
 
 
+def as_chooser(kernels: KernelChooser | bool | None,
+               owner: str) -> KernelChooser:
+    """``kernels`` itself, or for the former ``winograd`` argument (True,
+    False, None) the chooser that does what it did, with a warning."""
+    if isinstance(kernels, KernelChooser):
+        return kernels
+    warnings.warn(
+        f'{owner}(..., winograd={kernels!r}) is deprecated and will be '
+        'removed in the next release; pass a '
+        'convseg.apis.fast.KernelChooser instead',
+        DeprecationWarning,
+        stacklevel=3)
+    if kernels is None:
+        return KernelChooser(measure=False)
+    return KernelChooser(
+        measure=False,
+        force={'conv3x3': 'winograd_mkl' if kernels else 'direct'})
+
+
 def _grouped_gemm(v: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """bmm(v, filters) as one grouped 1x1 conv: v (G, T, Ci), weight
     (G * Co, Ci, 1, 1) -> (G, T, Co)."""
@@ -240,12 +260,13 @@ class Conv3x3(nn.Module):
     input shape; the Winograd filters are made on first use and kept.
     """
 
-    def __init__(self, weight: torch.Tensor, chooser: KernelChooser) -> None:
+    def __init__(self, weight: torch.Tensor,
+                 chooser: KernelChooser | bool | None) -> None:
         super().__init__()
         self.register_buffer('weight',
                              weight.detach().contiguous(),
                              persistent=False)
-        self.chooser = chooser
+        self.chooser = as_chooser(chooser, 'Conv3x3')
         self._filters: dict[tuple, torch.Tensor] = {}
 
     def _prepared(self, kind: str) -> torch.Tensor:

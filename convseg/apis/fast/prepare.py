@@ -12,7 +12,8 @@ from mmseg.models.segmentors import EncoderDecoder
 
 from . import cpu, gpu
 from .backbone import FastConvNeXt
-from .errors import TRAINING_ERROR, UnsupportedModelError
+from .errors import (TRAINING_ERROR, UnsupportedModelError,
+                     UnsupportedPrecisionError)
 from .kernels import KernelChooser
 from .segmentor import FastEncoderDecoder
 from .uper_head import FastUPerHead
@@ -30,20 +31,21 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def check_precision(precision: str, device: torch.device) -> None:
-    """Raise ValueError unless ``precision`` runs natively on ``device``."""
+    """Raise UnsupportedPrecisionError (a ValueError) unless ``precision``
+    runs natively on ``device``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be 'fp32' or 'bf16', got "
                          f'{precision!r}')
     if precision == 'fp32':
         return
     if device.type == 'cpu' and not cpu.cpu_has_native_bf16():
-        raise ValueError(
+        raise UnsupportedPrecisionError(
             f"precision='bf16' needs a CPU with native bf16 arithmetic "
             f"(the avx512_bf16 or amx_bf16 flag), and this one "
             f'({cpu.cpu_model()}) has neither: emulated bf16 is slower '
             f"than float32. Use precision='fp32'.")
     if device.type == 'cuda' and not gpu.native_bf16(device):
-        raise ValueError(
+        raise UnsupportedPrecisionError(
             f"precision='bf16' needs a GPU with native bf16 (compute "
             f'capability 8.0 or newer), and {device} is not one. Use '
             f"precision='fp32'.")
