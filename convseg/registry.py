@@ -11,9 +11,7 @@ mmseg registry                 convseg's parts (module)
 ``OPTIM_WRAPPER_CONSTRUCTORS`` ``LayerDecayOptimWrapperConstructor``
                                (:mod:`convseg.engine.layer_decay`)
 ``HOOKS``                      one hook per module of
-                               :mod:`convseg.engine.hooks`; ``TrainSpeedHook``
-                               beside its config switches
-                               (:mod:`convseg.engine.train_speed`)
+                               :mod:`convseg.engine.hooks`
 ``METRICS``                    ``PerClassIoUMetric``
                                (:mod:`convseg.evaluation.metric`)
 ``DATASETS``                   ``SyntheticScenesDataset``

@@ -68,7 +68,7 @@ def count(model):
 
 def test_every_experiment_is_listed():
     assert set(ALL) == set(CONVNEXT) | set(CITYSCAPES) | {
-        'upernet_resnext50_ade20k.py'}
+        'upernet_resnext50_ade20k.py', 'upernet_convnext_t_custom.py'}
 
 
 @pytest.mark.parametrize('name', ALL)

@@ -4,7 +4,7 @@
         [--shape H W] [--batch N] [--mode infer|train] [--repeat N]
         [--warmup N] [--fast | --no-fast] [--precision fp32|bf16 ...]
         [--winograd auto|on|off] [--amp bf16|fp16|none] [--compile]
-        [--test-mode config|whole|slide] [--json OUT]
+        [--test-mode config|whole|slide] [--onnx FILE] [--json OUT]
 
 infer: ``model.inference`` on a batch of random images, whole-image unless
 --test-mode says slide (or the config's mode). Without --fast/--no-fast the
@@ -17,6 +17,8 @@ argmax is equal and max |fast - plain| / max |plain| over the logits.
 --fast or --no-fast times only that one. The CPU's model and ISA flags
 (AVX-512, avx512_bf16, AMX) and the fast path's kernel table (measured on
 the first, untimed run, or read from the kernel cache) are printed too.
+--onnx adds an exported file run by onnxruntime (same inputs, same
+interleaving) and its agreement with plain.
 
 train: one ``train_step`` (forward, backward, optimizer step) of the config's
 model and optimizer on random images and labels, with the backbone's
@@ -129,6 +131,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         nargs='+',
                         action=DictAction,
                         help='override config entries')
+    parser.add_argument('--onnx',
+                        metavar='FILE',
+                        help='infer: also time this ONNX file (from '
+                        'tools/export_onnx.py) with onnxruntime, interleaved '
+                        'with the others, and its agreement with plain')
     parser.add_argument('--json',
                         metavar='OUT',
                         help='write the figures '
@@ -149,6 +156,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.amp and args.device == 'cpu':
         parser.error('--amp is for GPUs; on CPU use --precision bf16')
     args.precision = list(dict.fromkeys(args.precision))
+    if args.mode == 'train' and args.onnx:
+        parser.error('--onnx is for --mode infer: an ONNX graph does not '
+                     'train')
     return args
 
 
@@ -331,6 +341,11 @@ def run_infer(args: argparse.Namespace) -> Dict[str, object]:
                 winograd=dict(auto=None, on=True, off=False)[args.winograd],
                 amp=args.amp,
                 compile=args.compile)
+    if args.onnx:
+        variants['onnxruntime'] = init_model(args.config, args.onnx,
+                                             device=args.device,
+                                             cfg_options=cfg_options)
+        variants['onnxruntime'].test_cfg.mode = plain.test_cfg.mode
     data = plain.data_preprocessor(
         random_batch(args.shape, args.batch, plain.decode_head.num_classes),
         False)
@@ -357,11 +372,14 @@ def run_infer(args: argparse.Namespace) -> Dict[str, object]:
         name: dict(summary(times[name], args.batch), **memory[name])
         for name in variants
     }
+    if 'plain' in variants and 'onnxruntime' in variants:
+        results['onnxruntime_agreement'] = agreement(logits['plain'],
+                                                     logits['onnxruntime'])
     for name, model in variants.items():
         chooser = getattr(model, 'kernel_chooser', None)
         if chooser is not None and chooser.decisions:
             results.setdefault('kernels', {})[name] = chooser.table()
-        if name == 'plain' or 'plain' not in variants:
+        if name not in FAST_NAMES.values() or 'plain' not in variants:
             continue
         suffix = name[len('fast'):]
         results['speedup' + suffix] = round(
@@ -501,6 +519,11 @@ def report(args: argparse.Namespace, results: Dict[str, object],
     for name, table in results.get('kernels', {}).items():
         print(f'kernels of {name} (op, shape, kernel, how chosen, timings):')
         print(table)
+    if 'onnxruntime_agreement' in results:
+        agree = results['onnxruntime_agreement']
+        print(f'onnxruntime: argmax equal on '
+              f'{100 * agree["argmax_equal"]:.4f}% of pixels, max |ort - '
+              f'plain| / max |plain| = {agree["max_rel_logit_diff"]:.2e}')
     if 'with_cp_memory_saving' in results:
         peak = -100 * results['with_cp_memory_saving']
         rise = -100 * results['with_cp_memory_rise_saving']

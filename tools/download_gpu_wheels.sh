@@ -5,13 +5,15 @@
 #   bash tools/download_gpu_wheels.sh [PYTHON_VERSION]     # default 3.12
 #
 # Run it from a machine that reaches the package index (any OS: pip is told
-# the target). It fills .whl/py312/ (gitignored; .whl/py311/ for 3.11, ...)
-# with the CPython manylinux x86_64 wheels of tools/gpu_wheels.txt: the
-# OpenMMLab stack, convseg's dependencies, mmpretrain and pytest, one version
-# each. pip resolves their dependencies while downloading, so a dependency
-# missing from the list still comes along. What a CUDA PyTorch image already
-# has (torch, numpy, opencv) is left out. The folder is replaced only once
-# the download is complete. Copy the repository with .whl/ to the GPU node.
+# the target). It fills .whl/py312/ (gitignored; .whl/py311/ for 3.11, ...;
+# $CONVSEG_WHEELS if set, as for tools/test_gpu.sh) with the CPython
+# manylinux x86_64 wheels of tools/gpu_wheels.txt ($CONVSEG_GPU_WHEEL_LIST
+# if set): the OpenMMLab stack, convseg's dependencies, mmpretrain and
+# pytest, one version each. pip resolves their dependencies while
+# downloading, so a dependency missing from the list still comes along.
+# What a CUDA PyTorch image already has (torch, numpy, opencv) is left out.
+# The folder is replaced only once the download is complete. Copy the
+# repository with .whl/ to the GPU node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=${1:-3.12}
@@ -20,7 +22,8 @@ if ! [[ $version =~ ^3\.[0-9]+$ ]]; then
     exit 2
 fi
 tag=${version/./}
-dest=.whl/py$tag
+dest=${CONVSEG_WHEELS:-.whl/py$tag}
+list=${CONVSEG_GPU_WHEEL_LIST:-tools/gpu_wheels.txt}
 tmp=$dest.partial
 # provided by the image (pip pulls numpy and opencv-python in as dependencies)
 provided='^(torch|numpy|opencv_python|opencv_python_headless|opencv_contrib_python)-'
@@ -33,7 +36,7 @@ ${PYTHON:-python3} -m pip download --disable-pip-version-check --quiet \
     --abi "cp$tag" --abi abi3 --abi none \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 \
-    -r tools/gpu_wheels.txt
+    -r "$list"
 for wheel in "$tmp"/*.whl; do
     if [[ $(basename "$wheel") =~ $provided ]]; then
         rm "$wheel"

@@ -6,9 +6,10 @@
 The graph takes ``image``: float32 (N, 3, H, W), RGB, 0..255 (mean, std and
 channel order are inside) and gives ``logits`` (N, num_classes, H, W) and
 ``labels`` (N, H, W). ``--shape`` defaults to the config's slide crop size,
-else 512x512. ``--dynamic`` takes any batch and any H, W >= 64 (nothing is
-padded: the graph computes what the PyTorch model computes at that size).
-Class names and palette go into the file's metadata.
+else its training crop size, else 512x512. ``--dynamic`` takes any batch
+and any H, W >= 64 (nothing is padded: the graph computes what the PyTorch
+model computes at that size). Class names and palette go into the file's
+metadata.
 
 After writing, the file runs with onnxruntime on random images beside the
 PyTorch model (at the export shape; with ``--dynamic`` also at a second
@@ -39,7 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('out', help='ONNX file to write')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='input height and width (default: the slide '
-                        'crop size of the config, else 512 512)')
+                        'crop size of the config, else its training crop '
+                        'size, else 512 512)')
     parser.add_argument('--batch', type=int, default=1,
                         help='batch size of the graph (the example batch '
                         'with --dynamic)')
@@ -60,11 +62,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def default_shape(model: torch.nn.Module) -> tuple[int, int]:
-    """The slide crop size of the model's test_cfg, else 512x512."""
+    """The slide crop size of the model's test_cfg, else the training crop
+    size of its data preprocessor, else 512x512."""
     test_cfg = model.test_cfg or {}
     if test_cfg.get('mode') == 'slide':
         return tuple(int(s) for s in test_cfg['crop_size'])
-    return 512, 512
+    size = getattr(model.data_preprocessor, 'size', None)
+    return tuple(int(s) for s in size) if size else (512, 512)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,10 @@ End to end on CPU with the real tools, each as its own process:
 3. evaluate it with ``tools/test.py`` (mIoU and the per-class table);
 4. overlay its predictions on a few validation images with
    ``demo/image_demo.py``;
-5. print where everything is.
+5. write a summary sheet (WORK_DIR/summary.png): those validation scenes as
+   input | ground truth | prediction with the class legend, and the training
+   curves (loss, learning rates, validation mIoU);
+6. print where everything is.
 
 Re-running is safe: the dataset is reused when it was generated with the same
 settings (and written atomically otherwise); training starts again from
@@ -63,6 +66,35 @@ def run(step: str, cmd: list[str]) -> None:
                  'output is above.')
 
 
+def write_summary(cfg, data_root: str, overlay_dir: str, work_dir: str,
+                  names: list[str], miou: float) -> str:
+    """The summary sheet of the scenes ``names``: the image, its label
+    (ADE20K convention: 0 ignored, k is class k - 1) and the demo's mask."""
+    import numpy as np
+    from PIL import Image
+
+    from convseg.apis.inference import config_dataset_meta
+    from convseg.plots import summary_sheet
+
+    meta = config_dataset_meta(cfg)
+    scenes = []
+    for name in names:
+        stem = osp.splitext(name)[0]
+        image = np.asarray(Image.open(
+            osp.join(data_root, 'images', 'validation', name)).convert('RGB'))
+        label = np.asarray(Image.open(osp.join(
+            data_root, 'annotations', 'validation', stem + '.png')))
+        truth = np.where(label == 0, 255, label.astype(np.int64) - 1)
+        prediction = np.asarray(Image.open(
+            osp.join(overlay_dir, f'{stem}_mask.png')))
+        scenes.append((stem, image, truth, prediction))
+    path, _ = summary_sheet(
+        scenes, meta['classes'], meta['palette'], work_dir,
+        osp.join(work_dir, 'summary.png'),
+        title=f'quickstart: validation mIoU {miou:.2f}%')
+    return path
+
+
 def main() -> None:
     args = parse_args()
     os.chdir(REPO)
@@ -90,8 +122,11 @@ def main() -> None:
     options = [f'{loader}.dataset.data_root={data_root}'
                for loader in ('train_dataloader', 'val_dataloader',
                               'test_dataloader')]
+    # five validations and about 25 logged points draw the curves
     train_options = options + [
-        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+        f'train_cfg.max_iters={iters}',
+        f'train_cfg.val_interval={max(1, iters // 5)}',
+        f'default_hooks.logger.interval={max(1, min(100, iters // 25))}',
         f'default_hooks.checkpoint.interval={iters}',
         f'param_scheduler.1.end={iters}']
     python = sys.executable
@@ -129,8 +164,14 @@ def main() -> None:
          checkpoint, '--device', 'cpu', '--out-dir', overlay_dir])
     timings['overlays'] = time.time() - t
 
+    t = time.time()
+    print('\n==> 5. summary sheet', flush=True)
+    sheet = write_summary(cfg, data_root, overlay_dir, work_dir,
+                          sorted(os.listdir(inputs_dir)), metrics['mIoU'])
+    timings['summary'] = time.time() - t
+
     total = time.time() - started
-    print('\n==> 5. done')
+    print('\n==> 6. done')
     print(f'validation mIoU: {metrics["mIoU"]:.2f}% ({metrics_file})')
     print('    class          IoU     Acc')
     for row in metrics['per_class']:
@@ -143,6 +184,7 @@ def main() -> None:
     print(f'checkpoint:  {checkpoint}')
     print(f'test output: {test_dir}')
     print(f'overlays:    {overlay_dir}')
+    print(f'summary:     {sheet}')
     print('time: ' + ', '.join(f'{k} {v:.0f}s' for k, v in timings.items())
           + f', total {total:.0f}s')
 

@@ -6,8 +6,9 @@
 # $PYTHON (default python3) is a Python with CUDA PyTorch, numpy and opencv.
 # When $CONVSEG_WHEELS (default .whl/pyXY/, as tools/download_gpu_wheels.sh
 # fills it for that Python's version) is there, its wheels are installed without network or dependency
-# resolution (pip install --no-index --no-deps --target) into
-# .whl/target-pyXY/, reused while the wheels stay the same, and that folder
+# resolution (pip install --no-index --no-deps --target) into target-pyXY/
+# beside it (.whl/target-pyXY/), reused while the wheels stay the same, and
+# that folder
 # and the repository go first on PYTHONPATH. Without the folder, $PYTHON must
 # already have convseg's dependencies (e.g. .venv/bin/python after
 # tools/install.sh). Then `pytest -m gpu` runs tests/gpu and lists every
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 tag=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
 wheels=${CONVSEG_WHEELS:-.whl/py$tag}
-target=.whl/target-py$tag
+target=$(dirname "$wheels")/target-py$tag
 repo=$(pwd)
 
 if [ -d "$wheels" ]; then
@@ -31,7 +32,7 @@ if [ -d "$wheels" ]; then
             --no-deps --target "$target" "$wheels"/*.whl
         echo "$inputs" > "$stamp"
     fi
-    export PYTHONPATH="$repo/$target:$repo${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONPATH="$(cd "$target" && pwd):$repo${PYTHONPATH:+:$PYTHONPATH}"
     # report (without stopping) a dependency neither the image nor the
     # wheels provide, e.g. opencv-python when the image has the headless one
     "$PY" -m pip check --disable-pip-version-check >/dev/null 2>&1 \

@@ -32,7 +32,8 @@ custom_hooks = [
 # Training speed switches (convseg.engine.train_speed, applied by
 # tools/train.py), off until measured on a GPU: channels-last model,
 # fused AdamW, bf16 instead of fp16 autocast where the GPU computes bf16
-# natively, torch.compile of the backbone (True or torch.compile arguments).
+# natively, torch.compile of the backbone (True, a backend name or a dict of
+# torch.compile arguments).
 train_speed = dict(
     channels_last=False,
     fused_adamw=False,

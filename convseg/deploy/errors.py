@@ -6,8 +6,6 @@ from types import ModuleType
 
 from ..errors import ConvsegError
 
-from convseg.errors import ConvsegError
-
 INSTALL_HINT = 'pip install -e ".[deploy]"'
 
 

@@ -84,9 +84,11 @@ def head_threshold(head: object) -> float:
 def _replace_adaptive_pools(module: nn.Module) -> None:
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if (isinstance(child, nn.AdaptiveAvgPool2d)
-                    and None not in np.atleast_1d(child.output_size)):
-                setattr(parent, name, BinAveragePool(child.output_size))
+            if not isinstance(child, nn.AdaptiveAvgPool2d):
+                continue
+            size = child.output_size
+            if None not in (size if isinstance(size, tuple) else (size, )):
+                setattr(parent, name, BinAveragePool(size))
 
 
 class ExportedSegmentor(nn.Module):

@@ -159,7 +159,7 @@ class OrtSegmentor(EncoderDecoder):
 
     def encode_decode(self, inputs: torch.Tensor,
                       batch_img_metas: list[dict]) -> torch.Tensor:
-        """Logits (N, num_classes, H, W) of preprocessed images (N, 3, H, W)."""
+        """Logits (N, num_classes, H, W) of preprocessed (N, 3, H, W)."""
         images = self._graph_images(inputs)
         self._check_size(images)
         count = images.shape[0]

@@ -4,7 +4,7 @@ hooks (one per module under :mod:`convseg.engine.hooks`)."""
 from .checkpoint_io import find_resume_checkpoint  # noqa: F401
 from .hooks import (AtomicCheckpointHook, CheckpointMatchHook,  # noqa: F401
                     LrLoggerHook, NonFiniteCheckHook, ProgressBarHook,
-                    RandomStateHook)
+                    RandomStateHook, TrainSpeedHook)
 from .launch import fit_to_device  # noqa: F401
 from .layer_decay import LayerDecayOptimWrapperConstructor  # noqa: F401
-from .train_speed import TrainSpeedHook, apply_train_speed  # noqa: F401
+from .train_speed import apply_train_speed  # noqa: F401

@@ -7,16 +7,17 @@ all False by default)::
         channels_last=True,      # model and its gradients channels-last
         fused_adamw=True,        # torch's fused Adam/AdamW kernel
         bf16=True,               # AmpOptimWrapper autocasts to bf16, not fp16
-        compile_backbone=True)   # torch.compile the backbone (or a dict of
-                                 # torch.compile arguments)
+        compile_backbone=True)   # torch.compile the backbone; or a backend
+                                 # name, or a dict of torch.compile arguments
 
 ``tools/train.py`` calls :func:`apply_train_speed` on the config before the
 runner is built: it turns the switches into mmengine settings (the
-optimizer's ``fused``, the optim wrapper's ``dtype``) and a
-:class:`TrainSpeedHook` for the model-side ones. A switch that cannot work on
-this machine (fused kernels on a device without them, bf16 on a GPU that only
-emulates it, bf16 without AMP) is left off with a warning naming why. Each
-change is logged.
+optimizer's ``fused``, the optim wrapper's ``dtype``) and, for the
+model-side ones, a ``TrainSpeedHook`` (:mod:`convseg.engine.hooks`) that
+calls :func:`to_channels_last` and :func:`compile_backbone`. A switch that
+cannot work on this machine (fused kernels on a device without them, bf16 on
+a GPU that only emulates it, bf16 without AMP) is left off with a warning
+naming why. Each change is logged.
 """
 from __future__ import annotations
 
@@ -26,11 +27,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
-from mmseg.registry import HOOKS
 
 from convseg.errors import ConvsegError
 
@@ -79,9 +77,11 @@ def read_switches(cfg: Config) -> dict[str, Any]:
             f'the switches are {", ".join(SWITCHES)}')
     switches = {name: given.get(name, False) for name in SWITCHES}
     for name, value in switches.items():
-        allowed = (bool, dict) if name == 'compile_backbone' else (bool, )
+        allowed = (bool, str, dict) if name == 'compile_backbone' \
+            else (bool, )
         if not isinstance(value, allowed):
-            kinds = 'True, False or a dict of torch.compile arguments' \
+            kinds = ('True, False, a torch.compile backend name or a dict of '
+                     'torch.compile arguments') \
                 if name == 'compile_backbone' else 'True or False'
             raise TrainSpeedConfigError(
                 f'train_speed.{name} must be {kinds}, got {value!r}')
@@ -158,31 +158,10 @@ def to_channels_last(model: nn.Module,
     return len(weights)
 
 
-def compile_backbone(model: nn.Module, options: bool | dict) -> None:
+def compile_backbone(model: nn.Module, options: bool | str | dict) -> None:
     """``torch.compile`` ``model.backbone`` in place (its state-dict keys do
-    not change); ``options`` is True or a dict of torch.compile arguments."""
+    not change); ``options`` is True, a backend name ('inductor',
+    'aot_eager', ...) or a dict of torch.compile arguments."""
+    if isinstance(options, str):
+        options = dict(backend=options)
     model.backbone.compile(**(options if isinstance(options, dict) else {}))
-
-
-@HOOKS.register_module()
-class TrainSpeedHook(Hook):
-    """Channels-last model and ``torch.compile`` of the backbone for
-    training, applied before the first iteration (after a resume)."""
-
-    priority = 'VERY_LOW'
-
-    def __init__(self, channels_last: bool = False,
-                 compile_backbone: bool | dict = False) -> None:
-        self.channels_last = channels_last
-        self.compile_backbone = compile_backbone
-
-    def before_train(self, runner) -> None:
-        """Convert the (unwrapped) model as the switches say."""
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-        if self.channels_last:
-            count = to_channels_last(model, runner.optim_wrapper)
-            _log(f'train_speed: channels-last ({count} conv weights)')
-        if self.compile_backbone:
-            compile_backbone(model, self.compile_backbone)
-            _log('train_speed: torch.compile (backbone)')

@@ -4,7 +4,6 @@ dynamic shapes; metadata; clear errors for models it cannot export."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx

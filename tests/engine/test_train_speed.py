@@ -219,8 +219,8 @@ def test_bf16_without_amp_warns_and_stays_fp32() -> None:
      'channels_last, fused_adamw, bf16, compile_backbone'),
     (dict(bf16='yes'), "train_speed.bf16 must be True or False, got 'yes'"),
     (dict(compile_backbone=1),
-     'train_speed.compile_backbone must be True, False or a dict of '
-     'torch.compile arguments, got 1'),
+     'train_speed.compile_backbone must be True, False, a torch.compile '
+     'backend name or a dict of torch.compile arguments, got 1'),
 ])
 def test_bad_switch_is_named(train_speed: dict, message: str) -> None:
     with pytest.raises(TrainSpeedConfigError) as err:
@@ -245,7 +245,7 @@ def test_train_tool_applies_the_switches(tmp_path) -> None:
          'train_speed.channels_last=True', 'train_speed.fused_adamw=True',
          # aot_eager: dynamo and autograd tracing without C++ code
          # generation, which costs minutes on a small CPU
-         'train_speed.compile_backbone.backend=aot_eager'],
+         'train_speed.compile_backbone=aot_eager'],
         cwd=REPO, capture_output=True, text=True, timeout=600,
         env=dict(os.environ, OMP_NUM_THREADS='1'))
     log = result.stdout + result.stderr

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from gpu_helpers import check_ok, run_tool, scenes_config
+from gpu_helpers import check_ok, scenes_config
 
 #: iterations of the model the inference tests compare on: enough for the
 #: quickstart model to segment the scenes (see trained_scenes)
@@ -86,24 +86,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope='session')
-def scenes(tmp_path_factory) -> str:
+def scenes(dataset) -> str:
     """The synthetic scenes at the quickstart's size, 200 + 20 images."""
-    from convseg.datasets.synthetic import generate_scenes
-    return generate_scenes(str(tmp_path_factory.mktemp('gpu-data')),
-                           num_train=200, num_val=20, size=(64, 64))
+    return dataset('scenes', num_train=200, num_val=20, size=(64, 64))
 
 
 @pytest.fixture(scope='session')
-def trained_scenes(tmp_path_factory, scenes) -> tuple[str, str, str]:
+def trained_scenes(tmp_path_factory, scenes,
+                   run_script) -> tuple[str, str, str]:
     """(config, checkpoint, data root) of the quickstart model trained on
     the GPU by tools/train.py for TRAIN_ITERS iterations in fp32."""
     work = tmp_path_factory.mktemp('gpu-trained')
     config = scenes_config(work / 'config.py', scenes)
-    check_ok(run_tool([
+    check_ok(run_script(
         'tools/train.py', config, '--work-dir', work, '--cfg-options',
         f'train_cfg.max_iters={TRAIN_ITERS}',
         f'train_cfg.val_interval={TRAIN_ITERS}',
         f'default_hooks.checkpoint.interval={TRAIN_ITERS}',
-        f'param_scheduler.1.end={TRAIN_ITERS}'
-    ]))
+        f'param_scheduler.1.end={TRAIN_ITERS}'))
     return config, str(work / f'iter_{TRAIN_ITERS}.pth'), scenes

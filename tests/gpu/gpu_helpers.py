@@ -1,12 +1,10 @@
-"""What the GPU tests share: running the tools, configs on the scenes,
-random batches."""
+"""What the GPU tests share: checking a tool's run, configs on the scenes,
+random batches. The tools run through the suite's ``run_script`` fixture."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import os.path as osp
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -29,16 +27,6 @@ def random_batch(shape: tuple[int, int], batch: int, num_classes: int,
     tools/benchmark.py makes them."""
     return load_tool('benchmark').random_batch(list(shape), batch,
                                                num_classes, seed)
-
-
-def run_tool(args: list, timeout: float = 600,
-             **env: str) -> subprocess.CompletedProcess:
-    """Run ``python ARGS`` (a tool of the repository) from its root."""
-    result = subprocess.run(
-        [sys.executable] + [str(a) for a in args], cwd=REPO,
-        capture_output=True, text=True, timeout=timeout,
-        env=dict(os.environ, PYTHONUNBUFFERED='1', **env))
-    return result
 
 
 def check_ok(result: subprocess.CompletedProcess) -> str:

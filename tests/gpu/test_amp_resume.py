@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
-from gpu_helpers import REPO, check_ok, run_tool, scenes_config
+from gpu_helpers import check_ok, scenes_config
 
 ITERS, INTERVAL, GROWTH = 60, 5, 10
 SCALER = dict(init_scale=16.0, growth_interval=GROWTH)
@@ -47,13 +46,12 @@ def scaler_state(path) -> dict:
     return checkpoint['optimizer']['loss_scaler']
 
 
-def kill_after(config: str, work_dir, iteration: int) -> None:
+def kill_after(run_script, config: str, work_dir, iteration: int) -> None:
     """Start tools/train.py and SIGKILL it once iter_ITERATION.pth is
     written (checkpoints appear complete, by rename)."""
-    proc = subprocess.Popen(
-        [sys.executable, 'tools/train.py', config, '--work-dir',
-         str(work_dir)], cwd=REPO, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+    proc = run_script('tools/train.py', config, '--work-dir', work_dir,
+                      background=True, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while not (work_dir / f'iter_{iteration}.pth').exists():
         assert proc.poll() is None, f'training ended ({proc.returncode})'
@@ -64,10 +62,11 @@ def kill_after(config: str, work_dir, iteration: int) -> None:
 
 
 @pytest.mark.gpu
-def test_killed_amp_run_resumes_the_loss_scaler(tmp_path, scenes) -> None:
+def test_killed_amp_run_resumes_the_loss_scaler(tmp_path, scenes,
+                                                run_script) -> None:
     config = amp_config(tmp_path, scenes)
     reference, killed = tmp_path / 'reference', tmp_path / 'killed'
-    check_ok(run_tool(['tools/train.py', config, '--work-dir', reference]))
+    check_ok(run_script('tools/train.py', config, '--work-dir', reference))
     expected = {i: scaler_state(reference / f'iter_{i}.pth')
                 for i in range(INTERVAL, ITERS + 1, INTERVAL)}
     # the scale grew by steps (no overflow, no skipped step): the state at
@@ -75,15 +74,15 @@ def test_killed_amp_run_resumes_the_loss_scaler(tmp_path, scenes) -> None:
     assert expected[ITERS]['scale'] == 16.0 * 2**(ITERS // GROWTH)
     assert expected[ITERS]['_growth_tracker'] == 0
 
-    kill_after(config, killed, 2 * GROWTH)
+    kill_after(run_script, config, killed, 2 * GROWTH)
     assert not (killed / f'iter_{ITERS}.pth').exists(), \
         'the run ended before it was killed'
     done = sorted(int(p.stem.split('_')[1]) for p in killed.glob('iter_*.pth'))
     last = done[-1]
     assert scaler_state(killed / f'iter_{last}.pth') == expected[last]
 
-    output = check_ok(run_tool(['tools/train.py', config, '--work-dir',
-                                killed, '--resume']))
+    output = check_ok(run_script('tools/train.py', config, '--work-dir',
+                                 killed, '--resume'))
     assert f'resumed epoch: 0, iter: {last}' in output
     for i in range(last + INTERVAL, ITERS + 1, INTERVAL):
         assert scaler_state(killed / f'iter_{i}.pth') == expected[i], i

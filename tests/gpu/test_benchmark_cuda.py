@@ -11,18 +11,19 @@ import json
 import pytest
 import torch
 
-from gpu_helpers import check_ok, run_tool
+from gpu_helpers import check_ok
 
 T_CONFIG = 'configs/upernet_convnext_t_ade20k.py'
 
 
 @pytest.mark.gpu
-def test_benchmark_infer_on_cuda(tmp_path, trained_scenes) -> None:
+def test_benchmark_infer_on_cuda(tmp_path, trained_scenes,
+                                 run_script) -> None:
     config, checkpoint, _ = trained_scenes
     out = tmp_path / 'infer.json'
-    check_ok(run_tool(['tools/benchmark.py', config, '--checkpoint',
-                       checkpoint, '--device', 'cuda:0', '--shape', '64',
-                       '64', '--batch', '4', '--repeat', '3', '--json', out]))
+    check_ok(run_script('tools/benchmark.py', config, '--checkpoint',
+                        checkpoint, '--device', 'cuda:0', '--shape', '64',
+                        '64', '--batch', '4', '--repeat', '3', '--json', out))
     figures = json.loads(out.read_text())
     assert figures['machine']['gpu'] == torch.cuda.get_device_name(0)
     results = figures['results']
@@ -34,11 +35,11 @@ def test_benchmark_infer_on_cuda(tmp_path, trained_scenes) -> None:
 
 
 @pytest.mark.gpu
-def test_benchmark_train_on_cuda(tmp_path) -> None:
+def test_benchmark_train_on_cuda(tmp_path, run_script) -> None:
     out = tmp_path / 'train.json'
-    check_ok(run_tool(['tools/benchmark.py', T_CONFIG, '--device', 'cuda:0',
-                       '--mode', 'train', '--shape', '256', '256',
-                       '--batch', '2', '--repeat', '2', '--json', out]))
+    check_ok(run_script('tools/benchmark.py', T_CONFIG, '--device', 'cuda:0',
+                        '--mode', 'train', '--shape', '256', '256',
+                        '--batch', '2', '--repeat', '2', '--json', out))
     results = json.loads(out.read_text())['results']
     off, on = results['with_cp=False'], results['with_cp=True']
     # the ConvNeXt-T config trains with AMP on a GPU

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from gpu_helpers import REPO, check_ok, run_tool, scenes_config
+from gpu_helpers import REPO, check_ok, scenes_config
 
 ITERS = 20
 PROBE = '''
@@ -82,7 +82,7 @@ def free_port() -> int:
     pytest.param(1, marks=pytest.mark.gpu(nccl=True)),
     pytest.param(2, marks=pytest.mark.gpu(nccl=True, gpus=2)),
 ])
-def test_nccl_ddp_keeps_syncbn_and_loads_on_cpu(tmp_path, scenes,
+def test_nccl_ddp_keeps_syncbn_and_loads_on_cpu(tmp_path, scenes, run_script,
                                                 ranks: int) -> None:
     (tmp_path / 'norm_probe.py').write_text(PROBE)
     config = scenes_config(
@@ -96,12 +96,14 @@ def test_nccl_ddp_keeps_syncbn_and_loads_on_cpu(tmp_path, scenes,
         param_scheduler=[],
         default_hooks=dict(checkpoint=dict(interval=ITERS)))
     work = tmp_path / 'work'
-    check_ok(run_tool([
+    # the config imports norm_probe from the test's folder
+    path = [str(tmp_path), REPO] + [p for p in [os.environ.get('PYTHONPATH')]
+                                    if p]
+    probe_path = dict(PYTHONPATH=os.pathsep.join(path))
+    check_ok(run_script(
         '-m', 'torch.distributed.run', f'--nproc_per_node={ranks}',
         f'--master_port={free_port()}', 'tools/train.py', config,
-        '--launcher', 'pytorch', '--work-dir', work
-    ], PYTHONPATH=os.pathsep.join([str(tmp_path), REPO] + (
-        [os.environ['PYTHONPATH']] if os.environ.get('PYTHONPATH') else []))))
+        '--launcher', 'pytorch', '--work-dir', work, env=probe_path))
 
     for rank in range(ranks):
         probe = json.loads((work / f'probe_{rank}.json').read_text())
@@ -117,9 +119,10 @@ def test_nccl_ddp_keeps_syncbn_and_loads_on_cpu(tmp_path, scenes,
     checkpoint = work / f'iter_{ITERS}.pth'
     image = sorted(Path(scenes).glob('images/validation/*.jpg'))[0]
     labels_file = tmp_path / 'cpu_labels.pt'
-    output = check_ok(run_tool(
-        ['-c', CPU_LOAD, config, checkpoint, image, labels_file],
-        CUDA_VISIBLE_DEVICES=''))
+    output = check_ok(run_script('-c', CPU_LOAD, config, checkpoint, image,
+                                 labels_file,
+                                 env=dict(probe_path,
+                                          CUDA_VISIBLE_DEVICES='')))
     line = next(x for x in output.splitlines() if x.startswith('LOADED'))
     _, matched, total, diff = line.split()
     assert int(matched) == int(total) and float(diff) == 0.0

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gpu_helpers import check_ok, run_tool, scenes_config
+from gpu_helpers import check_ok, scenes_config
 
 ITERS = 10
 
 
-def train_with(tmp_path, scenes: str, **switches: object) -> tuple[str, dict]:
+def train_with(tmp_path, scenes: str, run_script,
+               **switches: object) -> tuple[str, dict]:
     config = scenes_config(
         tmp_path / 'speed.py', scenes,
         optim_wrapper=dict(type='AmpOptimWrapper',
@@ -26,8 +27,8 @@ def train_with(tmp_path, scenes: str, **switches: object) -> tuple[str, dict]:
                        val_interval=ITERS),
         default_hooks=dict(checkpoint=dict(interval=ITERS)),
         train_speed=switches)
-    output = check_ok(run_tool(['tools/train.py', config, '--work-dir',
-                                tmp_path / 'work']))
+    output = check_ok(run_script('tools/train.py', config, '--work-dir',
+                                 tmp_path / 'work'))
     checkpoint = torch.load(tmp_path / 'work' / f'iter_{ITERS}.pth',
                             map_location='cpu', weights_only=False)
     for name, value in checkpoint['state_dict'].items():
@@ -36,14 +37,16 @@ def train_with(tmp_path, scenes: str, **switches: object) -> tuple[str, dict]:
 
 
 @pytest.mark.gpu(bf16=True)
-def test_bf16_switch_trains_in_bf16(tmp_path, scenes) -> None:
-    output, _ = train_with(tmp_path, scenes, bf16=True)
+def test_bf16_switch_trains_in_bf16(tmp_path, scenes, run_script) -> None:
+    output, _ = train_with(tmp_path, scenes, run_script, bf16=True)
     assert 'train_speed: AMP in bf16' in output
 
 
 @pytest.mark.gpu
-def test_fused_channels_last_compile_train(tmp_path, scenes) -> None:
-    output, checkpoint = train_with(tmp_path, scenes, fused_adamw=True,
+def test_fused_channels_last_compile_train(tmp_path, scenes,
+                                           run_script) -> None:
+    output, checkpoint = train_with(tmp_path, scenes, run_script,
+                                    fused_adamw=True,
                                     channels_last=True,
                                     compile_backbone=True)
     for line in ('train_speed: fused AdamW on cuda',

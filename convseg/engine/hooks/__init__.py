@@ -11,6 +11,8 @@
 - ``LrLoggerHook`` (:mod:`.lr_logger`): log the lr of chosen param groups.
 - ``ProgressBarHook`` (:mod:`.progress_bar`): a progress bar with ETA for
   validation and testing.
+- ``TrainSpeedHook`` (:mod:`.train_speed`): channels-last and a compiled
+  backbone for training, from the config's ``train_speed`` switches.
 """
 from .atomic_checkpoint import (AtomicCheckpointHook,  # noqa: F401
                                 CheckpointSaveError)
@@ -20,3 +22,4 @@ from .non_finite_check import (NonFiniteCheckHook,  # noqa: F401
                                NonFiniteLossError, NonFiniteWeightsError)
 from .progress_bar import ProgressBarHook  # noqa: F401
 from .random_streams import RANDOM_STATE_KEY, RandomStateHook  # noqa: F401
+from .train_speed import TrainSpeedHook  # noqa: F401

@@ -1,0 +1,128 @@
+"""tools/export_onnx.py end to end, and the quickstart model deployed:
+exported, run by onnxruntime on the validation scenes (mmengine's test loop
+and demo/image_demo.py), with PyTorch's mIoU and masks."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+from mmengine.config import Config
+from mmengine.runner import Runner
+from PIL import Image
+
+from convseg.apis import inference_labels, init_model
+
+CHECK = re.compile(r'^check batch (\d+), (\d+)x(\d+): max relative logit '
+                   r'difference (\S+) \(limit (\S+)\), pixel agreement '
+                   r'(\S+)% \(limit (\S+)%\): (ok|FAILED)$', re.M)
+QUICKSTART = 'configs/quickstart_convnext_atto_scenes.py'
+
+
+def test_dynamic_export_checks_two_shapes(tmp_path, tiny, run_script):
+    out = tmp_path / 'dynamic.onnx'
+    result = run_script('tools/export_onnx.py', tiny['config'],
+                        tiny['checkpoint'], out, '--dynamic', '--shape', 64,
+                        64, '--batch', 1, '--opset', 18)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    checks = CHECK.findall(result.stdout)
+    assert [c[:3] for c in checks] == [('1', '64', '64'), ('2', '96', '128')]
+    for check in checks:
+        assert float(check[3]) <= 1e-4 and check[4] == '0.0001'
+        assert float(check[5]) >= 99.99 and check[6] == '99.99'
+        assert check[7] == 'ok'
+    model = onnx.load(out)
+    assert [o.version for o in model.opset_import if o.domain == ''] == [18]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [bool(d.dim_param) for d in dims] == [True, False, True, True]
+
+
+def test_failed_check_exits_1_and_keeps_the_file(tmp_path, tiny,
+                                                 run_script):
+    out = tmp_path / 'b2.onnx'
+    result = run_script('tools/export_onnx.py', tiny['config'],
+                        tiny['checkpoint'], out, '--shape', 64, 96,
+                        '--batch', 2, '--max-rel-diff', 1e-3,
+                        '--min-agreement', 1.01)
+    assert result.returncode == 1
+    (check, ) = CHECK.findall(result.stdout)
+    assert check[:3] == ('2', '64', '96') and check[7] == 'FAILED'
+    assert float(check[3]) <= 1e-3 and check[4] == '0.001'
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'error: onnxruntime does not reproduce the PyTorch model; {out} is '
+        'kept for inspection')
+    dims = onnx.load(out).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [2, 3, 64, 96]
+
+
+def test_tool_without_the_extra_says_what_to_install(tmp_path, tiny,
+                                                     run_script, repo_root):
+    code = ('import runpy, sys; sys.modules["onnxscript"] = None; '
+            f'sys.argv = ["export_onnx.py", {tiny["config"]!r}, '
+            f'{tiny["checkpoint"]!r}, {str(tmp_path / "x.onnx")!r}]; '
+            f'runpy.run_path({str(repo_root / "tools/export_onnx.py")!r}, '
+            'run_name="__main__")')
+    result = run_script('-c', code)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: onnxscript is not installed (')
+    assert last.endswith('ONNX export and the onnxruntime backend need the '
+                         'deploy extra: pip install -e ".[deploy]"')
+    assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_quickstart_model_deploys_with_the_same_miou(tmp_path, scenes_root,
+                                                     run_script, repo_root):
+    iters = 8
+    data = [f'{loader}.dataset.data_root={scenes_root}'
+            for loader in ('train_dataloader', 'val_dataloader',
+                           'test_dataloader')]
+    work = tmp_path / 'work'
+    result = run_script(
+        'tools/train.py', QUICKSTART, '--work-dir', work, '--cfg-options',
+        *data, f'train_cfg.max_iters={iters}',
+        f'train_cfg.val_interval={iters}',
+        f'default_hooks.checkpoint.interval={iters}',
+        f'param_scheduler.1.end={iters}')
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = work / f'iter_{iters}.pth'
+    result = run_script('tools/test.py', QUICKSTART, checkpoint,
+                        '--work-dir', tmp_path / 'test', '--cfg-options',
+                        *data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = json.loads(
+        (tmp_path / 'test' / f'iter_{iters}_metrics.json').read_text())
+
+    onnx_file = tmp_path / 'quickstart.onnx'
+    result = run_script('tools/export_onnx.py', QUICKSTART, checkpoint,
+                        onnx_file)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert CHECK.findall(result.stdout)[0][:3] == ('1', '64', '64')
+
+    # mmengine's test loop (as tools/test.py runs it) on the ONNX model
+    cfg = Config.fromfile(repo_root / QUICKSTART)
+    cfg.merge_from_dict({f'{loader}.dataset.data_root': scenes_root
+                         for loader in ('val_dataloader', 'test_dataloader')})
+    cfg.work_dir = str(tmp_path / 'ort_test')
+    runner = Runner.from_cfg(cfg)
+    runner.model = init_model(cfg, str(onnx_file))
+    metrics = runner.test()
+    assert expected['mIoU'] > 0
+    assert abs(metrics['mIoU'] - expected['mIoU']) < 1e-6
+
+    # the image demo through onnxruntime draws PyTorch's masks
+    val = Path(scenes_root) / 'images' / 'validation'
+    out = tmp_path / 'demo'
+    result = run_script('demo/image_demo.py', val, QUICKSTART, onnx_file,
+                        '--backend', 'onnxruntime', '--device', 'cpu',
+                        '--out-dir', out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    paths = sorted(val.iterdir())
+    torch_model = init_model(str(repo_root / QUICKSTART), str(checkpoint),
+                             fast=False)
+    for path, labels in zip(paths, inference_labels(torch_model,
+                                                    [str(p) for p in paths])):
+        mask = np.asarray(Image.open(out / f'{path.stem}_mask.png'))
+        assert (mask == labels).mean() >= 0.9999

@@ -1,0 +1,62 @@
+"""The offline wheel procedure for GPU nodes, on a short list: the download
+script fetches the wheels of the asked Python and platform (from the package
+index, so this test needs it), and the GPU command installs them without
+network into its target folder, once, before running the GPU tests.
+
+The real list (tools/gpu_wheels.txt) is checked by the README's procedure.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TAG = f'{sys.version_info[0]}{sys.version_info[1]}'
+
+
+def bash(*args, **env):
+    return subprocess.run(['bash', *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS='1', **env))
+
+
+def test_download_then_offline_install_and_run(tmp_path):
+    wheel_list = tmp_path / 'list.txt'
+    wheel_list.write_text('addict==2.4.0\npyyaml==6.0.4\n')
+    wheels = tmp_path / f'py{TAG}'
+    env = dict(CONVSEG_WHEELS=str(wheels),
+               CONVSEG_GPU_WHEEL_LIST=str(wheel_list))
+
+    done = bash('tools/download_gpu_wheels.sh', '3.12', **env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = sorted(p.name for p in wheels.iterdir())
+    assert names[0] == 'addict-2.4.0-py3-none-any.whl'
+    assert names[1].startswith('pyyaml-6.0.4-cp312-cp312-manylinux')
+    assert len(names) == 2 and not Path(f'{wheels}.partial').exists()
+    assert done.stdout.splitlines()[-1].startswith(
+        '[wheels] 2 wheels (')
+    assert done.stdout.splitlines()[-1].endswith(
+        f') for CPython 3.12 manylinux x86_64 in {wheels}')
+
+    # the same list for this Python, installed by the GPU command
+    done = bash('tools/download_gpu_wheels.sh', f'3.{sys.version_info[1]}',
+                **env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    target = tmp_path / f'target-py{TAG}'
+    runs = [bash('tools/test_gpu.sh', '-q', '--co', PYTHON=sys.executable,
+                 **env) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+    assert runs[0].stdout.startswith(
+        f'[test-gpu] installing 2 wheels from {wheels} into {target}\n')
+    assert '[test-gpu] installing' not in runs[1].stdout
+    assert (target / 'addict' / '__init__.py').is_file()
+    assert (target / 'yaml' / '__init__.py').is_file()
+    assert '17/18 tests collected (1 deselected)' in runs[1].stdout
+
+
+def test_download_refuses_a_bad_version():
+    done = bash('tools/download_gpu_wheels.sh', 'py312')
+    assert done.returncode == 2
+    assert done.stderr == ('usage: bash tools/download_gpu_wheels.sh '
+                           '[PYTHON_VERSION, e.g. 3.12]\n')
