@@ -39,6 +39,8 @@ It is one file of about 500 lines on purpose: a tool that reads top to
 bottom (machine, memory, timing, inference, training, output), as the
 other tools do.
 """
+from __future__ import annotations
+
 import convseg  # noqa: F401  (first: installs the shims, registers convseg)
 
 import argparse
@@ -49,7 +51,7 @@ import os
 import resource
 import statistics
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable
 
 import numpy as np
 import torch
@@ -66,7 +68,7 @@ from convseg.apis.fast import (check_precision, cpu_model, isa_summary,
 from convseg.engine import fit_to_device
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Time inference or a training step of a segmentor.')
     parser.add_argument('config', help='config file')
@@ -165,7 +167,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 # ---------------------------------------------------------------- machine
 
 
-def machine_info(device: torch.device) -> Dict[str, object]:
+def machine_info(device: torch.device) -> dict[str, object]:
     """CPU model and ISA flags, cores, threads, load, torch version, GPU
     name if any."""
     info = dict(cpu=cpu_model(),
@@ -179,7 +181,7 @@ def machine_info(device: torch.device) -> Dict[str, object]:
     return info
 
 
-def load_average() -> Optional[List[float]]:
+def load_average() -> list[float] | None:
     """1, 5 and 15 minute load averages, or None off Linux."""
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -190,7 +192,7 @@ def load_average() -> Optional[List[float]]:
 # ----------------------------------------------------------------- memory
 
 
-def _status_kb(field: str) -> Optional[int]:
+def _status_kb(field: str) -> int | None:
     try:
         with open('/proc/self/status') as f:
             for line in f:
@@ -238,7 +240,7 @@ class PeakMemory:
             peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self.peak = peak_kb * 1024
 
-    def figures(self) -> Dict[str, float]:
+    def figures(self) -> dict[str, float]:
         """Peak and rise over the start, in MiB."""
         mib = 1024.0**2
         kind = 'allocated' if self.device.type == 'cuda' else 'rss'
@@ -262,7 +264,7 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def summary(times: List[float], batch: int) -> Dict[str, object]:
+def summary(times: list[float], batch: int) -> dict[str, object]:
     """Median ms per batch and per image, images/s, and all times in ms."""
     median = statistics.median(times)
     return dict(ms_per_batch=round(median * 1e3, 1),
@@ -271,7 +273,7 @@ def summary(times: List[float], batch: int) -> Dict[str, object]:
                 times_ms=[round(t * 1e3, 1) for t in times])
 
 
-def random_batch(shape: List[int],
+def random_batch(shape: list[int],
                  batch: int,
                  num_classes: int,
                  seed: int = 0) -> dict:
@@ -305,7 +307,7 @@ def random_batch(shape: List[int],
 # -------------------------------------------------------------- inference
 
 
-def agreement(plain: torch.Tensor, fast: torch.Tensor) -> Dict[str, float]:
+def agreement(plain: torch.Tensor, fast: torch.Tensor) -> dict[str, float]:
     """Equal-argmax pixel fraction and max |fast - plain| / max |plain|."""
     plain, fast = plain.float().cpu(), fast.float().cpu()
     equal = (plain.argmax(1) == fast.argmax(1)).float().mean().item()
@@ -317,7 +319,7 @@ def agreement(plain: torch.Tensor, fast: torch.Tensor) -> Dict[str, float]:
 FAST_NAMES = {'fp32': 'fast', 'bf16': 'fast_bf16'}
 
 
-def run_infer(args: argparse.Namespace) -> Dict[str, object]:
+def run_infer(args: argparse.Namespace) -> dict[str, object]:
     device = torch.device(args.device)
     cfg_options = dict(args.cfg_options or {})
     if args.checkpoint is None:
@@ -351,9 +353,9 @@ def run_infer(args: argparse.Namespace) -> Dict[str, object]:
         False)
     inputs = data['inputs'].to(device)
     metas = [s.metainfo for s in data['data_samples']]
-    logits: Dict[str, torch.Tensor] = {}
-    times: Dict[str, List[float]] = {name: [] for name in variants}
-    memory: Dict[str, Dict[str, float]] = {}
+    logits: dict[str, torch.Tensor] = {}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    memory: dict[str, dict[str, float]] = {}
 
     def call(name: str) -> None:
         logits[name] = variants[name].inference(inputs, copy.deepcopy(metas))
@@ -431,7 +433,7 @@ def _train_times(args: argparse.Namespace) -> dict:
     variants = [_build_for_training(args, with_cp) for with_cp in (0, 1)]
     batch = random_batch(args.shape, args.batch,
                          variants[0][0].decode_head.num_classes)
-    times: List[List[float]] = [[], []]
+    times: list[list[float]] = [[], []]
     for _ in range(args.warmup):
         for model, optim_wrapper in variants:
             model.train_step(copy.deepcopy(batch), optim_wrapper)
@@ -467,9 +469,9 @@ def _in_subprocess(target: Callable, *args) -> dict:
     return value
 
 
-def run_train(args: argparse.Namespace) -> Dict[str, object]:
+def run_train(args: argparse.Namespace) -> dict[str, object]:
     """Peak memory of each variant in its own process, then both timed."""
-    results: Dict[str, object] = _in_subprocess(_train_times, args)
+    results: dict[str, object] = _in_subprocess(_train_times, args)
     for with_cp in (False, True):
         results[f'with_cp={with_cp}'].update(
             _in_subprocess(_train_memory, args, with_cp))
@@ -487,8 +489,8 @@ def run_train(args: argparse.Namespace) -> Dict[str, object]:
 # ---------------------------------------------------------------- output
 
 
-def report(args: argparse.Namespace, results: Dict[str, object],
-           machine: Dict[str, object]) -> None:
+def report(args: argparse.Namespace, results: dict[str, object],
+           machine: dict[str, object]) -> None:
     print(f'{args.config}  mode={args.mode}  device={args.device}  '
           f'shape={args.shape[0]}x{args.shape[1]}  batch={args.batch}  '
           f'median of {args.repeat}')
@@ -532,7 +534,7 @@ def report(args: argparse.Namespace, results: Dict[str, object],
               f'{rise:+.1f}%), time {cost:+.1f}% per step')
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
+def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)

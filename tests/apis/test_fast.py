@@ -298,6 +298,8 @@ def test_bf16_is_refused_without_native_support(plain, monkeypatch):
         'avx512_bf16 or amx_bf16 flag), and this one (Some CPU) has '
         "neither: emulated bf16 is slower than float32. Use "
         "precision='fp32'.")
+    assert err.value.for_tools().endswith(
+        "precision='fp32'. With the convseg tools, pass --precision fp32.")
     monkeypatch.setattr(fast_cpu, 'cpu_flags',
                         lambda: frozenset({'avx2', 'amx_bf16'}))
     assert fast_cpu.cpu_has_native_bf16()

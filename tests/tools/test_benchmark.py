@@ -14,11 +14,12 @@ from convseg.apis.fast import cpu_has_native_bf16, cpu_model, isa_summary
 from convseg.apis.fast.kernels import CACHE_ENV, CANDIDATES
 
 CONFIG = 'configs/quickstart_convnext_atto_scenes.py'
+BENCHMARK = 'tools/benchmark.py'
 
 
-def _benchmark(run_script, tmp_path, *flags):
+def _benchmark(run_script, script, tmp_path, *flags):
     out = tmp_path / 'figures.json'
-    done = run_script('tools/benchmark.py', CONFIG, '--shape', '64', '64',
+    done = run_script(script, CONFIG, '--shape', '64', '64',
                       '--warmup', '1', '--json', out, *flags,
                       env={CACHE_ENV: str(tmp_path / 'kernels.json')})
     assert done.returncode == 0, done.stderr
@@ -36,8 +37,8 @@ def _check_timing(figures, batch):
 
 
 def test_infer_compares_plain_and_fast_in_one_run(run_script, tmp_path):
-    figures, stdout = _benchmark(run_script, tmp_path, '--repeat', '3',
-                                 '--batch', '2')
+    figures, stdout = _benchmark(run_script, BENCHMARK, tmp_path,
+                                 '--repeat', '3', '--batch', '2')
     results = figures['results']
     for variant in ('plain', 'fast'):
         assert len(results[variant]['times_ms']) == 3
@@ -54,7 +55,8 @@ def test_infer_compares_plain_and_fast_in_one_run(run_script, tmp_path):
     assert f'machine: {cpu_model()} ({isa_summary()})' in stdout
     # the kernel table: one line per op and shape, every candidate timed
     table = results['kernels']['fast'].splitlines()
-    assert 'kernels of fast (op, shape, kernel, how chosen, timings):' in stdout
+    assert ('kernels of fast (op, shape, kernel, how chosen, timings):'
+            in stdout)
     assert len(table) >= 10
     for line in table:
         op, kernel, source = line.split()[0], line.split()[4], line.split()[5]
@@ -69,8 +71,9 @@ def test_infer_compares_plain_and_fast_in_one_run(run_script, tmp_path):
 @pytest.mark.skipif(not cpu_has_native_bf16(),
                     reason='this CPU has no native bf16')
 def test_infer_times_bf16_beside_fp32(run_script, tmp_path):
-    figures, stdout = _benchmark(run_script, tmp_path, '--repeat', '2',
-                                 '--precision', 'fp32', 'bf16')
+    figures, stdout = _benchmark(run_script, BENCHMARK, tmp_path,
+                                 '--repeat', '2', '--precision', 'fp32',
+                                 'bf16')
     results = figures['results']
     for variant in ('plain', 'fast', 'fast_bf16'):
         _check_timing(results[variant], batch=1)
@@ -88,15 +91,16 @@ def test_infer_times_bf16_beside_fp32(run_script, tmp_path):
 
 
 def test_amp_on_cpu_points_to_precision(run_script, tmp_path):
-    done = run_script('tools/benchmark.py', CONFIG, '--amp', 'bf16')
+    done = run_script(BENCHMARK, CONFIG, '--amp', 'bf16')
     assert done.returncode == 2
     assert 'error: --amp is for GPUs; on CPU use --precision bf16' in (
         done.stderr)
 
 
 def test_train_measures_with_and_without_checkpointing(run_script, tmp_path):
-    figures, stdout = _benchmark(run_script, tmp_path, '--mode', 'train',
-                                 '--batch', '2', '--repeat', '2')
+    figures, stdout = _benchmark(run_script, BENCHMARK, tmp_path,
+                                 '--mode', 'train', '--batch', '2',
+                                 '--repeat', '2')
     results = figures['results']
     off, on = results['with_cp=False'], results['with_cp=True']
     for variant in (off, on):

@@ -29,3 +29,5 @@ class UnsupportedModelError(ConvsegError, ValueError):
 
 class UnsupportedPrecisionError(UnsupportedModelError):
     """A precision the model's hardware does not compute natively."""
+
+    tool_hint = 'With the convseg tools, pass --precision fp32.'

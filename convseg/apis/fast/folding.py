@@ -10,7 +10,8 @@ from .kernels import Conv3x3, KernelChooser, Pointwise, as_chooser
 
 
 def check_conv_module(module: nn.Module, name: str) -> None:
-    """Raise UnsupportedModelError unless ``module`` is conv (+ BN) (+ ReLU)."""
+    """Raise UnsupportedModelError unless ``module`` is conv [+ BN] [+ ReLU].
+    """
     if not isinstance(module, ConvModule):
         raise UnsupportedModelError(f'{name} is a {type(module).__name__}, '
                                     'not an mmcv ConvModule')

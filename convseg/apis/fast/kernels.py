@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import print_log
 
+from ...fileio import atomic_write_text
 from .cpu import cpu_model
 from .nhwc import to_nchw, to_nhwc
 from .winograd import winograd_conv3x3, winograd_filters
@@ -101,10 +102,7 @@ def _read_cache(path: Path) -> dict:
 def _write_cache(path: Path, data: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-        with open(temp, 'w') as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(temp, path)
+        atomic_write_text(json.dumps(data, indent=1, sort_keys=True), path)
     except OSError as err:
         print_log(f'could not write the kernel cache {path}: {err}; '
                   'decisions are kept for this process only',
