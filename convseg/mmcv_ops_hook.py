@@ -148,12 +148,11 @@ def install_pth(site_dir: str | None = None) -> str:
 
     Returns the path written.
     """
-    site_dir = site_dir or sysconfig.get_paths()['purelib']
-    target = os.path.join(site_dir, PTH_NAME)
-    temporary = f'{target}.tmp{os.getpid()}'
-    with open(temporary, 'w', encoding='utf-8') as handle:
-        handle.write(pth_line())
-    os.replace(temporary, target)
+    from convseg.fileio import atomic_write_text
+
+    target = os.path.join(site_dir or sysconfig.get_paths()['purelib'],
+                          PTH_NAME)
+    atomic_write_text(pth_line(), target)
     return target
 
 

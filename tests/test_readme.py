@@ -81,31 +81,41 @@ def _script_runs_in(source: str, filename: str
     A function runs a script when one of its calls names the script in its
     arguments: its file name or path (``'tools/train.py'``, ``TOOLS /
     'dist_test.sh'``), a module-level name bound to it, or its stem given to
-    a loader (``_load_demo('image_demo')``). Its flags are the ``--...``
-    strings in its body.
+    a loader (``_load_demo('image_demo')``); or when it calls a function of
+    the same module that runs it. Its flags are the ``--...`` strings in its
+    body.
     """
     tree = ast.parse(source)
     names = _names_of_scripts(tree)
-    runs = []
-    for func in tree.body:
-        if not isinstance(func, ast.FunctionDef):
-            continue
-        scripts = set()
+    funcs = [f for f in tree.body if isinstance(f, ast.FunctionDef)]
+    scripts: dict[str, set[str]] = {}
+    for func in funcs:
+        found = scripts.setdefault(func.name, set())
         for call in (n for n in ast.walk(func) if isinstance(n, ast.Call)):
             for arg in call.args:
                 for node in ast.walk(arg):
                     if isinstance(node, ast.Name) and node.id in names:
-                        scripts.add(names[node.id])
+                        found.add(names[node.id])
                 for value in _strings(arg):
                     name = value.rsplit('/', 1)[-1]
                     if re.fullmatch(r'\w+\.(py|sh)', name):
-                        scripts.add(name)
+                        found.add(name)
                     elif re.fullmatch(r'[a-z]+_[a-z_]+', value):
-                        scripts.add(f'{value}.py')
+                        found.add(f'{value}.py')
+    # a function that calls a helper of its module runs what the helper runs
+    # (with the caller's flags)
+    for _ in funcs:
+        for func in funcs:
+            for call in (n for n in ast.walk(func) if isinstance(n, ast.Call)):
+                if isinstance(call.func, ast.Name) and call.func.id in scripts:
+                    scripts[func.name] |= scripts[call.func.id]
+    runs = []
+    for func in funcs:
         flags = {v.split('=')[0] for v in _strings(func)
                  if v.startswith('--')}
-        if scripts:
-            runs.append((f'{filename}::{func.name}', scripts, flags))
+        if scripts[func.name]:
+            runs.append((f'{filename}::{func.name}', scripts[func.name],
+                         flags))
     return runs
 
 
@@ -145,7 +155,8 @@ def test_readme_command_is_exercised_by_a_test(command):
 
 def test_a_flag_counts_only_where_the_script_is_run():
     """The parser itself: a function's flags go to the scripts it runs,
-    and a function that runs no script passes no flag to any."""
+    also through a helper it calls; a function that runs no script passes
+    no flag to any."""
     source = (
         "TEST = str(TOOLS / 'test.py')\n"
         "def test_a():\n"
@@ -153,7 +164,13 @@ def test_a_flag_counts_only_where_the_script_is_run():
         "def test_b():\n"
         "    run([sys.executable, TEST, config, '--tta'])\n"
         "def helper_only_mentions():\n"
-        "    flags = ['--show-dir']\n")
+        "    flags = ['--show-dir']\n"
+        "def _bench(*flags):\n"
+        "    run_script('tools/benchmark.py', '--json', *flags)\n"
+        "def test_c():\n"
+        "    _bench('--precision', 'bf16')\n")
     assert _script_runs_in(source, 'x.py') == [
         ('x.py::test_a', {'dist_test.sh'}, {'--out'}),
-        ('x.py::test_b', {'test.py'}, {'--tta'})]
+        ('x.py::test_b', {'test.py'}, {'--tta'}),
+        ('x.py::_bench', {'benchmark.py'}, {'--json'}),
+        ('x.py::test_c', {'benchmark.py'}, {'--precision'})]

@@ -10,8 +10,8 @@ more pixels than $CONVSEG_MAX_IMAGE_PIXELS allows (not decoded), image/label
 size mismatches as the pipeline decodes the files (EXIF orientation
 applied), label values that are neither a class id nor the ignore index,
 labels with more than one channel, an empty split, and model heads whose
-num_classes differs from the dataset's. --quick checks only the folders and the config. Exits 1
-if there is any problem, 0 otherwise.
+num_classes differs from the dataset's. --quick checks only the folders and
+the config. Exits 1 if there is any problem, 0 otherwise.
 """
 import convseg  # noqa: F401  (first: installs the shims, registers convseg)
 

@@ -65,8 +65,8 @@ class DatasetProblem:
     ``kind`` is one of ``missing_root``, ``missing_folder``, ``empty_split``,
     ``missing_ann_file``, ``missing_label``, ``missing_image``,
     ``unreadable``, ``too_large``, ``size_mismatch``, ``label_channels``,
-    ``label_values``, ``num_classes``; ``path`` the file, folder or config key concerned;
-    ``message`` a sentence naming it and the offending value.
+    ``label_values``, ``num_classes``; ``path`` the file, folder or config
+    key concerned; ``message`` a sentence naming it and the offending value.
     """
 
     kind: str

@@ -29,7 +29,7 @@ from mmengine.model.weight_init import trunc_normal_, update_init_info
 from mmseg.registry import MODELS
 
 from .checkpoint_loading import load_backbone_weights
-from .convnext_archs import arch_dims, arch_settings
+from .convnext_archs import arch_dims, arch_settings, mmpretrain_arch
 
 DECAY_TYPES = ('stage_wise', 'layer_wise')
 
@@ -210,8 +210,7 @@ class ConvNeXt(BaseModule):
                 'it to False.')
         super().__init__(init_cfg=init_cfg)
         if isinstance(arch, dict):
-            arch, depths, dims = None, *self._mmpretrain_arch(arch, depths,
-                                                              dims)
+            arch, depths, dims = None, *mmpretrain_arch(arch, depths, dims)
         self.depths, self.dims = self._resolve_arch(arch, depths, dims)
         in_channels = self._resolve_in_channels(in_channels, in_chans)
         if not 0.0 <= drop_path_rate < 1.0:
@@ -264,24 +263,6 @@ class ConvNeXt(BaseModule):
         self._freeze_stages()
 
     # ------------------------------------------------------------ arguments
-    @staticmethod
-    def _mmpretrain_arch(
-        arch: dict, depths: Optional[Sequence[int]],
-        dims: Optional[Sequence[int]]
-    ) -> Tuple[Sequence[int], Sequence[int]]:
-        """``depths`` and ``dims`` from mmpretrain's ``arch=dict(depths=...,
-        channels=...)``."""
-        if set(arch) != {'depths', 'channels'}:
-            raise ValueError(
-                f'arch as a dict must have exactly the keys depths and '
-                f'channels (mmpretrain\'s spelling), got {sorted(arch)}; in '
-                f'convseg write depths=(...), dims=(...) instead.')
-        if depths is not None or dims is not None:
-            raise ValueError(
-                'arch=dict(depths=..., channels=...) and depths/dims both '
-                'give the stage sizes; pass only one of them.')
-        return arch['depths'], arch['channels']
-
     @staticmethod
     def _resolve_arch(
         arch: Optional[str], depths: Optional[Sequence[int]],

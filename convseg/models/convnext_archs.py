@@ -6,6 +6,8 @@ variant a checkpoint was made for.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 #: depths and stage-0 width of each named variant (widths double per stage).
 arch_settings: dict[str, tuple[tuple[int, int, int, int], int]] = {
     'atto': ((2, 2, 6, 2), 40),
@@ -29,3 +31,20 @@ def arch_dims(arch: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
             f'{", ".join(arch_settings)} (or pass depths and dims).')
     depths, width = arch_settings[arch]
     return tuple(depths), tuple(width * 2**i for i in range(4))
+
+
+def mmpretrain_arch(
+    arch: dict, depths: Sequence[int] | None, dims: Sequence[int] | None
+) -> tuple[Sequence[int], Sequence[int]]:
+    """``(depths, dims)`` from mmpretrain's ``arch=dict(depths=[...],
+    channels=[...])``; ValueError naming convseg's spelling otherwise."""
+    if set(arch) != {'depths', 'channels'}:
+        raise ValueError(
+            f'arch as a dict must have exactly the keys depths and channels '
+            f"(mmpretrain's spelling), got {sorted(arch)}; in convseg write "
+            f'depths=(...), dims=(...) instead.')
+    if depths is not None or dims is not None:
+        raise ValueError(
+            'arch=dict(depths=..., channels=...) and depths/dims both give '
+            'the stage sizes; pass only one of them.')
+    return arch['depths'], arch['channels']

@@ -1,6 +1,7 @@
 """tools/export_onnx.py end to end, and the quickstart model deployed:
-exported, run by onnxruntime on the validation scenes (mmengine's test loop
-and demo/image_demo.py), with PyTorch's mIoU and masks."""
+trained by tools/train.py, exported with --dynamic, run by onnxruntime on
+the validation scenes (mmengine's test loop and demo/image_demo.py), with
+PyTorch's mIoU and masks."""
 from __future__ import annotations
 
 import json
@@ -19,24 +20,6 @@ CHECK = re.compile(r'^check batch (\d+), (\d+)x(\d+): max relative logit '
                    r'difference (\S+) \(limit (\S+)\), pixel agreement '
                    r'(\S+)% \(limit (\S+)%\): (ok|FAILED)$', re.M)
 QUICKSTART = 'configs/quickstart_convnext_atto_scenes.py'
-
-
-def test_dynamic_export_checks_two_shapes(tmp_path, tiny, run_script):
-    out = tmp_path / 'dynamic.onnx'
-    result = run_script('tools/export_onnx.py', tiny['config'],
-                        tiny['checkpoint'], out, '--dynamic', '--shape', 64,
-                        64, '--batch', 1, '--opset', 18)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
-    checks = CHECK.findall(result.stdout)
-    assert [c[:3] for c in checks] == [('1', '64', '64'), ('2', '96', '128')]
-    for check in checks:
-        assert float(check[3]) <= 1e-4 and check[4] == '0.0001'
-        assert float(check[5]) >= 99.99 and check[6] == '99.99'
-        assert check[7] == 'ok'
-    model = onnx.load(out)
-    assert [o.version for o in model.opset_import if o.domain == ''] == [18]
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    assert [bool(d.dim_param) for d in dims] == [True, False, True, True]
 
 
 def test_failed_check_exits_1_and_keeps_the_file(tmp_path, tiny,
@@ -95,11 +78,21 @@ def test_quickstart_model_deploys_with_the_same_miou(tmp_path, scenes_root,
     expected = json.loads(
         (tmp_path / 'test' / f'iter_{iters}_metrics.json').read_text())
 
+    # dynamic: checked at the training crop size and at a second shape
     onnx_file = tmp_path / 'quickstart.onnx'
     result = run_script('tools/export_onnx.py', QUICKSTART, checkpoint,
-                        onnx_file)
+                        onnx_file, '--dynamic', '--opset', 18)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
-    assert CHECK.findall(result.stdout)[0][:3] == ('1', '64', '64')
+    checks = CHECK.findall(result.stdout)
+    assert [c[:3] for c in checks] == [('1', '64', '64'), ('2', '96', '128')]
+    for check in checks:
+        assert float(check[3]) <= 1e-4 and check[4] == '0.0001'
+        assert float(check[5]) >= 99.99 and check[6] == '99.99'
+        assert check[7] == 'ok'
+    model = onnx.load(onnx_file)
+    assert [o.version for o in model.opset_import if o.domain == ''] == [18]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [bool(d.dim_param) for d in dims] == [True, False, True, True]
 
     # mmengine's test loop (as tools/test.py runs it) on the ONNX model
     cfg = Config.fromfile(repo_root / QUICKSTART)

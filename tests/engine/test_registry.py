@@ -19,7 +19,7 @@ def test_every_listed_part_is_in_its_mmseg_registry():
             assert registry.get(name) is not None, (registry_name, name)
 
 
-def test_every_convseg_hook_is_listed_one_per_module():
+def test_every_convseg_hook_is_listed_and_has_a_module_in_the_package():
     hooks = {name: cls for name, cls in mmseg.registry.HOOKS.module_dict.items()
              if cls.__module__.startswith('convseg.')}
     assert sorted(hooks) == sorted(REGISTERED['HOOKS'])

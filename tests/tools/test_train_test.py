@@ -148,7 +148,8 @@ def logged_lrs(text):
 
 
 def read_checkpoint(path):
-    return checkpoint_reading.load_checkpoint_file(str(path), map_location='cpu')
+    return checkpoint_reading.load_checkpoint_file(str(path),
+                                                   map_location='cpu')
 
 
 def confusion_miou(pairs, num_classes):
