@@ -14,13 +14,13 @@ from __future__ import annotations
 import colorsys
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-Color = Tuple[int, int, int]
+Color = tuple[int, int, int]
 
 PALETTE_NAMES = ('ade20k', 'cityscapes', 'random')
 
@@ -45,7 +45,7 @@ class LegendEntry:
     share: float
 
 
-def random_palette(num_classes: int, seed: int = 0) -> List[Color]:
+def random_palette(num_classes: int, seed: int = 0) -> list[Color]:
     """``num_classes`` well-separated colours, the same for the same seed.
 
     Hues step by the golden ratio from a seeded start, so neighbouring class
@@ -67,7 +67,7 @@ def random_palette(num_classes: int, seed: int = 0) -> List[Color]:
     return palette
 
 
-def get_palette(name: str, num_classes: int) -> List[Color]:
+def get_palette(name: str, num_classes: int) -> list[Color]:
     """``num_classes`` colours of a named palette: ade20k, cityscapes, random.
 
     A named palette shorter than ``num_classes`` is extended with
@@ -94,7 +94,7 @@ def labelled_mask(label_map: np.ndarray, num_classes: int,
 
 def legend_entries(label_map: np.ndarray, classes: Sequence[str],
                    palette: Sequence[Sequence[int]],
-                   ignore_index: int = 255) -> List[LegendEntry]:
+                   ignore_index: int = 255) -> list[LegendEntry]:
     """The classes present in ``label_map`` (H, W), largest share first.
 
     Ties in pixel count are ordered by class id.
@@ -138,7 +138,7 @@ def overlay(image: np.ndarray, label_map: np.ndarray,
             opacity: float = 0.5, legend: bool = True,
             ignore_index: int = 255, with_labels: bool = False,
             return_legend: bool = False
-            ) -> Union[np.ndarray, Tuple[np.ndarray, List[LegendEntry]]]:
+            ) -> np.ndarray | tuple[np.ndarray, list[LegendEntry]]:
     """Draw ``label_map`` (H, W) over ``image`` (H, W, 3) RGB uint8.
 
     Returns an RGB uint8 array: the blended image (see the module docstring),
@@ -192,12 +192,12 @@ def _check_palette(palette: Sequence[Sequence[int]],
                          f'{len(classes)} classes; give one colour per class')
 
 
-def _font(image_shape: Tuple[int, ...]) -> ImageFont.ImageFont:
+def _font(image_shape: tuple[int, ...]) -> ImageFont.ImageFont:
     size = int(np.clip(round(0.02 * max(image_shape[:2])), 12, 40))
     return ImageFont.load_default(size=size)
 
 
-def _text_size(font: ImageFont.ImageFont, text: str) -> Tuple[int, int]:
+def _text_size(font: ImageFont.ImageFont, text: str) -> tuple[int, int]:
     left, top, right, bottom = font.getbbox(text)
     return right - left, bottom
 
@@ -207,7 +207,7 @@ def _share_text(share: float) -> str:
 
 
 def _legend_layout(height: int, width: int, count: int, cell_w: int,
-                   row_h: int, pad: int) -> Tuple[bool, int, int]:
+                   row_h: int, pad: int) -> tuple[bool, int, int]:
     """(below, rows, cols) of a legend of ``count`` cells for an image.
 
     Below suits landscape images and beside portrait ones; the other side is
@@ -282,7 +282,7 @@ def _append_legend(image: np.ndarray,
     return np.asarray(canvas)
 
 
-def _label_anchor(region: np.ndarray) -> Tuple[int, int, int]:
+def _label_anchor(region: np.ndarray) -> tuple[int, int, int]:
     """(x, y, area) of the largest connected part of ``region``.
 
     (x, y) is the point of that part farthest from its edge, which lies inside
@@ -321,7 +321,7 @@ def _draw_region_labels(image: np.ndarray, label_map: np.ndarray,
     return np.asarray(canvas)
 
 
-def resolve_palette(name: Optional[str], dataset_meta: dict) -> List[Color]:
+def resolve_palette(name: str | None, dataset_meta: dict) -> list[Color]:
     """The palette to draw with: a named one, else the model's own."""
     num_classes = len(dataset_meta['classes'])
     if name is not None:

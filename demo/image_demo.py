@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List
 
 import numpy as np
 from mmengine.utils import ProgressBar
@@ -28,7 +27,7 @@ from convseg.visualization import (PALETTE_NAMES, mask_image, overlay,
                                    resolve_palette)
 
 
-def parse_args(argv: List[str] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('input', help='an image file or a folder of images')
@@ -46,7 +45,7 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def list_images(source: Path) -> List[Path]:
+def list_images(source: Path) -> list[Path]:
     """``source`` itself, or the image files under the folder, sorted."""
     if source.is_dir():
         return sorted(p for p in source.rglob('*')
@@ -56,7 +55,7 @@ def list_images(source: Path) -> List[Path]:
     return [source]
 
 
-def output_names(paths: List[Path], root: Path) -> Dict[Path, Path]:
+def output_names(paths: list[Path], root: Path) -> dict[Path, Path]:
     """Output name (relative path without suffix) of each input.
 
     Two inputs that differ only by suffix (a.jpg, a.png) keep the suffix in
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: List[str] = None) -> int:
+def main(argv: list[str] = None) -> int:
     """Run the demo; returns the exit code (1 with a message on errors)."""
     args = parse_args(argv)
     return run_tool(run, args, unsafe_load=args.unsafe_load)

@@ -18,7 +18,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import List
 
 import cv2
 import numpy as np
@@ -32,7 +31,7 @@ from convseg.visualization import PALETTE_NAMES, overlay, resolve_palette
 FOURCC = {'.mp4': 'mp4v', '.avi': 'MJPG'}
 
 
-def parse_args(argv: List[str] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('input', help='input video file')
@@ -91,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     frames = resized = 0
     start = time.perf_counter()
 
-    def flush(batch: List[np.ndarray]) -> None:
+    def flush(batch: list[np.ndarray]) -> None:
         for frame, labels in zip(batch, inference_labels(model, batch)):
             rgb = np.ascontiguousarray(frame[:, :, ::-1])
             drawn = overlay(rgb, labels, palette, classes,
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update()
         batch.clear()
 
-    batch: List[np.ndarray] = []
+    batch: list[np.ndarray] = []
     try:
         while ok:
             if (frame.shape[1], frame.shape[0]) != size:
@@ -147,7 +146,7 @@ def count_frames(path: Path) -> int:
     return count
 
 
-def main(argv: List[str] = None) -> int:
+def main(argv: list[str] = None) -> int:
     """Run the demo; returns the exit code (1 with a message on errors)."""
     args = parse_args(argv)
     return run_tool(run, args, unsafe_load=args.unsafe_load)

@@ -31,7 +31,7 @@ import copy
 import json
 import os
 import sys
-from typing import Callable, Dict, List, Optional
+from collections.abc import Callable
 
 import torch
 from mmengine.config import Config
@@ -69,7 +69,7 @@ INFER_VARIANTS = {
 }
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='GPU training and inference figures, with mmseg\'s '
         'reference model.')
@@ -98,7 +98,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def left_out(name: str, device: torch.device) -> Optional[str]:
+def left_out(name: str, device: torch.device) -> str | None:
     """Why variant ``name`` cannot run here, or None."""
     precision = (TRAIN_VARIANTS.get(name) or INFER_VARIANTS[name])[0]
     if precision in ('fp16', 'bf16') and name in TRAIN_VARIANTS \
@@ -141,7 +141,7 @@ def train_config(args: argparse.Namespace, name: str) -> Config:
     return cfg
 
 
-def train_variant(args: argparse.Namespace, name: str) -> Dict[str, object]:
+def train_variant(args: argparse.Namespace, name: str) -> dict[str, object]:
     """Median step time and peak memory of one training variant."""
     from mmseg.registry import MODELS
     _, channels_last, fused, compiled = TRAIN_VARIANTS[name]
@@ -172,7 +172,7 @@ def train_variant(args: argparse.Namespace, name: str) -> Dict[str, object]:
                 optim_wrapper=type(optim_wrapper).__name__)
 
 
-def in_subprocess(target: Callable, *args) -> Dict[str, object]:
+def in_subprocess(target: Callable, *args) -> dict[str, object]:
     """``target(*args)`` in a fresh process; its error becomes a figure, so
     that one failing variant does not end the run."""
     try:
@@ -185,7 +185,7 @@ def in_subprocess(target: Callable, *args) -> Dict[str, object]:
 
 
 def infer_variants(args: argparse.Namespace,
-                   names: List[str]) -> Dict[str, object]:
+                   names: list[str]) -> dict[str, object]:
     """Inference figures of ``names`` at every --infer-batch, with the
     agreement of each with fp32."""
     device = torch.device(args.device)
@@ -200,7 +200,7 @@ def infer_variants(args: argparse.Namespace,
         models[name] = plain if amp == 'none' and not compiled else \
             prepare_for_inference(copy.deepcopy(plain), amp=amp,
                                   compile=compiled)
-    results: Dict[str, object] = {}
+    results: dict[str, object] = {}
     for batch in args.infer_batch:
         data = plain.data_preprocessor(
             random_batch(args.shape, batch, plain.decode_head.num_classes),
@@ -229,7 +229,7 @@ def infer_variants(args: argparse.Namespace,
 # ---------------------------------------------------------------- output
 
 
-def report(results: Dict[str, object], machine: Dict[str, object]) -> None:
+def report(results: dict[str, object], machine: dict[str, object]) -> None:
     print(f'machine: {machine.get("gpu", machine["cpu"])}, torch '
           f'{machine["torch"]}')
     for name, figures in results.items():
@@ -251,11 +251,11 @@ def report(results: Dict[str, object], machine: Dict[str, object]) -> None:
               f'{ours["images_per_s"] / ref["images_per_s"]:.2f}x')
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
+def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parse_args(argv)
     device = torch.device(args.device)
     names = args.variants or list(TRAIN_VARIANTS) + list(INFER_VARIANTS)
-    results: Dict[str, object] = {}
+    results: dict[str, object] = {}
     runnable_infer = []
     for name in names:
         reason = left_out(name, device)

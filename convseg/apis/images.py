@@ -30,7 +30,8 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Union
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -92,7 +93,7 @@ def max_image_pixels() -> int:
 
 
 @contextlib.contextmanager
-def pillow_pixel_limit(limit: Optional[int]) -> Iterator[None]:
+def pillow_pixel_limit(limit: int | None) -> Iterator[None]:
     """Run the block with Pillow's own bomb check set to ``limit`` pixels
     (``None``: off), so that Pillow neither refuses what the convseg limit
     allows nor warns about it."""
@@ -105,7 +106,7 @@ def pillow_pixel_limit(limit: Optional[int]) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def declared_size(path: Union[str, Path]) -> Optional[tuple[int, int]]:
+def declared_size(path: str | Path) -> tuple[int, int] | None:
     """(width, height) from the file's header, without decoding pixels;
     ``None`` if Pillow does not know the format."""
     try:
@@ -115,8 +116,8 @@ def declared_size(path: Union[str, Path]) -> Optional[tuple[int, int]]:
         return None
 
 
-def check_image_size(path: Union[str, Path],
-                     limit: Optional[int] = None) -> None:
+def check_image_size(path: str | Path,
+                     limit: int | None = None) -> None:
     """Raise :class:`ImageTooLargeError` if ``path`` declares more than
     ``limit`` pixels (default :func:`max_image_pixels`)."""
     limit = max_image_pixels() if limit is None else limit
@@ -187,7 +188,7 @@ def pil_to_bgr(image: Image.Image, source: str = 'PIL image') -> np.ndarray:
     return to_bgr_uint8(np.asarray(image), 'rgb', source)
 
 
-def read_image(path: Union[str, Path]) -> np.ndarray:
+def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as (H, W, 3) uint8 BGR, upright per its EXIF tag.
 
     Raises :class:`FileNotFoundError` for a missing file,

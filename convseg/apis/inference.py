@@ -14,8 +14,8 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import (Any, Dict, Iterator, List, Optional, Sequence, Tuple,
-                    Union)
+from typing import Any, Union
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from ..visualization import random_palette
 from .fast import prepare_for_inference
 from .images import ImageInput, load_image
 
-Result = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
+Result = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
 
 # Upper bound, in float32 elements, on the class logits resized to full
 # resolution at once; larger outputs are resized a few classes at a time.
@@ -41,7 +41,7 @@ ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadDepthAnnotation',
                       'LoadBiomedicalAnnotation')
 
 
-def _load_config(config: Union[str, Path, Config]) -> Config:
+def _load_config(config: str | Path | Config) -> Config:
     if isinstance(config, (str, Path)):
         return Config.fromfile(str(config))
     if isinstance(config, Config):
@@ -50,7 +50,7 @@ def _load_config(config: Union[str, Path, Config]) -> Config:
                     f'{type(config).__name__}')
 
 
-def _dataset_cfg(cfg: Config) -> Optional[dict]:
+def _dataset_cfg(cfg: Config) -> dict | None:
     dataset = (cfg.get('test_dataloader') or {}).get('dataset')
     while isinstance(dataset, dict) and 'type' in dataset:
         if 'datasets' in dataset:
@@ -62,7 +62,7 @@ def _dataset_cfg(cfg: Config) -> Optional[dict]:
     return None
 
 
-def config_dataset_meta(cfg: Config) -> Dict[str, Any]:
+def config_dataset_meta(cfg: Config) -> dict[str, Any]:
     """Classes and palette of the test dataset in ``cfg`` ({} if none).
 
     The dataset class's ``METAINFO`` updated by the config's ``metainfo``.
@@ -79,8 +79,8 @@ def config_dataset_meta(cfg: Config) -> Dict[str, Any]:
 
 
 def resolve_dataset_meta(num_classes: int,
-                         *sources: Optional[Dict[str, Any]]
-                         ) -> Dict[str, Any]:
+                         *sources: dict[str, Any] | None
+                         ) -> dict[str, Any]:
     """Class names and palette for ``num_classes`` classes.
 
     Each of ``classes`` and ``palette`` comes from the first source holding
@@ -112,12 +112,12 @@ def resolve_dataset_meta(num_classes: int,
     return dict(classes=classes, palette=palette)
 
 
-def init_model(config: Union[str, Path, Config],
-               checkpoint: Optional[str] = None,
-               device: Optional[str] = None,
-               cfg_options: Optional[dict] = None,
-               fast: Optional[bool] = None,
-               backend: Optional[str] = None,
+def init_model(config: str | Path | Config,
+               checkpoint: str | None = None,
+               device: str | None = None,
+               cfg_options: dict | None = None,
+               fast: bool | None = None,
+               backend: str | None = None,
                precision: str = 'fp32') -> torch.nn.Module:
     """Build an eval-mode segmentor from a config and checkpoint on ``device``.
 
@@ -206,13 +206,13 @@ def build_test_pipeline(cfg: Config):
     return Compose([TRANSFORMS.build(step) for step in pipeline])
 
 
-def _resize(logits: torch.Tensor, size: Tuple[int, int],
+def _resize(logits: torch.Tensor, size: tuple[int, int],
             align_corners: bool) -> torch.Tensor:
     return F.interpolate(logits[None], size=size, mode='bilinear',
                          align_corners=align_corners)[0]
 
 
-def _resized_argmax(logits: torch.Tensor, size: Tuple[int, int],
+def _resized_argmax(logits: torch.Tensor, size: tuple[int, int],
                     align_corners: bool) -> torch.Tensor:
     """argmax over classes of ``logits`` (C, h, w) resized to ``size``.
 
@@ -259,7 +259,7 @@ def _postprocess(model: torch.nn.Module, logits: torch.Tensor, meta: dict,
     return label_map
 
 
-def _batches(model: torch.nn.Module, items: List[ImageInput],
+def _batches(model: torch.nn.Module, items: list[ImageInput],
              channel_order: str, batch_size: int) -> Iterator[dict]:
     """The test pipeline's packed inputs, grouped into batches of one size.
 
@@ -273,7 +273,7 @@ def _batches(model: torch.nn.Module, items: List[ImageInput],
         raise AttributeError('the model has no .cfg; build it with '
                              'convseg.apis.init_model')
     pipeline = build_test_pipeline(model.cfg)
-    batch: List[dict] = []
+    batch: list[dict] = []
 
     def packed_batch() -> dict:
         return dict(inputs=[b['inputs'] for b in batch],
@@ -295,9 +295,9 @@ def _batches(model: torch.nn.Module, items: List[ImageInput],
 
 
 def inference_model(model: torch.nn.Module,
-                    inputs: Union[ImageInput, Sequence[ImageInput]],
+                    inputs: ImageInput | Sequence[ImageInput],
                     channel_order: str = 'bgr', batch_size: int = 4
-                    ) -> Union[Any, List[Any]]:
+                    ) -> Any | list[Any]:
     """Segment one image or a list of images, as ``mmseg.apis`` does.
 
     Returns, like ``mmseg.apis.inference_model``, one mmseg
@@ -310,7 +310,7 @@ def inference_model(model: torch.nn.Module,
     """
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
-    results: List[Any] = []
+    results: list[Any] = []
     with torch.no_grad():
         for batch in _batches(model, items, channel_order, batch_size):
             results.extend(model.test_step(batch))
@@ -318,9 +318,9 @@ def inference_model(model: torch.nn.Module,
 
 
 def inference_labels(model: torch.nn.Module,
-                     inputs: Union[ImageInput, Sequence[ImageInput]],
+                     inputs: ImageInput | Sequence[ImageInput],
                      return_scores: bool = False, channel_order: str = 'bgr',
-                     batch_size: int = 4) -> Union[Result, List[Result]]:
+                     batch_size: int = 4) -> Result | list[Result]:
     """Label maps of one image or a list of images.
 
     An input is a file path, a numpy array (BGR as cv2 reads, or
@@ -336,7 +336,7 @@ def inference_labels(model: torch.nn.Module,
     """
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
-    results: List[Result] = []
+    results: list[Result] = []
     with torch.no_grad():
         for batch in _batches(model, items, channel_order, batch_size):
             data = model.data_preprocessor(batch, False)

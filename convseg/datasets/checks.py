@@ -27,7 +27,8 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import mmcv
 import numpy as np
@@ -105,16 +106,16 @@ class _Split:
     key: str
     dataset: Any
     type_name: str
-    data_root: Optional[str]
-    img_dir: Optional[str]
-    seg_dir: Optional[str]
+    data_root: str | None
+    img_dir: str | None
+    seg_dir: str | None
     img_suffix: str
     seg_suffix: str
-    ann_file: Optional[str]
+    ann_file: str | None
     reduce_zero_label: bool
-    label_map: Optional[Mapping[int, int]]
+    label_map: Mapping[int, int] | None
     classes: tuple
-    decoding: '_Decoding'
+    decoding: _Decoding
 
 
 @dataclass(frozen=True)
@@ -295,14 +296,14 @@ def _layout_problems(info: _Split) -> list[DatasetProblem]:
     return problems
 
 
-def _splits_in(cfg: Any, splits: Optional[Iterable[str]]) -> list[str]:
+def _splits_in(cfg: Any, splits: Iterable[str] | None) -> list[str]:
     if splits is None:
         return [s for s, key in SPLITS.items() if cfg.get(key)]
     return list(splits)
 
 
 def check_dataset_layout(cfg: Any,
-                         splits: Optional[Iterable[str]] = None) -> None:
+                         splits: Iterable[str] | None = None) -> None:
     """Raise :class:`DatasetLayoutError` if a split's folders are missing.
 
     Cheap: checks that the data root and the image and label folders exist
@@ -374,7 +375,7 @@ def _num_classes_problems(cfg: Any, info: _Split) -> list[DatasetProblem]:
     return problems
 
 
-def _pairs(info: _Split) -> tuple[list[tuple[str, Optional[str]]],
+def _pairs(info: _Split) -> tuple[list[tuple[str, str | None]],
                                    list[DatasetProblem]]:
     data_list = info.dataset.load_data_list()
     pairs = [(d['img_path'], d.get('seg_map_path')) for d in data_list]
@@ -394,7 +395,7 @@ def _pairs(info: _Split) -> tuple[list[tuple[str, Optional[str]]],
 
 
 def _decode(path: str, flag: str, backend: str,
-            limit: int) -> tuple[Optional[np.ndarray], Optional[str]]:
+            limit: int) -> tuple[np.ndarray | None, str | None]:
     """``path`` decoded as the pipeline decodes it, or why it cannot be.
 
     The header size is checked first; Pillow also decodes the whole file,
@@ -421,7 +422,7 @@ class _LabelRule:
     num_classes: int
     ignore_index: int
     reduce_zero_label: bool
-    label_map: Optional[tuple]
+    label_map: tuple | None
 
     def describe(self) -> str:
         if self.reduce_zero_label:
@@ -449,7 +450,7 @@ class _LabelRule:
         return [int(v) for v in raw[~ok]]
 
 
-def _check_pair(img: str, seg: Optional[str], rule: _LabelRule,
+def _check_pair(img: str, seg: str | None, rule: _LabelRule,
                 decoding: _Decoding, limit: int) -> list[DatasetProblem]:
     problems = []
     if not os.path.isfile(img):

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterator, Optional
+from typing import Any
+from collections.abc import Iterator
 
 from mmcv.transforms import BaseTransform, Compose
 from mmengine.logging import print_log
@@ -39,7 +40,7 @@ class SkipUnreadable(BaseTransform):
     def __init__(self, transforms: list) -> None:
         self.transforms = Compose(transforms)
 
-    def transform(self, results: dict) -> Optional[dict]:
+    def transform(self, results: dict) -> dict | None:
         """Load, or return ``None`` (skip this sample) if a file is too
         large or fails to load."""
         files = [str(results[k]) for k in ('img_path', 'seg_map_path')

@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from numbers import Real
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any
+from collections.abc import Iterator
 
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
@@ -114,7 +115,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     def __init__(self,
                  optim_wrapper_cfg: dict,
-                 paramwise_cfg: Optional[dict] = None) -> None:
+                 paramwise_cfg: dict | None = None) -> None:
         if paramwise_cfg is not None and not isinstance(paramwise_cfg, dict):
             raise TypeError('paramwise_cfg must be a dict with decay_rate, '
                             f'decay_type and num_layers, got {paramwise_cfg!r}')
@@ -190,7 +191,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                     f'{minimum}')
         return backbone
 
-    def _layer_id(self, backbone: nn.Module, name: str) -> Tuple[int, int]:
+    def _layer_id(self, backbone: nn.Module, name: str) -> tuple[int, int]:
         """Layer id of parameter ``name`` (relative to the model) and the
         power of ``decay_rate`` its lr gets."""
         kind = type(backbone).__name__
@@ -216,7 +217,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         return layer_id, top - layer_id
 
     def _param_groups(self, model: nn.Module,
-                      backbone: nn.Module) -> List[Dict[str, Any]]:
+                      backbone: nn.Module) -> list[dict[str, Any]]:
         """Merge mmengine's per-tensor groups into layer-decay param groups.
 
         Returns the groups sorted by layer id, decay before no-decay, then
@@ -224,12 +225,12 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         the options of a matching ``custom_keys`` entry.
         """
         names = {id(param): name for name, param in model.named_parameters()}
-        per_tensor: List[Dict[str, Any]] = []
+        per_tensor: list[dict[str, Any]] = []
         # mmengine logs a line per frozen or custom-matched tensor; the table
         # logged afterwards reports the groups instead.
         with _muted(MMLogger.get_current_instance()):
             super().add_params(per_tensor, model)
-        merged: Dict[Tuple, Dict[str, Any]] = {}
+        merged: dict[tuple, dict[str, Any]] = {}
         for entry in per_tensor:
             (param, ) = entry.pop('params')
             name = names[id(param)]
@@ -251,7 +252,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         return [merged[key] for key in order]
 
     def _log_groups(self, model: nn.Module, backbone: nn.Module,
-                    groups: List[Dict[str, Any]]) -> None:
+                    groups: list[dict[str, Any]]) -> None:
         """Log the param groups as one table."""
         rows = [('group', 'layer id', 'lr scale', 'weight decay', 'tensors',
                  'parameters')]
@@ -285,7 +286,7 @@ def _has_hook(backbone: nn.Module, name: str) -> bool:
     return callable(getattr(backbone, name, None))
 
 
-def _raise_missing(missing: List[str]) -> None:
+def _raise_missing(missing: list[str]) -> None:
     wanted = '; '.join(f'{key}: {_ALLOWED[key]}' for key in missing)
     raise ValueError(
         f'paramwise_cfg is missing {", ".join(map(repr, missing))} '

@@ -14,10 +14,15 @@ state-dict keys, follow the official segmentation backbone:
 An official classification checkpoint therefore loads after dropping its
 ``head.*`` and final ``norm.*`` (the ``norm{i}`` output norms are new), and an
 official segmentation checkpoint's ``backbone.*`` entries load as they are.
+
+The module is a little over 400 lines: the model family in one file (norms,
+GRN, block and backbone, as in timm), with its argument checks. The variant
+table and the checkpoint key maps live beside it in ``convnext_archs.py`` and
+``convnext_keymaps.py``.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -182,18 +187,18 @@ class ConvNeXt(BaseModule):
 
     def __init__(self,
                  arch: str | dict | None = None,
-                 in_channels: Optional[int] = None,
-                 depths: Optional[Sequence[int]] = None,
-                 dims: Optional[Sequence[int]] = None,
+                 in_channels: int | None = None,
+                 depths: Sequence[int] | None = None,
+                 dims: Sequence[int] | None = None,
                  drop_path_rate: float = 0.0,
-                 layer_scale_init_value: Optional[float] = None,
+                 layer_scale_init_value: float | None = None,
                  use_grn: bool = False,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
                  with_cp: bool = False,
-                 init_cfg: Optional[dict] = None,
-                 in_chans: Optional[int] = None,
-                 pretrained: Optional[str] = None,
+                 init_cfg: dict | None = None,
+                 in_chans: int | None = None,
+                 pretrained: str | None = None,
                  gap_before_final_norm: bool = False) -> None:
         if pretrained is not None:
             if init_cfg is not None:
@@ -265,9 +270,9 @@ class ConvNeXt(BaseModule):
     # ------------------------------------------------------------ arguments
     @staticmethod
     def _resolve_arch(
-        arch: Optional[str], depths: Optional[Sequence[int]],
-        dims: Optional[Sequence[int]]
-    ) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        arch: str | None, depths: Sequence[int] | None,
+        dims: Sequence[int] | None
+    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
         if depths is None and dims is None:
             return arch_dims('tiny' if arch is None else arch)
         if depths is None or dims is None:
@@ -288,8 +293,8 @@ class ConvNeXt(BaseModule):
         return depths, dims
 
     @staticmethod
-    def _resolve_in_channels(in_channels: Optional[int],
-                             in_chans: Optional[int]) -> int:
+    def _resolve_in_channels(in_channels: int | None,
+                             in_chans: int | None) -> int:
         if (in_channels is not None and in_chans is not None
                 and in_channels != in_chans):
             raise ValueError(
@@ -302,7 +307,7 @@ class ConvNeXt(BaseModule):
         return value
 
     @staticmethod
-    def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
+    def _check_out_indices(out_indices: Sequence[int]) -> tuple[int, ...]:
         indices = tuple(out_indices)
         if (not indices or len(set(indices)) != len(indices) or
                 not all(isinstance(i, int) and 0 <= i <= 3 for i in indices)):
@@ -351,8 +356,8 @@ class ConvNeXt(BaseModule):
             update_init_info(self, init_info=info)
 
     # ------------------------------------------------------------ training
-    def _frozen_modules(self) -> List[nn.Module]:
-        modules: List[nn.Module] = []
+    def _frozen_modules(self) -> list[nn.Module]:
+        modules: list[nn.Module] = []
         if self.frozen_stages >= 0:
             modules.append(self.downsample_layers[0])
         for i in range(self.frozen_stages):
@@ -369,13 +374,13 @@ class ConvNeXt(BaseModule):
             for param in module.parameters():
                 param.requires_grad = False
 
-    def train(self, mode: bool = True) -> 'ConvNeXt':
+    def train(self, mode: bool = True) -> ConvNeXt:
         """Set the training mode; frozen stages stay in eval mode."""
         super().train(mode)
         self._freeze_stages()
         return self
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Return the normalised maps of ``out_indices`` for x (N, C, H, W).
 
         Map ``i`` has shape (N, dims[i], H // 2**(i+2), W // 2**(i+2)).

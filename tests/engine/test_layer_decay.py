@@ -10,7 +10,6 @@ import logging
 import math
 import re
 from collections import Counter
-from typing import Dict, List, Optional, Tuple
 
 import pytest
 import torch
@@ -106,9 +105,9 @@ def expected_no_decay(name: str, param: torch.Tensor) -> bool:
     return param.ndim == 1 or name.endswith('.bias') or '.grn.' in name
 
 
-def groups_by_param(wrapper: OptimWrapper) -> Dict[int, dict]:
+def groups_by_param(wrapper: OptimWrapper) -> dict[int, dict]:
     """Map id(param) -> its param group, checking no tensor is in two."""
-    owner: Dict[int, dict] = {}
+    owner: dict[int, dict] = {}
     for group in wrapper.optimizer.param_groups:
         for param in group['params']:
             assert id(param) not in owner, 'a tensor is in two param groups'
@@ -120,7 +119,7 @@ def check_rule(model: nn.Module,
                wrapper: OptimWrapper,
                num_layers: int,
                decay_type: str,
-               mults: Optional[Dict[str, Tuple[float, float]]] = None) -> None:
+               mults: dict[str, tuple[float, float]] | None = None) -> None:
     """Every trainable tensor sits in one group with the rule's lr and wd.
 
     ``mults`` maps a name prefix to (lr_mult, decay_mult).
@@ -254,7 +253,7 @@ def test_frozen_stages_are_left_out_and_one_table_is_logged() -> None:
                  n) for n in frozen)
     assert any(n.startswith('backbone.stages.1.') for n in frozen)
 
-    records: List[logging.LogRecord] = []
+    records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
     logger = MMLogger.get_current_instance()
@@ -402,7 +401,7 @@ MISSING_EXAMPLE = ("which layer-wise lr decay needs; for example paramwise_cfg="
      "(decay_rate: a number in (0, 1]; decay_type: 'stage_wise' or "
      "'layer_wise'; num_layers: an integer >= 1), " + MISSING_EXAMPLE),
 ])
-def test_bad_settings(paramwise_cfg: Optional[dict], message: str) -> None:
+def test_bad_settings(paramwise_cfg: dict | None, message: str) -> None:
     optimizer = dict(type='AdamW', lr=BASE_LR, weight_decay=BASE_WD)
     with pytest.raises(ValueError) as error:
         LayerDecayOptimWrapperConstructor(
@@ -511,7 +510,7 @@ class LayerDepthTestViT(nn.Module):
         self.ln1 = nn.LayerNorm(dim)
         self.depth = depth
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
         x = self.patch_embed(x) + self.pos_embed
         tokens = x.flatten(2).transpose(1, 2)
         for layer in self.layers:
@@ -519,7 +518,7 @@ class LayerDepthTestViT(nn.Module):
         return (self.ln1(tokens).transpose(1, 2).reshape(x.shape), )
 
     def get_layer_depth(self, param_name: str,
-                        prefix: str = '') -> Tuple[int, int]:
+                        prefix: str = '') -> tuple[int, int]:
         count = self.depth + 2
         if not param_name.startswith(prefix):
             return count - 1, count
@@ -571,7 +570,7 @@ def test_mmpretrain_contract_backbone_gets_mmpretrains_rule() -> None:
 
 def test_mmpretrain_contract_backbone_ignores_convseg_settings() -> None:
     model = vit_segmentor()
-    records: List[logging.LogRecord] = []
+    records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
     logger = MMLogger.get_current_instance()

@@ -1,6 +1,5 @@
 """Tests of the ConvNeXt backbone (convseg.models.convnext)."""
 import re
-from typing import Dict, List, Tuple
 
 import pytest
 import torch
@@ -133,7 +132,7 @@ def official_keys(depths,
                   dims,
                   layer_scale: bool,
                   grn: bool,
-                  in_ch: int = 3) -> Dict[str, Tuple[int, ...]]:
+                  in_ch: int = 3) -> dict[str, tuple[int, ...]]:
     """State-dict keys and shapes of the official segmentation backbone."""
     keys = {
         'downsample_layers.0.0.weight': (dims[0], in_ch, 4, 4),
@@ -209,7 +208,7 @@ def test_classification_checkpoint_loads_after_dropping_head_and_norm():
 
 # ------------------------------------------- independent implementation
 # HuggingFace ConvNext(V2)Model key -> convseg key, as (pattern, template).
-HF_KEY_TABLE: List[Tuple[str, str]] = [
+HF_KEY_TABLE: list[tuple[str, str]] = [
     (r'embeddings\.patch_embeddings\.(weight|bias)',
      r'downsample_layers.0.0.\1'),
     (r'embeddings\.layernorm\.(weight|bias)', r'downsample_layers.0.1.\1'),
@@ -231,7 +230,7 @@ HF_POOLED_NORM = {'layernorm.weight', 'layernorm.bias'}
 
 
 def map_hf_state_dict(
-        hf_state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     mapped = {}
     for key, value in hf_state.items():
         if key in HF_POOLED_NORM:
