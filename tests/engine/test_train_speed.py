@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -228,26 +225,24 @@ def test_bad_switch_is_named(train_speed: dict, message: str) -> None:
     assert str(err.value) == message
 
 
-def test_train_tool_applies_the_switches(tmp_path) -> None:
+def test_train_tool_applies_the_switches(tmp_path, run_script) -> None:
     from convseg.datasets.synthetic import generate_scenes
     data_root = generate_scenes(str(tmp_path / 'data'), num_train=8,
                                 num_val=2, size=(64, 64))
     work_dir = tmp_path / 'work'
-    result = subprocess.run(
-        [sys.executable, 'tools/train.py', CONFIG, '--work-dir',
-         str(work_dir), '--cfg-options', f'data_root={data_root}',
-         f'train_dataloader.dataset.data_root={data_root}',
-         f'val_dataloader.dataset.data_root={data_root}',
-         f'test_dataloader.dataset.data_root={data_root}',
-         'train_cfg.max_iters=2', 'train_cfg.val_interval=3',
-         'default_hooks.checkpoint.interval=2',
-         'train_dataloader.batch_size=2', 'param_scheduler=[]',
-         'train_speed.channels_last=True', 'train_speed.fused_adamw=True',
-         # aot_eager: dynamo and autograd tracing without C++ code
-         # generation, which costs minutes on a small CPU
-         'train_speed.compile_backbone=aot_eager'],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    result = run_script(
+        'tools/train.py', CONFIG, '--work-dir',
+        str(work_dir), '--cfg-options', f'data_root={data_root}',
+        f'train_dataloader.dataset.data_root={data_root}',
+        f'val_dataloader.dataset.data_root={data_root}',
+        f'test_dataloader.dataset.data_root={data_root}',
+        'train_cfg.max_iters=2', 'train_cfg.val_interval=3',
+        'default_hooks.checkpoint.interval=2',
+        'train_dataloader.batch_size=2', 'param_scheduler=[]',
+        'train_speed.channels_last=True', 'train_speed.fused_adamw=True',
+        # aot_eager: dynamo and autograd tracing without C++ code
+        # generation, which costs minutes on a small CPU
+        'train_speed.compile_backbone=aot_eager')
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     for line in ('train_speed: fused AdamW on cpu',
