@@ -671,15 +671,17 @@ def test_resize_matrix_matches_interpolate():
 
 # ------------------------------------------------------------ tools/test.py
 
+# the shared tiny model with the parts of configs/upernet_convnext_t_ade20k.py
+# (ADE20K, runtime, 160k schedule, 512x512 crops), heads of 64 channels and
+# BatchNorm, slide inference
 TOOL_CONFIG = """
-_base_ = [{base!r}]
+_base_ = [{tiny!r}, {ade!r}, {runtime!r}, {schedule!r}]
+crop_size = (512, 512)
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
-    backbone=dict(arch=None, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
-                  drop_path_rate=0.0, init_cfg=None),
-    decode_head=dict(in_channels=[8, 16, 32, 64], channels=64,
-                     norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=32, channels=8, norm_cfg=norm_cfg),
+    data_preprocessor=dict(size=crop_size),
+    decode_head=dict(channels=64, norm_cfg=norm_cfg),
+    auxiliary_head=dict(norm_cfg=norm_cfg),
     test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(40, 40)))
 test_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -693,7 +695,7 @@ test_dataloader = dict(
 
 
 def test_tools_test_plain_by_default_and_fast_switch(
-        tmp_path, repo_root, dataset, run_script):
+        tmp_path, repo_root, tiny_config, dataset, run_script):
     from PIL import Image
 
     data_root = dataset('ade20k',
@@ -701,11 +703,13 @@ def test_tools_test_plain_by_default_and_fast_switch(
                         num_val=2,
                         size=(60, 90),
                         seed=3)
+    base = repo_root / 'configs' / '_base_'
     config = tmp_path / 'tiny_ade.py'
-    config.write_text(
-        TOOL_CONFIG.format(base=str(repo_root /
-                                    'configs/upernet_convnext_t_ade20k.py'),
-                           data_root=data_root))
+    config.write_text(TOOL_CONFIG.format(
+        tiny=str(tiny_config), ade=str(base / 'datasets' / 'ade20k.py'),
+        runtime=str(base / 'default_runtime.py'),
+        schedule=str(base / 'schedules' / 'schedule_160k.py'),
+        data_root=data_root))
     init_default_scope('mmseg')
     from mmseg.registry import MODELS
     torch.manual_seed(0)

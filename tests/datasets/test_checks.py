@@ -2,8 +2,6 @@
 with the project's dataset configs."""
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +15,21 @@ from convseg.datasets.checks import (DatasetCheckError, DatasetLayoutError,
                                      check_dataset, check_dataset_layout)
 from convseg.datasets.skip_unreadable import apply_skip_unreadable
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
 
-def config_for(name, data_root):
-    cfg = Config.fromfile(os.path.join(REPO, 'configs', name))
-    for key in LOADERS:
-        if cfg.get(key):
-            cfg[key].dataset.data_root = str(data_root)
-    return cfg
+@pytest.fixture
+def config_for(repo_root):
+    """``config_for(name, data_root)``: ``configs/NAME`` on that data."""
+
+    def load(name, data_root):
+        cfg = Config.fromfile(str(repo_root / 'configs' / name))
+        for key in LOADERS:
+            if cfg.get(key):
+                cfg[key].dataset.data_root = str(data_root)
+        return cfg
+
+    return load
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def ade(tmp_path):
 # layout
 # ---------------------------------------------------------------------------
 
-def test_missing_ade20k_root_names_layout_and_download(tmp_path):
+def test_missing_ade20k_root_names_layout_and_download(tmp_path, config_for):
     root = tmp_path / 'ADEChallengeData2016'
     cfg = config_for('upernet_convnext_t_ade20k.py', root)
     with pytest.raises(DatasetLayoutError) as info:
@@ -56,18 +58,18 @@ def test_missing_ade20k_root_names_layout_and_download(tmp_path):
     assert 'list index out of range' not in message
 
 
-def test_relative_root_is_reported_with_the_working_directory(tmp_path,
-                                                             monkeypatch):
+def test_relative_root_is_reported_with_the_working_directory(
+        tmp_path, monkeypatch, repo_root):
     monkeypatch.chdir(tmp_path)
     cfg = Config.fromfile(
-        os.path.join(REPO, 'configs', 'upernet_convnext_t_ade20k.py'))
+        str(repo_root / 'configs' / 'upernet_convnext_t_ade20k.py'))
     with pytest.raises(DatasetLayoutError) as info:
         check_dataset_layout(cfg, ['train'])
     assert (f'  - train: data root data/ade/ADEChallengeData2016 (relative '
             f'to {tmp_path}) does not exist.') in str(info.value)
 
 
-def test_missing_annotation_folder(ade):
+def test_missing_annotation_folder(ade, config_for):
     shutil.rmtree(os.path.join(ade, 'annotations', 'validation'))
     cfg = config_for('upernet_convnext_t_ade20k.py', ade)
     check_dataset_layout(cfg, ['train'])
@@ -78,7 +80,7 @@ def test_missing_annotation_folder(ade):
         in str(info.value)
 
 
-def test_empty_image_folder_is_an_empty_split(ade):
+def test_empty_image_folder_is_an_empty_split(ade, config_for):
     for name in os.listdir(os.path.join(ade, 'images', 'training')):
         os.remove(os.path.join(ade, 'images', 'training', name))
     cfg = config_for('upernet_convnext_t_ade20k.py', ade)
@@ -89,7 +91,8 @@ def test_empty_image_folder_is_an_empty_split(ade):
         f"'.jpg' under {ade}/images/training (it is empty).")]
 
 
-def test_cityscapes_without_train_ids_says_to_run_prepare(tmp_path):
+def test_cityscapes_without_train_ids_says_to_run_prepare(
+        tmp_path, config_for):
     root = generate_cityscapes(str(tmp_path), num_train=2, num_val=1,
                                size=(32, 64), train_ids=False)
     cfg = config_for('upernet_convnext_t_cityscapes.py', root)
@@ -103,7 +106,7 @@ def test_cityscapes_without_train_ids_says_to_run_prepare(tmp_path):
     assert 'https://www.cityscapes-dataset.com/downloads/' in message
 
 
-def test_complete_datasets_pass(ade, tmp_path):
+def test_complete_datasets_pass(ade, tmp_path, config_for):
     cfg = config_for('upernet_convnext_t_ade20k.py', ade)
     check_dataset_layout(cfg)
     assert check_dataset(cfg, 'train') == []
@@ -123,7 +126,7 @@ def _problems(cfg, split='train', **kwargs):
                   for p in check_dataset(cfg, split, **kwargs))
 
 
-def test_each_broken_file_is_named(ade):
+def test_each_broken_file_is_named(ade, config_for):
     img = os.path.join(ade, 'images', 'training', 'ADE_train_{:08d}.jpg')
     ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_{:08d}.png')
     os.remove(ann.format(1))  # image without label
@@ -167,7 +170,7 @@ def test_each_broken_file_is_named(ade):
     assert str(info.value).startswith('5 dataset problem(s):\n  - label ')
 
 
-def test_label_values_without_reduce_zero_label(tmp_path):
+def test_label_values_without_reduce_zero_label(tmp_path, config_for):
     root = generate_cityscapes(str(tmp_path), num_train=1, num_val=1,
                                size=(32, 64))
     label_path = os.path.join(
@@ -198,7 +201,8 @@ def _loaded(cfg, img, seg):
     return results['img'], results['gt_seg_map']
 
 
-def test_rgb_labels_fail_the_check_as_the_loader_keeps_three_channels(ade):
+def test_rgb_labels_fail_the_check_as_the_loader_keeps_three_channels(
+        ade, config_for):
     ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_{:08d}.png')
     img = os.path.join(ade, 'images', 'training', 'ADE_train_{:08d}.jpg')
     label = np.array(Image.open(ann.format(1)))
@@ -222,7 +226,8 @@ def test_rgb_labels_fail_the_check_as_the_loader_keeps_three_channels(ade):
             for i in (1, 2, 3)] == [(32, 40, 3), (32, 40, 3), (32, 40)]
 
 
-def test_exif_rotated_jpegs_are_sized_as_the_loader_decodes_them(ade):
+def test_exif_rotated_jpegs_are_sized_as_the_loader_decodes_them(
+        ade, config_for):
     img = os.path.join(ade, 'images', 'training', 'ADE_train_{:08d}.jpg')
     ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_{:08d}.png')
     exif = Image.Exif()
@@ -245,8 +250,8 @@ def test_exif_rotated_jpegs_are_sized_as_the_loader_decodes_them(ade):
                       ((32, 40), (32, 40))]
 
 
-def test_oversized_files_are_problems_named_with_the_limit(ade, png_bomb,
-                                                          monkeypatch):
+def test_oversized_files_are_problems_named_with_the_limit(
+        ade, png_bomb, monkeypatch, config_for):
     img = os.path.join(ade, 'images', 'training', 'ADE_train_{:08d}.jpg')
     ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_{:08d}.png')
     png_bomb(Path(img.format(1)))  # a PNG under the .jpg name: still read
@@ -273,18 +278,17 @@ def test_oversized_files_are_problems_named_with_the_limit(ade, png_bomb,
     assert {p.kind for p in check_dataset(cfg, 'val')} == {'too_large'}
 
 
-def test_check_dataset_tool_lists_a_bomb_and_goes_on(ade, png_bomb):
+def test_check_dataset_tool_lists_a_bomb_and_goes_on(ade, png_bomb,
+                                                     repo_root, run_script):
     img = os.path.join(ade, 'images', 'training', 'ADE_train_{:08d}.jpg')
     ann = os.path.join(ade, 'annotations', 'training', 'ADE_train_{:08d}.png')
     png_bomb(Path(img.format(1)))
     os.remove(ann.format(3))
-    config = os.path.join(REPO, 'configs', 'upernet_convnext_t_ade20k.py')
-    done = subprocess.run(
-        [sys.executable, os.path.join(REPO, 'tools', 'check_dataset.py'),
-         config, '--cfg-options', f'train_dataloader.dataset.data_root={ade}',
-         f'val_dataloader.dataset.data_root={ade}'],
-        capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    config = str(repo_root / 'configs' / 'upernet_convnext_t_ade20k.py')
+    done = run_script(
+        'tools/check_dataset.py',
+        config, '--cfg-options', f'train_dataloader.dataset.data_root={ade}',
+        f'val_dataloader.dataset.data_root={ade}', timeout=300)
     assert done.returncode == 1
     assert 'Traceback' not in done.stderr
     assert done.stdout.splitlines() == [
@@ -300,7 +304,7 @@ def test_check_dataset_tool_lists_a_bomb_and_goes_on(ade, png_bomb):
     assert done.stderr.strip().splitlines()[-1] == '2 problem(s) found'
 
 
-def test_num_classes_of_heads_against_dataset(ade):
+def test_num_classes_of_heads_against_dataset(ade, config_for):
     cfg = config_for('upernet_convnext_t_ade20k.py', ade)
     cfg.model.decode_head.num_classes = 19
     problems = check_dataset(cfg, 'val', full=False)
@@ -314,7 +318,7 @@ def test_num_classes_of_heads_against_dataset(ade):
 # skipping unreadable images in training
 # ---------------------------------------------------------------------------
 
-def test_training_skips_unreadable_images_when_asked(ade):
+def test_training_skips_unreadable_images_when_asked(ade, config_for):
     from mmengine.registry import DefaultScope
     from mmseg.registry import DATASETS
 
@@ -343,8 +347,8 @@ def test_training_skips_unreadable_images_when_asked(ade):
     assert os.path.isfile(sample['data_samples'].img_path)
 
 
-def test_training_skips_oversized_images_by_the_shared_limit(ade, png_bomb,
-                                                             monkeypatch):
+def test_training_skips_oversized_images_by_the_shared_limit(
+        ade, png_bomb, monkeypatch, config_for):
     from mmengine.registry import DefaultScope
     from mmseg.registry import DATASETS
 

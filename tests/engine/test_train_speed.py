@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -33,18 +29,23 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmengine.structures import PixelData
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(REPO, 'configs', 'quickstart_convnext_atto_scenes.py')
+CONFIG = 'configs/quickstart_convnext_atto_scenes.py'  # from the repo root
 SIZE = 64
 
 
-def quickstart_cfg(**train_speed) -> Config:
-    """The quickstart config, dropout off, with ``train_speed`` set."""
-    cfg = Config.fromfile(CONFIG)
-    cfg.model.decode_head.dropout_ratio = 0.0
-    cfg.model.auxiliary_head.dropout_ratio = 0.0
-    cfg.train_speed = train_speed
-    return cfg
+@pytest.fixture(scope='module')
+def quickstart_cfg(repo_root):
+    """``quickstart_cfg(**train_speed)``: the quickstart config, dropout
+    off, with ``train_speed`` set."""
+
+    def load(**train_speed) -> Config:
+        cfg = Config.fromfile(str(repo_root / CONFIG))
+        cfg.model.decode_head.dropout_ratio = 0.0
+        cfg.model.auxiliary_head.dropout_ratio = 0.0
+        cfg.train_speed = train_speed
+        return cfg
+
+    return load
 
 
 def build(cfg: Config, state: dict | None = None):
@@ -107,7 +108,7 @@ def max_rel(a: dict, b: dict) -> float:
 
 
 @pytest.fixture(scope='module')
-def reference() -> tuple[dict, list[float], dict, dict]:
+def reference(quickstart_cfg) -> tuple[dict, list[float], dict, dict]:
     """Initial weights, then the default path's losses over 3 steps,
     first-step gradients and the weights after the first step."""
     model, optim_wrapper = build(quickstart_cfg())
@@ -115,7 +116,7 @@ def reference() -> tuple[dict, list[float], dict, dict]:
     return (start, ) + train(model, optim_wrapper, 3)
 
 
-def test_channels_last_trains_like_default(reference) -> None:
+def test_channels_last_trains_like_default(reference, quickstart_cfg) -> None:
     start, losses, grads, _ = reference
     model, optim_wrapper = build(quickstart_cfg(), start)
     # 4-D weights: backbone 4 down-sampling convs + 6 depthwise convs;
@@ -134,7 +135,8 @@ def test_channels_last_trains_like_default(reference) -> None:
     assert weight.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_channels_last_converts_resumed_optimizer_state(reference) -> None:
+def test_channels_last_converts_resumed_optimizer_state(
+        reference, quickstart_cfg) -> None:
     model, optim_wrapper = build(quickstart_cfg(), reference[0])
     model.train_step(batch(0), optim_wrapper)
     to_channels_last(model, optim_wrapper)
@@ -150,7 +152,7 @@ def test_channels_last_converts_resumed_optimizer_state(reference) -> None:
 
 @pytest.mark.skipif(not fused_adamw_available('cpu'),
                     reason='this torch has no fused AdamW on CPU')
-def test_fused_adamw_trains_like_default(reference) -> None:
+def test_fused_adamw_trains_like_default(reference, quickstart_cfg) -> None:
     start, losses, _, after_first = reference
     cfg = quickstart_cfg(fused_adamw=True)
     apply_train_speed(cfg)
@@ -166,7 +168,8 @@ def test_fused_adamw_trains_like_default(reference) -> None:
     assert fused_losses == pytest.approx(losses, rel=1e-5)
 
 
-def test_compile_backbone_trains_like_default(reference) -> None:
+def test_compile_backbone_trains_like_default(reference,
+                                              quickstart_cfg) -> None:
     start, losses, grads, _ = reference
     model, optim_wrapper = build(quickstart_cfg(), start)
     compile_backbone(model, True)
@@ -177,14 +180,14 @@ def test_compile_backbone_trains_like_default(reference) -> None:
     assert compiled_losses == pytest.approx(losses[:2], rel=1e-4)
 
 
-def test_switches_off_by_default_change_nothing() -> None:
+def test_switches_off_by_default_change_nothing(quickstart_cfg) -> None:
     cfg = quickstart_cfg()
     before = copy.deepcopy(cfg.to_dict())
     apply_train_speed(cfg)
     assert cfg.to_dict() == before
 
 
-def test_apply_adds_one_hook_for_the_model_switches() -> None:
+def test_apply_adds_one_hook_for_the_model_switches(quickstart_cfg) -> None:
     cfg = quickstart_cfg(channels_last=True,
                          compile_backbone=dict(backend='eager'))
     hooks = len(cfg.custom_hooks)
@@ -194,7 +197,7 @@ def test_apply_adds_one_hook_for_the_model_switches() -> None:
              compile_backbone=dict(backend='eager'))]
 
 
-def test_bf16_without_amp_warns_and_stays_fp32() -> None:
+def test_bf16_without_amp_warns_and_stays_fp32(quickstart_cfg) -> None:
     cfg = quickstart_cfg(bf16=True)
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
@@ -222,32 +225,32 @@ def test_bf16_without_amp_warns_and_stays_fp32() -> None:
      'train_speed.compile_backbone must be True, False, a torch.compile '
      'backend name or a dict of torch.compile arguments, got 1'),
 ])
-def test_bad_switch_is_named(train_speed: dict, message: str) -> None:
+def test_bad_switch_is_named(train_speed: dict, message: str,
+                             quickstart_cfg) -> None:
     with pytest.raises(TrainSpeedConfigError) as err:
         apply_train_speed(quickstart_cfg(**train_speed))
     assert str(err.value) == message
 
 
-def test_train_tool_applies_the_switches(tmp_path) -> None:
+def test_train_tool_applies_the_switches(tmp_path, repo_root,
+                                         run_script) -> None:
     from convseg.datasets.synthetic import generate_scenes
     data_root = generate_scenes(str(tmp_path / 'data'), num_train=8,
                                 num_val=2, size=(64, 64))
     work_dir = tmp_path / 'work'
-    result = subprocess.run(
-        [sys.executable, 'tools/train.py', CONFIG, '--work-dir',
-         str(work_dir), '--cfg-options', f'data_root={data_root}',
-         f'train_dataloader.dataset.data_root={data_root}',
-         f'val_dataloader.dataset.data_root={data_root}',
-         f'test_dataloader.dataset.data_root={data_root}',
-         'train_cfg.max_iters=2', 'train_cfg.val_interval=3',
-         'default_hooks.checkpoint.interval=2',
-         'train_dataloader.batch_size=2', 'param_scheduler=[]',
-         'train_speed.channels_last=True', 'train_speed.fused_adamw=True',
-         # aot_eager: dynamo and autograd tracing without C++ code
-         # generation, which costs minutes on a small CPU
-         'train_speed.compile_backbone=aot_eager'],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    result = run_script(
+        'tools/train.py', repo_root / CONFIG, '--work-dir',
+        str(work_dir), '--cfg-options', f'data_root={data_root}',
+        f'train_dataloader.dataset.data_root={data_root}',
+        f'val_dataloader.dataset.data_root={data_root}',
+        f'test_dataloader.dataset.data_root={data_root}',
+        'train_cfg.max_iters=2', 'train_cfg.val_interval=3',
+        'default_hooks.checkpoint.interval=2',
+        'train_dataloader.batch_size=2', 'param_scheduler=[]',
+        'train_speed.channels_last=True', 'train_speed.fused_adamw=True',
+        # aot_eager: dynamo and autograd tracing without C++ code
+        # generation, which costs minutes on a small CPU
+        'train_speed.compile_backbone=aot_eager')
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     for line in ('train_speed: fused AdamW on cpu',

@@ -2,28 +2,21 @@
 figures consistent with their runs; the others are left out with the
 reason. The GPU run itself is in tests/gpu/test_benchmark_cuda.py."""
 import json
-import os
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG = 'configs/quickstart_convnext_atto_scenes.py'
 
 
-def test_benchmark_gpu_recipe_on_cpu(tmp_path):
+def test_benchmark_gpu_recipe_on_cpu(tmp_path, run_script):
     out = tmp_path / 'figures.json'
-    done = subprocess.run(
-        [sys.executable, 'tools/benchmark_gpu.py', '--config', CONFIG,
-         '--device', 'cpu', '--shape', '32', '32', '--train-batch', '2',
-         '--infer-batch', '1', '2', '--repeat', '3', '--warmup', '1',
-         '--variants', 'fp32', 'bf16+cl', 'reference-fp16', 'infer-fp32',
-         '--json', str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    done = run_script(
+        'tools/benchmark_gpu.py', '--config', CONFIG,
+        '--device', 'cpu', '--shape', '32', '32', '--train-batch', '2',
+        '--infer-batch', '1', '2', '--repeat', '3', '--warmup', '1',
+        '--variants', 'fp32', 'bf16+cl', 'reference-fp16', 'infer-fp32',
+        '--json', str(out))
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())['results']
     assert set(results) == {'fp32', 'bf16+cl', 'reference-fp16',

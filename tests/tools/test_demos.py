@@ -8,11 +8,7 @@ here with numpy on independently decoded pixels.
 """
 import argparse
 import importlib.util
-import os
 import struct
-import subprocess
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -27,15 +23,11 @@ import convseg  # noqa: F401
 from convseg.apis import inference_labels, init_model
 from convseg.visualization import random_palette
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = f"""
-_base_ = [{str(ROOT / 'configs/_base_/models/upernet_convnext.py')!r},
-          {str(ROOT / 'configs/_base_/datasets/ade20k.py')!r}]
+# the shared tiny model (tests/data/tiny_upernet_convnext.py) on ADE20K,
+# slide inference and a small test pipeline
+CONFIG = """
+_base_ = [{tiny!r}, {ade20k!r}]
 model = dict(
-    backbone=dict(arch=None, depths=(1, 1, 1, 1), dims=(8, 16, 32, 64),
-                  drop_path_rate=0.0),
-    decode_head=dict(in_channels=[8, 16, 32, 64], channels=16),
-    auxiliary_head=dict(in_channels=32, channels=8),
     test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(48, 48)))
 test_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -54,18 +46,20 @@ def _smooth(height, width, seed, channels=3):
     return image.reshape(height, width, channels)
 
 
-def _run(script, *args):
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    return subprocess.run(
-        [sys.executable, str(ROOT / 'demo' / script), *map(str, args)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def run_demo(run_script):
+    """``run_demo(script, *args)``: ``demo/SCRIPT`` run as users run it."""
+    return lambda script, *args: run_script(f'demo/{script}', *args,
+                                            timeout=300)
 
 
 @pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, repo_root, tiny_config):
     """Config, checkpoint, the in-process model and the ADE20K palette."""
     root = tmp_path_factory.mktemp('demo')
-    (root / 'tiny.py').write_text(CONFIG)
+    (root / 'tiny.py').write_text(CONFIG.format(
+        tiny=str(tiny_config),
+        ade20k=str(repo_root / 'configs/_base_/datasets/ade20k.py')))
     init_default_scope('mmseg')
     from mmseg.registry import MODELS
     torch.manual_seed(0)
@@ -141,11 +135,11 @@ def _swatch_colours(strip, palette):
                          kernel).any()}
 
 
-def test_image_demo_on_a_folder(tiny, inputs):
+def test_image_demo_on_a_folder(tiny, inputs, run_demo):
     folder, expected = inputs
     out = tiny['root'] / 'out'
-    done = _run('image_demo.py', folder, tiny['config'], tiny['checkpoint'],
-                '--out-dir', out)
+    done = run_demo('image_demo.py', folder, tiny['config'],
+                    tiny['checkpoint'], '--out-dir', out)
     assert done.returncode == 1, done.stderr
     assert f'skipped {folder / "broken.jpg"}: cannot decode' in done.stderr
     assert (f'skipped {folder / "huge.png"}: image {folder / "huge.png"} '
@@ -179,12 +173,12 @@ def test_image_demo_on_a_folder(tiny, inputs):
     assert expected['rotated'].shape[:2] == (80, 36)
 
 
-def test_image_demo_on_one_image_with_options(tiny, inputs):
+def test_image_demo_on_one_image_with_options(tiny, inputs, run_demo):
     folder, expected = inputs
     out = tiny['root'] / 'single'
-    done = _run('image_demo.py', folder / 'rgba.png', tiny['config'],
-                tiny['checkpoint'], '--out-dir', out, '--no-legend',
-                '--palette', 'random', '--opacity', '0.7')
+    done = run_demo('image_demo.py', folder / 'rgba.png', tiny['config'],
+                    tiny['checkpoint'], '--out-dir', out, '--no-legend',
+                    '--palette', 'random', '--opacity', '0.7')
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ['rgba_mask.png',
                                                      'rgba_overlay.png']
@@ -196,13 +190,13 @@ def test_image_demo_on_one_image_with_options(tiny, inputs):
         labels, inference_labels(tiny['model'], folder / 'rgba.png'))
 
 
-def test_image_demo_with_labels_and_no_fast(tiny, inputs):
+def test_image_demo_with_labels_and_no_fast(tiny, inputs, run_demo):
     folder, expected = inputs
     drawn = {}
     for flags in ((), ('--with-labels',)):
         out = tiny['root'] / ('labels' if flags else 'plain')
-        done = _run('image_demo.py', folder / 'rgba.png', tiny['config'],
-                    tiny['checkpoint'], '--out-dir', out, *flags)
+        done = run_demo('image_demo.py', folder / 'rgba.png', tiny['config'],
+                        tiny['checkpoint'], '--out-dir', out, *flags)
         assert done.returncode == 0, done.stderr
         drawn[bool(flags)] = np.asarray(Image.open(out / 'rgba_overlay.png'))
     plain, labelled = drawn[False], drawn[True]
@@ -214,8 +208,8 @@ def test_image_demo_with_labels_and_no_fast(tiny, inputs):
     assert not changed.any()
 
     out = tiny['root'] / 'no_fast'
-    done = _run('image_demo.py', folder / 'rgba.png', tiny['config'],
-                tiny['checkpoint'], '--out-dir', out, '--no-fast')
+    done = run_demo('image_demo.py', folder / 'rgba.png', tiny['config'],
+                    tiny['checkpoint'], '--out-dir', out, '--no-fast')
     assert done.returncode == 0, done.stderr
     plain_model = np.asarray(Image.open(out / 'rgba_mask.png'))
     fast_model = np.asarray(Image.open(tiny['root'] / 'plain' /
@@ -246,12 +240,12 @@ def _read_clip(path):
     return fps, read
 
 
-def test_video_demo_keeps_fps_size_and_frames(tiny):
+def test_video_demo_keeps_fps_size_and_frames(tiny, run_demo):
     source = tiny['root'] / 'clip.avi'
     _write_clip(source, 'MJPG', 7.0, 10, 6)
     target = tiny['root'] / 'clip_seg.mp4'
-    done = _run('video_demo.py', source, tiny['config'], tiny['checkpoint'],
-                '--out', target, '--batch-size', '4')
+    done = run_demo('video_demo.py', source, tiny['config'],
+                    tiny['checkpoint'], '--out', target, '--batch-size', '4')
     assert done.returncode == 0, done.stderr
     assert '6 frames in' in done.stdout
     assert 'frames per second' in done.stdout
@@ -274,7 +268,8 @@ def test_video_demo_keeps_fps_size_and_frames(tiny):
         assert np.abs(_blocks(output) - _blocks(rgb)).mean() > 5 * near
 
 
-def test_video_demo_sizes_its_output_from_the_decoded_rotated_frames(tiny):
+def test_video_demo_sizes_its_output_from_the_decoded_rotated_frames(
+        tiny, run_demo):
     """An mp4 whose track header says 'turn 90 degrees': OpenCV decodes the
     frames upright (48 wide, 64 high); the output has their size and every
     frame. (OpenCV 5 also reports the turned size as the container's; older
@@ -292,29 +287,35 @@ def test_video_demo_sizes_its_output_from_the_decoded_rotated_frames(tiny):
     source = tiny['root'] / 'turned.mp4'
     source.write_bytes(bytes(data))
     target = tiny['root'] / 'turned_seg.avi'
-    done = _run('video_demo.py', source, tiny['config'], tiny['checkpoint'],
-                '--out', target)
+    done = run_demo('video_demo.py', source, tiny['config'],
+                    tiny['checkpoint'], '--out', target)
     assert done.returncode == 0, done.stderr
     assert f'wrote {target} (48x64, 5 fps)' in done.stdout
     _, written = _read_clip(target)
     assert len(written) == 5 and all(f.shape == (64, 48, 3) for f in written)
 
 
-def _load_demo(name):
-    spec = importlib.util.spec_from_file_location(
-        name, ROOT / 'demo' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def load_demo(repo_root):
+    """``load_demo(name)``: ``demo/NAME.py`` imported as a module."""
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(
+            name, repo_root / 'demo' / f'{name}.py')
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
-def test_image_demo_unsafe_load_is_opt_in(tiny, inputs, capsys):
+def test_image_demo_unsafe_load_is_opt_in(tiny, inputs, capsys, load_demo):
     folder, _ = inputs
     checkpoint = torch.load(tiny['checkpoint'], weights_only=True)
     checkpoint['meta']['args'] = argparse.Namespace(lr=0.1)  # a pickled object
     pickled = tiny['root'] / 'pickled.pth'
     torch.save(checkpoint, pickled)
-    image_demo = _load_demo('image_demo')
+    image_demo = load_demo('image_demo')
     args = [str(folder / 'gray.png'), str(tiny['config']), str(pickled),
             '--out-dir', str(tiny['root'] / 'unsafe')]
     assert image_demo.main(args) == 1
@@ -327,8 +328,8 @@ def test_image_demo_unsafe_load_is_opt_in(tiny, inputs, capsys):
     assert (tiny['root'] / 'unsafe' / 'gray_mask.png').is_file()
 
 
-def test_video_demo_reports_a_missing_input(tiny, capsys):
-    video_demo = _load_demo('video_demo')
+def test_video_demo_reports_a_missing_input(tiny, capsys, load_demo):
+    video_demo = load_demo('video_demo')
     missing = tiny['root'] / 'none.avi'
     code = video_demo.main([str(missing), str(tiny['config']),
                             str(tiny['checkpoint']), '--out',

@@ -10,17 +10,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import pytest
+
 TAG = f'{sys.version_info[0]}{sys.version_info[1]}'
 
 
-def bash(*args, **env):
-    return subprocess.run(['bash', *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600,
-                          env=dict(os.environ, OMP_NUM_THREADS='1', **env))
+@pytest.fixture
+def bash(repo_root):
+    """``bash(*args, **env)``: a shell script run from the repository root
+    with one OpenMP thread and ``env`` added to the environment."""
+
+    def run(*args, **env):
+        return subprocess.run(
+            ['bash', *args], cwd=repo_root, capture_output=True, text=True,
+            timeout=600, env=dict(os.environ, OMP_NUM_THREADS='1', **env))
+
+    return run
 
 
-def test_download_then_offline_install_and_run(tmp_path):
+def test_download_then_offline_install_and_run(tmp_path, bash):
     wheel_list = tmp_path / 'list.txt'
     wheel_list.write_text('addict==2.4.0\npyyaml==6.0.4\n')
     wheels = tmp_path / f'py{TAG}'
@@ -55,7 +63,7 @@ def test_download_then_offline_install_and_run(tmp_path):
     assert '17/18 tests collected (1 deselected)' in runs[1].stdout
 
 
-def test_download_refuses_a_bad_version():
+def test_download_refuses_a_bad_version(bash):
     done = bash('tools/download_gpu_wheels.sh', 'py312')
     assert done.returncode == 2
     assert done.stderr == ('usage: bash tools/download_gpu_wheels.sh '
