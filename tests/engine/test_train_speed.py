@@ -162,9 +162,11 @@ def test_fused_adamw_trains_like_default(reference, quickstart_cfg) -> None:
     fused_losses, _, fused_after_first = train(model, optim_wrapper, 3)
     assert fused_losses[0] == losses[0]
     # one step from equal weights and gradients: the same AdamW update to
-    # float rounding (a step moves a weight by up to lr = 3e-3)
+    # float rounding. A step moves a weight by up to lr = 3e-3; the two
+    # kernels round differently, by a few float32 ulps of weights near 1
+    # (ulp 1.2e-7), so 1e-6 is 3000 times finer than one step.
     assert max((after_first[k] - v).abs().max().item()
-               for k, v in fused_after_first.items()) < 1e-7
+               for k, v in fused_after_first.items()) < 1e-6
     assert fused_losses == pytest.approx(losses, rel=1e-5)
 
 
