@@ -30,7 +30,6 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import os
 import sys
 import types
 import warnings
@@ -39,27 +38,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-
-def _errors_module() -> types.ModuleType:
-    """``convseg.errors``, which imports nothing.
-
-    :mod:`convseg.mmcv_ops_hook` may load this file on its own, before the
-    convseg package (which imports mmseg, half imported at that moment), so
-    this module imports no other convseg module at its top level; the errors
-    module is loaded from its file in that case.
-    """
-    if 'convseg' in sys.modules or 'convseg.errors' in sys.modules:
-        return importlib.import_module('convseg.errors')
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                        'errors.py')
-    spec = importlib.util.spec_from_file_location('convseg.errors', path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules['convseg.errors'] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ConvsegError = _errors_module().ConvsegError
+# :mod:`convseg.mmcv_ops_hook` imports this module while mmseg is half
+# imported, before the convseg package's own ``__init__`` runs; so at its top
+# level it imports only convseg modules that import nothing but the standard
+# library. checkpoint_reading is imported where it is used.
+from .deprecation import moved_names
+from .errors import ConvsegError
 
 FULL_MMCV_HINT = (
     'Install full mmcv with compiled ops (see the README, "Installing on a GPU '
@@ -281,8 +265,5 @@ _MOVED_TO_CHECKPOINT_READING = (
     'GENERIC_CHECKPOINT_NAMES', 'hub_checkpoint_path', 'download_checkpoint')
 
 
-def __getattr__(name: str) -> Any:
-    # imported here, not at the top: see _errors_module
-    from .deprecation import moved_names
-    return moved_names(__name__, dict.fromkeys(
-        _MOVED_TO_CHECKPOINT_READING, 'convseg.checkpoint_reading'))(name)
+__getattr__ = moved_names(__name__, dict.fromkeys(
+    _MOVED_TO_CHECKPOINT_READING, 'convseg.checkpoint_reading'))
