@@ -57,7 +57,7 @@ CPU_LOAD = '''
 import sys
 import torch
 import convseg
-from convseg.apis import inference_model, init_model
+from convseg.apis import inference_labels, init_model
 config, checkpoint, image, labels_file = sys.argv[1:]
 assert not torch.cuda.is_available()
 model = init_model(config, checkpoint, device='cpu')
@@ -66,7 +66,7 @@ saved = torch.load(checkpoint, map_location='cpu',
 ours = {k: v for k, v in model.state_dict().items() if k in saved}
 diff = max((ours[k].float() - saved[k].float()).abs().max().item()
            for k in ours if 'num_batches_tracked' not in k)
-labels = inference_model(model, image)
+labels = inference_labels(model, image)
 print('LOADED', len(ours), len(saved), diff)
 torch.save(torch.as_tensor(labels), labels_file)
 '''
