@@ -41,7 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--data-root', default='data',
                         help='the dataset goes to DATA_ROOT/synthetic_scenes')
     parser.add_argument('--work-dir', default='work_dirs/quickstart')
-    parser.add_argument('--num-train', type=int, default=1000,
+    parser.add_argument('--num-train', type=int, default=4000,
                         help='training images')
     parser.add_argument('--num-val', type=int, default=100,
                         help='validation images')

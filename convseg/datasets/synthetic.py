@@ -20,6 +20,7 @@ from __future__ import annotations
 import colorsys
 import contextlib
 import json
+import multiprocessing
 import os
 import os.path as osp
 import shutil
@@ -481,8 +482,39 @@ def _scene_sample(rng: np.random.Generator, h: int,
     return np.clip(np.round(img), 0, 255).astype(np.uint8), label
 
 
+def _write_scene_range(img_dir: str, ann_dir: str, split: str, seed: int,
+                       h: int, w: int, start: int, stop: int) -> None:
+    """Write scenes ``start`` to ``stop - 1`` of ``split`` (a worker's share)."""
+    for i in range(start, stop):
+        image, label = _scene_sample(_rng(seed, split, i), h, w)
+        Image.fromarray(image).save(
+            osp.join(img_dir, f'scene_{i:06d}.jpg'), quality=95)
+        Image.fromarray(label).save(osp.join(ann_dir, f'scene_{i:06d}.png'))
+
+
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _run_shares(jobs: list[tuple], workers: int) -> None:
+    """Run :func:`_write_scene_range` over ``jobs``, in ``workers`` forked
+    processes where the platform forks (else, or for one worker, here)."""
+    if workers <= 1 or len(jobs) <= 1 or \
+            'fork' not in multiprocessing.get_all_start_methods():
+        for job in jobs:
+            _write_scene_range(*job)
+        return
+    context = multiprocessing.get_context('fork')
+    with context.Pool(workers) as pool:
+        pool.starmap(_write_scene_range, jobs)
+
+
 def generate_scenes(root: str, num_train: int = 1000, num_val: int = 100,
-                    size: Sequence[int] = (64, 64), seed: int = 0) -> str:
+                    size: Sequence[int] = (64, 64), seed: int = 0,
+                    workers: int | None = None) -> str:
     """Write the synthetic scene dataset in the ADE20K layout under ``root``.
 
     Each image shows one to three objects over a structured, grainy
@@ -495,25 +527,31 @@ def generate_scenes(root: str, num_train: int = 1000, num_val: int = 100,
     ``root/synthetic_scenes/
     images/{training,validation}/scene_%06d.jpg`` (RGB, ``size`` = (H, W)) and
     ``annotations/.../scene_%06d.png`` (uint8: 0 = other, i + 1 = class i).
-    Returns the ``synthetic_scenes`` path.
+    ``workers`` processes share the writing (default: the CPUs this process
+    may use); the files do not depend on it, since each scene depends only
+    on the seed, the split and its index. Returns the ``synthetic_scenes``
+    path.
     """
     h, w = _check_counts(num_train, num_val, size)
     params = dict(num_train=num_train, num_val=num_val, size=[h, w],
                   seed=seed)
+    workers = _default_workers() if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f'workers must be >= 1, got {workers}')
 
     def write(tmp: str) -> None:
+        jobs = []
         for split, folder, count in (('train', 'training', num_train),
                                      ('val', 'validation', num_val)):
             img_dir = osp.join(tmp, 'images', folder)
             ann_dir = osp.join(tmp, 'annotations', folder)
             os.makedirs(img_dir)
             os.makedirs(ann_dir)
-            for i in range(count):
-                image, label = _scene_sample(_rng(seed, split, i), h, w)
-                Image.fromarray(image).save(
-                    osp.join(img_dir, f'scene_{i:06d}.jpg'), quality=95)
-                Image.fromarray(label).save(
-                    osp.join(ann_dir, f'scene_{i:06d}.png'))
+            # shares of at most 250 scenes keep the workers evenly busy
+            for start in range(0, count, 250):
+                jobs.append((img_dir, ann_dir, split, seed, h, w, start,
+                             min(start + 250, count)))
+        _run_shares(jobs, workers)
 
     return _build(osp.join(root, 'synthetic_scenes'), 'scenes', params,
                   write)
