@@ -229,22 +229,26 @@ def infer_variants(args: argparse.Namespace,
 # ---------------------------------------------------------------- output
 
 
+def format_line(name: str, figures: dict[str, object]) -> str:
+    """One variant's line of the report."""
+    if 'left_out' in figures or 'error' in figures:
+        return f'{name:>24}: {figures.get("left_out") or figures["error"]}'
+    memory = next(v for k, v in figures.items()
+                  if k.startswith('peak_') and 'rise' not in k)
+    extra = ''
+    if 'agreement' in figures:
+        extra = (f'  argmax equal '
+                 f'{100 * figures["agreement"]["argmax_equal"]:.3f}%')
+    return (f'{name:>24}: {figures["ms_per_batch"]:8.1f} ms/batch  '
+            f'{figures["images_per_s"]:8.2f} images/s  peak '
+            f'{memory:8.1f} MiB{extra}')
+
+
 def report(results: dict[str, object], machine: dict[str, object]) -> None:
     print(f'machine: {machine.get("gpu", machine["cpu"])}, torch '
           f'{machine["torch"]}')
     for name, figures in results.items():
-        if 'left_out' in figures or 'error' in figures:
-            print(f'{name:>24}: {figures.get("left_out") or figures["error"]}')
-            continue
-        memory = next(v for k, v in figures.items()
-                      if k.startswith('peak_') and 'rise' not in k)
-        extra = ''
-        if 'agreement' in figures:
-            extra = (f'  argmax equal '
-                     f'{100 * figures["agreement"]["argmax_equal"]:.3f}%')
-        print(f'{name:>24}: {figures["ms_per_batch"]:8.1f} ms/batch  '
-              f'{figures["images_per_s"]:8.2f} images/s  peak '
-              f'{memory:8.1f} MiB{extra}')
+        print(format_line(name, figures))
     ours, ref = results.get('fp16', {}), results.get('reference-fp16', {})
     if 'images_per_s' in ours and 'images_per_s' in ref:
         print(f'fp16 training throughput over mmseg\'s reference model: '
@@ -263,6 +267,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             results[name] = dict(left_out=reason)
         elif name in TRAIN_VARIANTS:
             results[name] = in_subprocess(train_variant, args, name)
+            # each variant's line as soon as it is measured, so that a run
+            # stopped by a time limit still leaves the figures it reached
+            print(f'[done] {format_line(name, results[name]).strip()}',
+                  flush=True)
         else:
             runnable_infer.append(name)
     if runnable_infer:

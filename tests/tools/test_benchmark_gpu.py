@@ -39,3 +39,7 @@ def test_benchmark_gpu_recipe_on_cpu(tmp_path, run_script):
                                           max_rel_logit_diff=0.0)
     assert 'fp32: ' in done.stdout
     assert 'reference-fp16: AMP training needs a CUDA GPU' in done.stdout
+    # a measured training variant's line comes out before the final table,
+    # so that a run stopped by a time limit keeps what it measured
+    progress = f"[done] fp32: {train['ms_per_batch']:8.1f} ms/batch"
+    assert done.stdout.index(progress) < done.stdout.index('machine: ')

@@ -109,7 +109,7 @@ def text_log_losses(work_dir) -> dict[int, float]:
 
 
 def test_plot_curves_on_the_quickstart_logs(quickstart, run_script,
-                                            tmp_path):
+                                            tmp_path, repo_root):
     work_dir = quickstart['work']
     out = tmp_path / 'curves.png'
     run = run_script('tools/plot_curves.py', work_dir, '--out', out)
@@ -134,8 +134,16 @@ def test_plot_curves_on_the_quickstart_logs(quickstart, run_script,
                                atol=5e-5)
     _, head_lr = lines['heads'].get_data()
     _, stage1_lr = lines['first backbone stage'].get_data()
-    # stage-wise decay: stage 1 has layer id 1 of num_layers=4 -> 0.9 ** 4
-    np.testing.assert_allclose(stage1_lr, head_lr * 0.9**4, rtol=1e-6)
+    # stage-wise decay: stage 1 has layer id 1 of num_layers=4, so its lr is
+    # the head's times decay_rate ** 4 (the quickstart trains from scratch
+    # with decay_rate 1.0: the same lr)
+    from mmengine.config import Config
+    paramwise = Config.fromfile(str(
+        repo_root / 'configs' / 'quickstart_convnext_atto_scenes.py')
+    ).optim_wrapper.paramwise_cfg
+    assert (paramwise.decay_type, paramwise.num_layers) == ('stage_wise', 4)
+    np.testing.assert_allclose(
+        stage1_lr, head_lr * paramwise.decay_rate**4, rtol=1e-6)
     miou_steps, miou = axes[2].lines[0].get_data()
     assert list(miou_steps) == [ITERS // 5 * i for i in range(1, 6)]
     metrics = json.loads((work_dir / 'test' / f'iter_{ITERS}_metrics.json'
