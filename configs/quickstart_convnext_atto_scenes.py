@@ -1,5 +1,5 @@
 # Quickstart: UPerNet on a half-depth ConvNeXt-atto, trained from scratch on
-# the synthetic scene dataset (tools/quickstart.py generates it), on CPU in a
+# the synthetic scene dataset (tools/quickstart.py generates it), on CPU in
 # under five minutes (tools/quickstart.py: 4000 training scenes, batch 16,
 # 2400 iterations). The ConvNeXt recipe scaled down: AdamW, warm-up then
 # poly decay, UPerHead + FCN auxiliary head; no layer decay (see below).

@@ -27,7 +27,7 @@ from convseg.visualization import (PALETTE_NAMES, mask_image, overlay,
                                    resolve_palette)
 
 
-def parse_args(argv: list[str] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('input', help='an image file or a folder of images')
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit code (1 with a message on errors)."""
     args = parse_args(argv)
     return run_tool(run, args, unsafe_load=args.unsafe_load)

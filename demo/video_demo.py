@@ -31,7 +31,7 @@ from convseg.visualization import PALETTE_NAMES, overlay, resolve_palette
 FOURCC = {'.mp4': 'mp4v', '.avi': 'MJPG'}
 
 
-def parse_args(argv: list[str] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('input', help='input video file')
@@ -146,7 +146,7 @@ def count_frames(path: Path) -> int:
     return count
 
 
-def main(argv: list[str] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the exit code (1 with a message on errors)."""
     args = parse_args(argv)
     return run_tool(run, args, unsafe_load=args.unsafe_load)

@@ -6,8 +6,9 @@
 Each run trains the quickstart model for a few iterations with
 ``tools/dist_train.sh CONFIG 2`` (torchrun, gloo on CPU) and evaluates the
 checkpoint with ``tools/dist_test.sh --out``, while ``--busy`` processes of
-our own spin on the CPU so that the ranks finish at different times. A run is clean
-when both commands exit 0 and neither printed a C++ abort or a traceback.
+our own spin on the CPU so that the ranks finish at different times. A run is
+clean when both commands exit 0 and neither printed a C++ abort or a
+traceback.
 Prints one line per run and the count; exits 1 unless every run was clean.
 Failed runs keep their output in WORK_DIR/run_NN/*.log.
 """

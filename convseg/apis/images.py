@@ -30,8 +30,8 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Union
 from collections.abc import Iterator
+from typing import Union
 
 import cv2
 import numpy as np

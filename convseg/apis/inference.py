@@ -14,8 +14,8 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import Any, Union
 from collections.abc import Iterator, Sequence
+from typing import Any, Union
 
 import numpy as np
 import torch

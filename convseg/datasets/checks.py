@@ -27,8 +27,8 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import mmcv
 import numpy as np

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 from collections.abc import Iterator
+from typing import Any
 
 from mmcv.transforms import BaseTransform, Compose
 from mmengine.logging import print_log

@@ -484,7 +484,7 @@ def _scene_sample(rng: np.random.Generator, h: int,
 
 def _write_scene_range(img_dir: str, ann_dir: str, split: str, seed: int,
                        h: int, w: int, start: int, stop: int) -> None:
-    """Write scenes ``start`` to ``stop - 1`` of ``split`` (a worker's share)."""
+    """Write scenes ``start`` to ``stop - 1`` of ``split`` (one share)."""
     for i in range(start, stop):
         image, label = _scene_sample(_rng(seed, split, i), h, w)
         Image.fromarray(image).save(
@@ -499,10 +499,16 @@ def _default_workers() -> int:
         return os.cpu_count() or 1
 
 
+#: scenes per job of :func:`_run_shares`: enough to be worth a process
+SCENES_PER_SHARE = 250
+
+
 def _run_shares(jobs: list[tuple], workers: int) -> None:
     """Run :func:`_write_scene_range` over ``jobs``, in ``workers`` forked
-    processes where the platform forks (else, or for one worker, here)."""
-    if workers <= 1 or len(jobs) <= 1 or \
+    processes where the platform forks; here for one worker, or when all the
+    jobs together are no more than one share."""
+    total = sum(job[-1] - job[-2] for job in jobs)
+    if workers <= 1 or total <= SCENES_PER_SHARE or \
             'fork' not in multiprocessing.get_all_start_methods():
         for job in jobs:
             _write_scene_range(*job)
@@ -547,10 +553,10 @@ def generate_scenes(root: str, num_train: int = 1000, num_val: int = 100,
             ann_dir = osp.join(tmp, 'annotations', folder)
             os.makedirs(img_dir)
             os.makedirs(ann_dir)
-            # shares of at most 250 scenes keep the workers evenly busy
-            for start in range(0, count, 250):
+            # shares of at most SCENES_PER_SHARE keep the workers evenly busy
+            for start in range(0, count, SCENES_PER_SHARE):
                 jobs.append((img_dir, ann_dir, split, seed, h, w, start,
-                             min(start + 250, count)))
+                             min(start + SCENES_PER_SHARE, count)))
         _run_shares(jobs, workers)
 
     return _build(osp.join(root, 'synthetic_scenes'), 'scenes', params,

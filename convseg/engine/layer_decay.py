@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from numbers import Real
-from typing import Any
 from collections.abc import Iterator
+from typing import Any
 
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log

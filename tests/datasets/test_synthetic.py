@@ -133,7 +133,8 @@ def test_deterministic_from_seed(tmp_path, generate):
 
 
 def test_scenes_written_by_two_processes_equal_one(tmp_path):
-    # 260 training scenes: two shares (250 + 10), so both workers write
+    # 260 training scenes: two shares (250 + 10) and the validation one, more
+    # than one share in all, so both workers write
     serial = tree(generate_scenes(str(tmp_path / 'one'), num_train=260,
                                   num_val=3, seed=3, workers=1))
     parallel = tree(generate_scenes(str(tmp_path / 'two'), num_train=260,
