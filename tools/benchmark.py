@@ -63,9 +63,9 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from convseg.apis import init_model
-from convseg.apis.fast import (check_precision, cpu_model, isa_summary,
-                               prepare_for_inference)
+from convseg.apis.fast import check_precision, prepare_for_inference
 from convseg.engine import fit_to_device
+from convseg.hardware import cpu_model, isa_summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

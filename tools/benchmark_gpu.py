@@ -46,7 +46,8 @@ from benchmark import (PeakMemory, _in_subprocess, agreement,  # noqa: E402
 from convseg.apis import init_model  # noqa: E402
 from convseg.apis.fast import prepare_for_inference  # noqa: E402
 from convseg.engine.train_speed import (compile_backbone,  # noqa: E402
-                                        native_bf16, to_channels_last)
+                                        to_channels_last)
+from convseg.hardware import cuda_has_native_bf16  # noqa: E402
 from convseg.fileio import atomic_write_text  # noqa: E402
 
 DEFAULT_CONFIG = 'configs/upernet_convnext_t_ade20k.py'
@@ -104,7 +105,7 @@ def left_out(name: str, device: torch.device) -> str | None:
     if precision in ('fp16', 'bf16') and name in TRAIN_VARIANTS \
             and device.type != 'cuda':
         return 'AMP training needs a CUDA GPU'
-    if precision == 'bf16' and device.type == 'cuda' and not native_bf16():
+    if precision == 'bf16' and device.type == 'cuda' and not cuda_has_native_bf16():
         return f'{torch.cuda.get_device_name(device)} has no native bf16'
     if name.startswith('reference'):
         try:

@@ -31,10 +31,9 @@ from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
 
 from convseg.errors import ConvsegError
+from convseg.hardware import cuda_has_native_bf16
 
 SWITCHES = ('channels_last', 'fused_adamw', 'bf16', 'compile_backbone')
-#: the first CUDA compute capability with bf16 tensor cores (Ampere)
-NATIVE_BF16_CAPABILITY = (8, 0)
 FUSED_OPTIMIZERS = ('Adam', 'AdamW')
 
 
@@ -44,12 +43,6 @@ class TrainSpeedConfigError(ConvsegError, ValueError):
 
 def _log(message: str, level: int = logging.INFO) -> None:
     print_log(message, logger='current', level=level)
-
-
-def native_bf16() -> bool:
-    """True if CUDA device 0 computes bf16 natively (not by emulation)."""
-    return (torch.cuda.is_available() and torch.cuda.get_device_capability(0)
-            >= NATIVE_BF16_CAPABILITY)
 
 
 def fused_adamw_available(device: str) -> bool:
@@ -110,7 +103,7 @@ def _apply_bf16(cfg: Config) -> None:
         _log(f'train_speed.bf16: the run has no mixed precision (optim '
              f'wrapper {wrapper.get("type")!r}, not AmpOptimWrapper); it '
              'trains in fp32', logging.WARNING)
-    elif not native_bf16():
+    elif not cuda_has_native_bf16():
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() \
             else 'this machine'
         _log(f'train_speed.bf16: {gpu} has no native bf16 (a GPU of compute '

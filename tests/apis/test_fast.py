@@ -31,7 +31,7 @@ from convseg.apis.fast import (CANDIDATES, EDITED_WEIGHTS_ERROR,
                                TRAINING_ERROR, ConcatResizeConv, FoldedConv,
                                FastEncoderDecoder, KernelChooser,
                                prepare_for_inference, to_nchw, to_nhwc)
-from convseg.apis.fast import cpu as fast_cpu
+from convseg import hardware as fast_cpu
 from convseg.apis.fast import gpu as fast_gpu
 from convseg.apis.fast import kernels as fast_kernels
 
@@ -398,16 +398,17 @@ def test_gpu_bf16_asks_the_models_device_for_native_support(monkeypatch):
     for name in ('device', 'is_bf16_supported', 'get_device_capability'):
         monkeypatch.setattr(torch.cuda, name, getattr(fake, name))
     monkeypatch.setattr(torch.cuda, 'current_device', lambda: fake.current)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     # current device 0 is an A100, the model is on a V100 (emulated bf16)
-    assert not fast_gpu.native_bf16(torch.device('cuda', 1))
+    assert not fast_cpu.cuda_has_native_bf16(torch.device('cuda', 1))
     assert fast_gpu.default_gpu_amp(torch.device('cuda', 1)) == 'fp16'
-    assert fast_gpu.native_bf16(torch.device('cuda', 0))
+    assert fast_cpu.cuda_has_native_bf16(torch.device('cuda', 0))
     assert fake.asked[0] == (1, False)
     assert fake.current == 0
     # a torch whose check has no including_emulation: compute capability
     monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda: True)
-    assert not fast_gpu.native_bf16(torch.device('cuda', 1))
-    assert fast_gpu.native_bf16(torch.device('cuda', 0))
+    assert not fast_cpu.cuda_has_native_bf16(torch.device('cuda', 1))
+    assert fast_cpu.cuda_has_native_bf16(torch.device('cuda', 0))
 
 
 def test_slide_mode_agrees(plain):

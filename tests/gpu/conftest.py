@@ -20,7 +20,7 @@ from gpu_helpers import check_ok, scenes_config
 TRAIN_ITERS = 1000
 
 #: the first compute capability with native bf16 (Ampere)
-NATIVE_BF16_CAPABILITY = (8, 0)
+from convseg.hardware import NATIVE_BF16_CAPABILITY
 
 
 def missing_cuda() -> str | None:

@@ -10,7 +10,7 @@ import statistics
 
 import pytest
 
-from convseg.apis.fast import cpu_has_native_bf16, cpu_model, isa_summary
+from convseg.hardware import cpu_has_native_bf16, cpu_model, isa_summary
 from convseg.apis.fast.kernels import CACHE_ENV, CANDIDATES
 
 CONFIG = 'configs/quickstart_convnext_atto_scenes.py'

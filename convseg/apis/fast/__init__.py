@@ -29,7 +29,6 @@ forward pass by :class:`FastUPerHead`. One module per technique:
 The measurements behind each piece are in the README's Speed section.
 """
 from .backbone import FastConvNeXt
-from .cpu import cpu_has_native_bf16, cpu_model, isa_summary
 from .errors import (EDITED_WEIGHTS_ERROR, PREPARED_TRAINING_ERROR,
                      STALE_WEIGHTS_ERROR, TRAINING_ERROR,
                      UnsupportedModelError, UnsupportedPrecisionError)
@@ -49,7 +48,6 @@ __all__ = [
     'prepare_for_inference', 'check_precision', 'PRECISIONS',
     'FastEncoderDecoder', 'FastUPerHead', 'FastConvNeXt', 'ConcatResizeConv',
     'FoldedConv', 'Conv3x3', 'Pointwise', 'KernelChooser', 'CANDIDATES',
-    'cpu_has_native_bf16', 'cpu_model', 'isa_summary',
     'UnsupportedModelError', 'UnsupportedPrecisionError', 'TRAINING_ERROR',
     'PREPARED_TRAINING_ERROR', 'STALE_WEIGHTS_ERROR', 'EDITED_WEIGHTS_ERROR',
     'AMP_DTYPES', 'WINOGRAD_TILE', 'WINOGRAD_POINTS', 'WINOGRAD_MIN_CHANNELS',

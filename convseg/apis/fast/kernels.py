@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 
 from ...fileio import atomic_write_text
-from .cpu import cpu_model
+from ...hardware import cpu_model
 from .nhwc import to_nchw, to_nhwc
 from .winograd import winograd_conv3x3, winograd_filters
 

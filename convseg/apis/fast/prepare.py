@@ -10,7 +10,9 @@ from mmengine.logging import print_log
 from mmseg.models.decode_heads import UPerHead
 from mmseg.models.segmentors import EncoderDecoder
 
-from . import cpu, gpu
+from convseg import hardware
+
+from . import gpu
 from .backbone import FastConvNeXt
 from .errors import (TRAINING_ERROR, UnsupportedModelError,
                      UnsupportedPrecisionError)
@@ -38,13 +40,13 @@ def check_precision(precision: str, device: torch.device) -> None:
                          f'{precision!r}')
     if precision == 'fp32':
         return
-    if device.type == 'cpu' and not cpu.cpu_has_native_bf16():
+    if device.type == 'cpu' and not hardware.cpu_has_native_bf16():
         raise UnsupportedPrecisionError(
             f"precision='bf16' needs a CPU with native bf16 arithmetic "
             f"(the avx512_bf16 or amx_bf16 flag), and this one "
-            f'({cpu.cpu_model()}) has neither: emulated bf16 is slower '
+            f'({hardware.cpu_model()}) has neither: emulated bf16 is slower '
             f"than float32. Use precision='fp32'.")
-    if device.type == 'cuda' and not gpu.native_bf16(device):
+    if device.type == 'cuda' and not hardware.cuda_has_native_bf16(device):
         raise UnsupportedPrecisionError(
             f"precision='bf16' needs a GPU with native bf16 (compute "
             f'capability 8.0 or newer), and {device} is not one. Use '
