@@ -20,7 +20,7 @@ from mmengine.utils import ProgressBar
 from PIL import Image
 
 from convseg.apis import inference_labels
-from convseg.apis.images import IMAGE_SUFFIXES, ImageReadError, read_image
+from convseg.imageio import IMAGE_SUFFIXES, ImageReadError, read_image
 from convseg.cli import add_model_arguments, model_from_args, run_tool
 from convseg.fileio import atomic_write
 from convseg.visualization import (PALETTE_NAMES, mask_image, overlay,

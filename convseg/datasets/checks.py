@@ -17,7 +17,7 @@ images with OpenCV, which turns EXIF-rotated JPEGs upright, labels with
 Pillow as stored, so a size or channel problem is reported exactly when
 training would meet it. Before decoding, each file's header size is held
 against the pixel limit shared by all convseg readers
-(:func:`convseg.apis.images.max_image_pixels`).
+(:func:`convseg.imageio.max_image_pixels`).
 
 The module is over 400 lines because layout and full checks share the
 config resolution above them; splitting would only move private helpers.
@@ -34,9 +34,9 @@ import mmcv
 import numpy as np
 from PIL import Image
 
-from ..apis.images import (ImageTooLargeError, check_image_size,
-                           max_image_pixels, pillow_pixel_limit)
 from ..errors import ConvsegError
+from ..imageio import (ImageTooLargeError, check_image_size,
+                       max_image_pixels, pillow_pixel_limit)
 
 SPLITS = {'train': 'train_dataloader', 'val': 'val_dataloader',
           'test': 'test_dataloader'}

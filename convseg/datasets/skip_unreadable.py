@@ -7,7 +7,7 @@ wraps the loading transforms of the training pipeline in
 ``None``; mmengine's ``BaseDataset`` then draws another sample, as it does
 for any transform that returns ``None``. A file whose header declares more
 pixels than the limit shared by convseg's readers
-(:func:`convseg.apis.images.max_image_pixels`) is skipped the same way,
+(:func:`convseg.imageio.max_image_pixels`) is skipped the same way,
 before anything is decoded. Validation and test pipelines are left alone:
 every file there must be read.
 """
@@ -22,7 +22,7 @@ from mmcv.transforms import BaseTransform, Compose
 from mmengine.logging import print_log
 from mmseg.registry import TRANSFORMS
 
-from ..apis.images import check_image_size
+from ..imageio import check_image_size
 
 #: the config key that switches skipping on.
 OPTION = 'skip_unreadable_images'

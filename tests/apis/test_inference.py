@@ -20,7 +20,7 @@ from PIL import Image
 import convseg  # noqa: F401
 from convseg.apis import (inference, inference_labels, inference_model,
                           init_model, load_image)
-from convseg.apis.images import ImageReadError
+from convseg.imageio import ImageReadError
 from convseg.visualization import random_palette
 
 ROOT = Path(__file__).resolve().parents[2]

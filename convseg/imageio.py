@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import ConvsegError
+from .errors import ConvsegError
 
 ImageInput = Union[str, Path, np.ndarray, Image.Image]
 
