@@ -42,7 +42,6 @@ import torch.nn.functional as F
 # imported, before the convseg package's own ``__init__`` runs; so at its top
 # level it imports only convseg modules that import nothing but the standard
 # library. checkpoint_reading is imported where it is used.
-from .deprecation import moved_names
 from .errors import ConvsegError
 
 FULL_MMCV_HINT = (
@@ -256,14 +255,3 @@ def apply() -> None:
     install_mmcv_ops_shim()
     install_checkpoint_loading()
     _applied = True
-
-
-_MOVED_TO_CHECKPOINT_READING = (
-    'UNSAFE_LOAD_ENV', 'UnsafeCheckpointError', 'CheckpointDownloadError',
-    'checkpoint_safe_globals', 'unsafe_loading_enabled',
-    'unsafe_checkpoint_loading', 'load_checkpoint_file',
-    'GENERIC_CHECKPOINT_NAMES', 'hub_checkpoint_path', 'download_checkpoint')
-
-
-__getattr__ = moved_names(__name__, dict.fromkeys(
-    _MOVED_TO_CHECKPOINT_READING, 'convseg.checkpoint_reading'))

@@ -229,21 +229,6 @@ def test_generic_file_names_get_distinct_cache_paths(hub_dir):
         hub_dir / 'checkpoints' / 'convnext_tiny_1k_224.pth')
 
 
-@pytest.mark.parametrize('name', ['load_checkpoint_file',
-                                  'unsafe_checkpoint_loading',
-                                  'download_checkpoint', 'UNSAFE_LOAD_ENV'])
-def test_moved_reading_names_warn_from_compat(name):
-    import warnings
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        old = getattr(compat, name)
-    assert old is getattr(checkpoint_reading, name)
-    assert [str(w.message) for w in caught] == [
-        f'convseg.compat.{name} has moved to convseg.checkpoint_reading.'
-        f'{name}; import it from there (the old path goes away in the next '
-        'release).']
-
-
 @pytest.mark.parametrize('name', sorted(compat.MMCV_OP_TYPES))
 def test_config_naming_a_compiled_op_type_gets_the_clear_error(name):
     from mmengine.registry import init_default_scope

@@ -5,7 +5,6 @@ import os
 import stat
 import subprocess
 import sys
-import warnings
 
 import pytest
 from PIL import Image
@@ -94,17 +93,3 @@ def test_a_writer_that_writes_nothing_is_an_error(tmp_path):
             pass
     assert os.listdir(tmp_path) == []
 
-
-@pytest.mark.parametrize('name', ['temporary_path', 'atomic_write_bytes',
-                                  'atomic_write_text'])
-def test_old_import_path_warns_and_works(name):
-    from convseg.engine import checkpoint_io
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        old = getattr(checkpoint_io, name)
-    assert old is getattr(fileio, name)
-    assert [str(w.message) for w in caught
-            if w.category is DeprecationWarning] == [
-        f'convseg.engine.checkpoint_io.{name} has moved to '
-        f'convseg.fileio.{name}; import it from there (the old path goes '
-        'away in the next release).']

@@ -24,7 +24,6 @@ import zipfile
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging import print_log
 
-from ..deprecation import moved_names
 from .. import fileio
 from ..fileio import PathLike
 
@@ -123,9 +122,3 @@ def find_resume_checkpoint(work_dir: PathLike) -> str | None:
             f'{newest[1]}, the newest complete checkpoint.',
             logger='current', level=logging.WARNING)
     return newest[1]
-
-
-__getattr__ = moved_names(__name__, {
-    name: 'convseg.fileio'
-    for name in ('temporary_path', 'atomic_write_bytes', 'atomic_write_text')
-})

@@ -1,9 +1,5 @@
 """Evaluation extras: a per-class IoU metric writing result files and
 prediction PNGs in official ids. (The val/test progress bar is a hook:
 :mod:`convseg.engine.hooks.progress_bar`.)"""
-from ..deprecation import moved_names
 from .metric import PerClassIoUMetric  # noqa: F401
 from .results import write_results  # noqa: F401
-
-__getattr__ = moved_names(__name__, {
-    'ProgressBarHook': 'convseg.engine.hooks.progress_bar'})

@@ -656,24 +656,3 @@ def test_no_import_cycle_between_the_model_and_the_checkpoint_modules():
     assert not {'.convnext', '.checkpoints'} & imported(checkpoint_loading)
     assert '.checkpoint_loading' in imported(convnext)
 
-
-@pytest.mark.parametrize('name, new_home', [
-    ('load_backbone_weights', 'convseg.models.checkpoint_loading'),
-    ('load_segmentor_checkpoint', 'convseg.models.checkpoint_loading'),
-    ('FAMILIES', 'convseg.models.convnext_keymaps'),
-    ('convert_state_dict', 'convseg.models.convnext_keymaps'),
-    ('read_checkpoint', 'convseg.checkpoint_reading'),
-    ('CheckpointMismatchError', 'convseg.errors'),
-])
-def test_old_checkpoints_module_forwards_with_a_warning(name, new_home):
-    import importlib
-    import warnings
-
-    from convseg.models import checkpoints
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
-        old = getattr(checkpoints, name)
-    assert old is getattr(importlib.import_module(new_home), name)
-    assert [str(w.message) for w in caught] == [
-        f'convseg.models.checkpoints.{name} has moved to {new_home}.{name}; '
-        'import it from there (the old path goes away in the next release).']
