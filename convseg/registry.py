@@ -20,8 +20,14 @@ mmseg registry                 convseg's parts (module)
                                (:mod:`convseg.datasets.skip_unreadable`)
 =============================  =============================================
 
-On mmcv-lite, :mod:`convseg.compat` also puts stand-ins for mmcv's compiled
-ops in ``MODELS`` under full mmcv's type names.
+Outside mmseg's registries, ``import convseg`` also registers:
+
+- the mmengine file backend ``'atomic_local'`` (atomic writes for checkpoint
+  files, :mod:`convseg.engine.checkpoint_files`);
+- mmengine ``CheckpointLoader`` schemes for local paths and ``http(s)://``
+  (weights-only loading, :mod:`convseg.compat`);
+- on mmcv-lite, stand-ins for mmcv's compiled ops in mmengine's ``MODELS``
+  under full mmcv's type names (:data:`convseg.compat.MMCV_OP_TYPES`).
 """
 from __future__ import annotations
 
@@ -36,3 +42,9 @@ REGISTERED: dict[str, tuple[str, ...]] = {
     'DATASETS': ('SyntheticScenesDataset', ),
     'TRANSFORMS': ('SkipUnreadable', ),
 }
+
+#: mmengine file backends (``mmengine.fileio.register_backend``).
+FILE_BACKENDS: tuple[str, ...] = ('atomic_local', )
+
+#: mmengine ``CheckpointLoader`` schemes, replaced by convseg's loaders.
+CHECKPOINT_SCHEMES: tuple[str, ...] = ('', 'http://', 'https://')

@@ -1,6 +1,7 @@
 """convseg.fileio: atomic writes, their permissions and temporary files."""
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -93,3 +94,27 @@ def test_a_writer_that_writes_nothing_is_an_error(tmp_path):
             pass
     assert os.listdir(tmp_path) == []
 
+
+def test_atomic_write_replaces_whole_file_and_removes_stale_temporaries(
+        tmp_path):
+    target = tmp_path / 'iter_4.pth'
+    stale = tmp_path / '.iter_4.pth.999999.tmp'
+    stale.write_bytes(b'half a checkpoint from a killed run')
+    fileio.atomic_write_bytes(b'first', target)
+    assert target.read_bytes() == b'first'
+    assert not stale.exists()
+    fileio.atomic_write_bytes(b'second', target)
+    assert target.read_bytes() == b'second'
+    assert sorted(os.listdir(tmp_path)) == ['iter_4.pth']
+
+
+def test_atomic_write_on_a_full_disk_keeps_the_old_file(tmp_path):
+    target = tmp_path / 'last_checkpoint'
+    target.write_text('old')
+    # the kernel's /dev/full answers every write with ENOSPC
+    os.symlink('/dev/full', fileio.temporary_path(target))
+    with pytest.raises(OSError) as info:
+        fileio.atomic_write_bytes(b'new' * 1000, target)
+    assert info.value.errno == errno.ENOSPC
+    assert target.read_text() == 'old'
+    assert os.listdir(tmp_path) == ['last_checkpoint']

@@ -23,7 +23,7 @@ import torch
 import convseg  # noqa: F401
 from convseg import checkpoint_reading
 from convseg.datasets import generate_ade20k
-from convseg.engine.checkpoint_io import (find_resume_checkpoint,
+from convseg.engine.checkpoint_files import (find_resume_checkpoint,
                                           is_complete_checkpoint)
 
 TRAIN = 'tools/train.py'

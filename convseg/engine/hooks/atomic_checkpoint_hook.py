@@ -4,23 +4,28 @@ Checkpoints and the ``last_checkpoint`` pointer are written atomically, old
 checkpoints are removed only after the new one is complete, and a failed save
 (a full disk) stops the run with a message naming the file and the checkpoint
 kept.
+
+A save runs on rank 0 only; when it fails there, every rank of a distributed
+run stops at once with rank 0's message (:func:`raise_on_every_rank`), where
+the other ranks would otherwise wait in their next collective until a timeout.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
-from mmengine.dist import is_main_process
+from mmengine.dist import (broadcast_object_list, get_rank, get_world_size,
+                           is_main_process)
 from mmengine.hooks import CheckpointHook
 from mmseg.registry import HOOKS
 
 from ...errors import ConvsegError
 from ...fileio import atomic_write_text
-from ..checkpoint_io import LAST_CHECKPOINT_FILE, find_resume_checkpoint
-from ..dist_errors import raise_on_every_rank
+from ..checkpoint_files import LAST_CHECKPOINT_FILE, last_checkpoint
 
 
 class CheckpointSaveError(ConvsegError, OSError):
@@ -29,10 +34,38 @@ class CheckpointSaveError(ConvsegError, OSError):
     tool_hint = 'With tools/train.py, add --resume.'
 
 
-def last_checkpoint(runner) -> str:
-    """The last complete checkpoint of the run, for messages."""
-    return (find_resume_checkpoint(runner.work_dir)
-            or 'none (no checkpoint yet)')
+def _portable(error: BaseException | None) -> BaseException | None:
+    """``error`` as the other ranks should raise it (picklable)."""
+    if error is None:
+        return None
+    if isinstance(error, ConvsegError):
+        try:
+            pickle.dumps(error)
+            return error
+        except Exception:  # noqa: BLE001  (an unpicklable argument)
+            pass
+    return RuntimeError(f'rank 0 stopped with {type(error).__name__}: '
+                        f'{error}')
+
+
+def raise_on_every_rank(error: BaseException | None) -> None:
+    """Raise rank 0's ``error`` on every rank; return if it is ``None``.
+
+    Every rank calls this at the same point with its own outcome (``None``
+    when it did not fail). Rank 0 raises its own error; the others raise a
+    copy: the same convseg error class with the same message, or a
+    ``RuntimeError`` naming another exception. Outside a distributed run it
+    just raises ``error`` if set.
+    """
+    shared = None
+    if get_world_size() > 1:
+        payload = [_portable(error) if get_rank() == 0 else None]
+        broadcast_object_list(payload, src=0)
+        shared = payload[0]
+    if error is not None:
+        raise error
+    if shared is not None:
+        raise shared
 
 
 class _DeferredRemoval:

@@ -10,7 +10,7 @@ from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
 from ...errors import ConvsegError
-from .atomic_checkpoint import last_checkpoint
+from ..checkpoint_files import last_checkpoint
 
 
 class NonFiniteLossError(ConvsegError, FloatingPointError):

@@ -1,4 +1,4 @@
-"""Crash-safe checkpoint files: atomic saves, finding a complete checkpoint.
+"""A work directory's checkpoint files: written atomically, found complete.
 
 A checkpoint is written through :func:`convseg.fileio.atomic_write`: a hidden
 temporary file beside its final name (``.<name>.<pid>.tmp``), fsync'ed and
@@ -122,3 +122,9 @@ def find_resume_checkpoint(work_dir: PathLike) -> str | None:
             f'{newest[1]}, the newest complete checkpoint.',
             logger='current', level=logging.WARNING)
     return newest[1]
+
+
+def last_checkpoint(runner) -> str:
+    """The last complete checkpoint of ``runner``'s run, for messages."""
+    return (find_resume_checkpoint(runner.work_dir)
+            or 'none (no checkpoint yet)')

@@ -1,4 +1,5 @@
-"""Does a checkpoint fit a model? Checked, and mapped, before loading.
+"""``CheckpointMatchHook``: does a checkpoint fit the model? Checked, and
+mapped, before loading.
 
 mmengine loads checkpoints with ``strict=False`` and only warns about
 tensors whose shapes differ, so a checkpoint trained for 150 classes tested
@@ -15,13 +16,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmseg.registry import HOOKS
 
-from ..checkpoint_reading import extract_state_dict
-from ..errors import CheckpointFormatError
-from ..models.checkpoint_loading import check_fits, check_num_classes
-from ..models.convnext_keymaps import (FAMILIES, convert, detect_family,
-                                       is_segmentor_state_dict)
+from ...checkpoint_reading import extract_state_dict
+from ...errors import CheckpointFormatError
+from ...models.checkpoint_loading import check_fits, check_num_classes
+from ...models.convnext_keymaps import (FAMILIES, convert, detect_family,
+                                        is_segmentor_state_dict)
 
 
 def _strip_wrapper(state_dict: Mapping[str, Any]) -> dict:
@@ -87,3 +91,28 @@ def check_checkpoint_matches_model(model: torch.nn.Module,
     model_state = model.state_dict()
     check_num_classes(state_dict, model_state, source)
     check_fits(state_dict, model_state, {}, source, prefix='backbone.')
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if is_model_wrapper(model) else model
+
+
+@HOOKS.register_module()
+class CheckpointMatchHook(Hook):
+    """Refuse a checkpoint that does not fit the model before loading it.
+
+    Runs on every checkpoint a runner loads (``load_from``, ``--resume``).
+    A whole segmentation checkpoint whose backbone has another family's key
+    names (OpenMMLab, timm, HuggingFace) is first mapped to convseg's names;
+    a ConvNeXt checkpoint without heads is refused with the way to start
+    from it. Then a head with another number of classes or a backbone of
+    another arch raises ``CheckpointMismatchError`` naming both values,
+    where mmengine alone would only warn and go on with random weights.
+    """
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Map ``checkpoint``'s keys, then compare it with the model."""
+        source = str(runner.cfg.get('load_from') or 'being loaded')
+        model = _unwrap(runner.model)
+        map_checkpoint_to_model(model, checkpoint, source)
+        check_checkpoint_matches_model(model, checkpoint, source)
