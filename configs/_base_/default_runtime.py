@@ -1,6 +1,8 @@
 default_scope = 'mmseg'
 # stock mmengine/mmseg tooling (Runner.from_cfg, mmseg's tools/train.py, mim)
-# imports convseg, which registers ConvNeXt and the layer-decay constructor
+# imports convseg, which registers its parts (convseg/registry.py); the
+# top-level train_speed and skip_unreadable_images keys are read only by
+# convseg's tools/train.py, and stock tooling ignores them
 custom_imports = dict(imports=['convseg'], allow_failed_imports=False)
 env_cfg = dict(
     cudnn_benchmark=True,
