@@ -253,8 +253,39 @@ def test_a_broken_link_or_anchor_is_found(tmp_path):
         'docs/b.md#training (no heading #training in b.md)']
 
 
-def test_readme_is_short_and_links_every_docs_page():
+def _linked_pages(page: Path) -> set[Path]:
+    """The Markdown files a page links to by a relative link."""
+    targets = re.findall(r'\]\(([^)#\s]+\.md)(?:#[^)]*)?\)',
+                         _without_code(page.read_text()))
+    return {(page.parent / t).resolve() for t in targets
+            if not re.match(r'[a-z]+:', t)}
+
+
+def _reachable(start: Path) -> set[Path]:
+    """The pages reached from ``start`` by following relative links."""
+    seen, todo = {start}, [start]
+    while todo:
+        for linked in _linked_pages(todo.pop()) - seen:
+            if linked.is_file():
+                seen.add(linked)
+                todo.append(linked)
+    return seen
+
+
+def test_readme_is_short_and_leads_to_every_docs_page():
     assert len(README.splitlines()) <= README_LINES
-    linked = {(ROOT / target).resolve() for target in
-              re.findall(r'\]\((docs/[^)#\s]+)', _without_code(README))}
-    assert set(PAGES[1:]) <= linked, 'docs pages the README does not link'
+    unreached = set(PAGES) - _reachable(PAGES[0])
+    assert not unreached, (
+        f'{sorted(_page_name(p) for p in unreached)}: no link leads there '
+        'from README.md')
+
+
+def test_pages_are_reached_through_links(tmp_path):
+    (tmp_path / 'docs').mkdir()
+    (tmp_path / 'README.md').write_text('[a](docs/a.md#x) `[c](docs/c.md)`')
+    (tmp_path / 'docs' / 'a.md').write_text('[b](b.md) [top](../README.md)')
+    for name in ('b', 'c'):
+        (tmp_path / 'docs' / f'{name}.md').write_text('# page\n')
+    assert _reachable(tmp_path / 'README.md') == {
+        tmp_path / 'README.md', tmp_path / 'docs' / 'a.md',
+        tmp_path / 'docs' / 'b.md'}
