@@ -5,7 +5,8 @@
 _base_ = [
     './_base_/models/upernet_convnext.py',
     './_base_/datasets/ade20k_640x640.py', './_base_/default_runtime.py',
-    './_base_/schedules/schedule_160k.py'
+    './_base_/schedules/schedule_160k.py',
+    './_base_/optimizers/adamw_layer_decay.py'
 ]
 crop_size = (640, 640)
 model = dict(

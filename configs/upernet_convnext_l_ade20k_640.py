@@ -10,4 +10,5 @@ model = dict(
                       'convnext_large_22k_224.pth')),
     decode_head=dict(in_channels=[192, 384, 768, 1536]),
     auxiliary_head=dict(in_channels=768))
+# full precision: the layer-decay AdamW of the base without AMP
 optim_wrapper = dict(type='OptimWrapper')

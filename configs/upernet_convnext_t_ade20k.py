@@ -4,7 +4,8 @@
 # 939 GFLOPs at 2048x512.
 _base_ = [
     './_base_/models/upernet_convnext.py', './_base_/datasets/ade20k.py',
-    './_base_/default_runtime.py', './_base_/schedules/schedule_160k.py'
+    './_base_/default_runtime.py', './_base_/schedules/schedule_160k.py',
+    './_base_/optimizers/adamw_layer_decay.py'
 ]
 crop_size = (512, 512)
 model = dict(data_preprocessor=dict(size=crop_size))

@@ -8,7 +8,8 @@
 # full 1024x2048 image, as the ADE20K recipe does with its crops.
 _base_ = [
     './_base_/models/upernet_convnext.py', './_base_/datasets/cityscapes.py',
-    './_base_/default_runtime.py', './_base_/schedules/schedule_80k.py'
+    './_base_/default_runtime.py', './_base_/schedules/schedule_80k.py',
+    './_base_/optimizers/adamw_layer_decay.py'
 ]
 crop_size = (512, 1024)
 model = dict(

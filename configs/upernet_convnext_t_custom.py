@@ -9,7 +9,8 @@
 # `classes`); 255 marks pixels to ignore.
 _base_ = [
     './_base_/models/upernet_convnext.py', './_base_/default_runtime.py',
-    './_base_/schedules/schedule_160k.py'
+    './_base_/schedules/schedule_160k.py',
+    './_base_/optimizers/adamw_layer_decay.py'
 ]
 
 # ---- your data ---------------------------------------------------------------

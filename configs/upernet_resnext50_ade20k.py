@@ -13,7 +13,6 @@ _base_ = [
 crop_size = (512, 512)
 model = dict(data_preprocessor=dict(size=crop_size))
 optim_wrapper = dict(
-    _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005))
 param_scheduler = [

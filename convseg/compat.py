@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from .errors import ConvsegError
 
 FULL_MMCV_HINT = (
-    'Install full mmcv with compiled ops (see the README, "Installing on a GPU '
-    'machine": `pip uninstall -y mmcv-lite && pip install "mmcv>=2.0.0rc4,<2.2"` '
+    'Install full mmcv with compiled ops (see docs/get_started.md, '
+    '"Installing": `pip uninstall -y mmcv-lite && pip install "mmcv>=2.0.0rc4,<2.2"` '
     'with a build matching your torch), or pick a model that does not use it.')
 
 

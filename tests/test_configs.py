@@ -6,6 +6,7 @@ README) and, for Cityscapes, the recipe chosen in
 configs/upernet_convnext_t_cityscapes.py. Models are built on the meta
 device: no memory, no initialisation cost, exact parameter counts.
 """
+import ast
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +221,112 @@ def test_lr_schedule_is_the_released_formula(name, iters):
     expected = 1e-4 * (1 - t / iters) * warmup
     np.testing.assert_allclose(lr_curve(cfg, iters), expected, rtol=1e-9)
 
+
+
+def bases(path: Path) -> list[Path]:
+    """The files a config names in ``_base_``, read without running it."""
+    for node in ast.parse(path.read_text()).body:
+        if (isinstance(node, ast.Assign) and
+                [getattr(t, 'id', None) for t in node.targets] == ['_base_']):
+            names = ast.literal_eval(node.value)
+            names = [names] if isinstance(names, str) else names
+            return [(path.parent / name).resolve() for name in names]
+    return []
+
+
+def levels(path: Path, stop) -> int:
+    """How many ``_base_`` steps lead from ``path`` to files where ``stop``
+    holds, along its longest chain."""
+    if stop(path):
+        return 0
+    return 1 + max((levels(base, stop) for base in bases(path)), default=-1)
+
+
+def in_base_dir(path: Path) -> bool:
+    return (CONFIGS / '_base_') in path.parents
+
+
+def test_levels_count_the_longest_chain(tmp_path):
+    (tmp_path / '_base_').mkdir()
+    (tmp_path / '_base_' / 'a.py').write_text('x = 1\n')
+    (tmp_path / 'one.py').write_text("_base_ = './_base_/a.py'\n")
+    (tmp_path / 'two.py').write_text("_base_ = ['./_base_/a.py', 'one.py']\n")
+    (tmp_path / 'three.py').write_text("_base_ = ['two.py']\n")
+    is_base = lambda p: p.parent.name == '_base_'  # noqa: E731
+    assert [levels(tmp_path / f'{n}.py', is_base)
+            for n in ('one', 'two', 'three')] == [1, 2, 3]
+
+
+@pytest.mark.parametrize('name', sorted(p.name for p in CONFIGS.glob('*.py')))
+def test_experiment_is_at_most_two_levels_from_its_bases(name):
+    path = CONFIGS / name
+    assert levels(path, in_base_dir) <= 2
+    for base in bases(path):
+        assert base.is_file(), f'{name} names {base}, which does not exist'
+
+
+@pytest.mark.parametrize('path', sorted(CONFIGS.glob('_base_/**/*.py')),
+                         ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_base_derives_at_most_once_within_its_concern(path):
+    assert levels(path, lambda p: not bases(p)) <= 1
+
+
+def top_level_names(path: Path) -> set[str]:
+    return {t.id for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.Assign) for t in node.targets
+            if isinstance(t, ast.Name) and t.id != '_base_'}
+
+
+def test_schedules_hold_only_schedules_and_optimizers_only_optimizers():
+    for path in CONFIGS.glob('_base_/schedules/*.py'):
+        assert top_level_names(path) <= {
+            'param_scheduler', 'train_cfg', 'val_cfg', 'test_cfg',
+            'default_hooks'}, path.name
+    optimizers = list(CONFIGS.glob('_base_/optimizers/*.py'))
+    assert optimizers
+    for path in optimizers:
+        assert top_level_names(path) == {'optim_wrapper'}, path.name
+
+
+# The recipe of each experiment as DESIGN.md gives it (Cityscapes: the
+# ADE20K parts on mmseg's 80k schedule; ResNeXt: mmseg's SGD recipe; the
+# custom config: ConvNeXt-T's), which the configs resolved to before
+# the optimizer moved out of the schedule: optim wrapper, optimizer, lr,
+# layer decay rate, num_layers, drop path, iterations, warm-up end.
+ADAMW_T = ('AdamW', 1e-4, 0.9, 6, 0.4)
+ADAMW_12 = ('AdamW', 1e-4, 0.9, 12, 0.4)
+RECIPES = {
+    'upernet_convnext_t_ade20k.py': ('AmpOptimWrapper', *ADAMW_T, 160000),
+    'upernet_convnext_s_ade20k.py':
+    ('AmpOptimWrapper', 'AdamW', 1e-4, 0.9, 12, 0.3, 160000),
+    'upernet_convnext_b_ade20k.py': ('AmpOptimWrapper', *ADAMW_12, 160000),
+    'upernet_convnext_b_ade20k_640.py':
+    ('AmpOptimWrapper', *ADAMW_12, 160000),
+    'upernet_convnext_l_ade20k_640.py': ('OptimWrapper', *ADAMW_12, 160000),
+    'upernet_convnext_xl_ade20k_640.py':
+    ('OptimWrapper', 'AdamW', 8e-5, 0.9, 12, 0.4, 160000),
+    'upernet_convnext_t_cityscapes.py': ('AmpOptimWrapper', *ADAMW_T, 80000),
+    'upernet_convnext_s_cityscapes.py':
+    ('AmpOptimWrapper', 'AdamW', 1e-4, 0.9, 12, 0.3, 80000),
+    'upernet_convnext_b_cityscapes.py': ('AmpOptimWrapper', *ADAMW_12, 80000),
+    'upernet_convnext_t_custom.py': ('AmpOptimWrapper', *ADAMW_T, 160000),
+    'upernet_resnext50_ade20k.py':
+    ('OptimWrapper', 'SGD', 0.01, None, None, None, 160000),
+}
+
+
+@pytest.mark.parametrize('name', sorted(RECIPES))
+def test_resolved_recipe(name):
+    cfg = load(name)
+    optim = cfg.optim_wrapper
+    paramwise = optim.get('paramwise_cfg', {})
+    assert (optim.type, optim.optimizer.type, optim.optimizer.lr,
+            paramwise.get('decay_rate'), paramwise.get('num_layers'),
+            cfg.model.backbone.get('drop_path_rate'),
+            cfg.train_cfg.max_iters) == RECIPES[name]
+    warmup = [s for s in cfg.param_scheduler if s.type == 'LinearLR']
+    if optim.optimizer.type == 'AdamW':
+        assert optim.constructor == 'LayerDecayOptimWrapperConstructor'
+        assert [(s.start_factor, s.end) for s in warmup] == [(1e-6, 1501)]
+    else:
+        assert 'constructor' not in optim and warmup == []

@@ -1,11 +1,13 @@
-"""Keep the README's commands and the tests in step.
+"""Keep the README, the pages of docs/ and the tests in step.
 
-The two top commands must be the ones CI and ``make`` run; every other
-command of the README that runs a script of this repository must name a
-script that exists, and some test function must run that script with each
-of the flags the README shows: the test sources are parsed, and a flag
-counts only where one function (a test or a fixture) both runs the script
-and passes the flag, not where the flag's string merely appears in a file.
+The README's two top commands must be the ones CI and ``make`` run; every
+other command of README.md or docs/*.md that runs a script of this
+repository must name a script that exists, and some test function must run
+that script with each of the flags the page shows: the test sources are
+parsed, and a flag counts only where one function (a test or a fixture) both
+runs the script and passes the flag, not where the flag's string merely
+appears in a file. Every relative link of those pages must lead to a file
+that exists and, with ``#anchor``, to a heading of it.
 """
 from __future__ import annotations
 
@@ -18,20 +20,28 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / 'README.md').read_text()
+PAGES = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
+README_LINES = 150
 TEST_FILES = [path for path in (ROOT / 'tests').rglob('*.py')
               if path.name != 'test_readme.py']
 
 
-def _commands() -> list[str]:
-    """Shell lines of the README's ```bash blocks, continuations joined."""
+def _commands(text: str) -> list[str]:
+    """Shell lines of a page's ```bash (or sh, shell, console) blocks,
+    continuations joined, ``$ `` prompts dropped."""
     lines = []
-    for block in re.findall(r'```bash\n(.*?)```', README, flags=re.S):
+    for block in re.findall(r'```(?:bash|sh|shell|console)\n(.*?)```', text,
+                            flags=re.S):
         block = block.replace('\\\n', ' ')
         for line in block.splitlines():
-            line = line.strip()
+            line = line.strip().removeprefix('$ ')
             if line and not line.startswith('#'):
                 lines.append(line)
     return lines
+
+
+def _page_name(page: Path) -> str:
+    return str(page.relative_to(ROOT))
 
 
 def _script_and_flags(command: str) -> tuple[str, list[str]] | None:
@@ -45,7 +55,9 @@ def _script_and_flags(command: str) -> tuple[str, list[str]] | None:
     return scripts[0], flags
 
 
-SCRIPT_COMMANDS = [c for c in _commands() if _script_and_flags(c)]
+SCRIPT_COMMANDS = [(_page_name(page), c) for page in PAGES
+                   for c in _commands(page.read_text())
+                   if _script_and_flags(c)]
 
 
 def _strings(node: ast.AST) -> list[str]:
@@ -124,7 +136,7 @@ SCRIPT_RUNS = [run for path in TEST_FILES
 
 
 def test_top_commands_are_the_make_targets_ci_runs():
-    top = _commands()[:2]
+    top = _commands(README)[:2]
     assert top == ['make quickstart', 'make test']
     ci = (ROOT / '.ci' / 'run').read_text()
     assert re.search(r'^make test$', ci, flags=re.M)
@@ -133,15 +145,15 @@ def test_top_commands_are_the_make_targets_ci_runs():
     assert re.search(r'^test:', makefile, flags=re.M)
 
 
-def test_readme_shows_tool_commands():
-    scripts = {_script_and_flags(c)[0] for c in SCRIPT_COMMANDS}
+def test_pages_show_tool_commands():
+    scripts = {_script_and_flags(c)[0] for _, c in SCRIPT_COMMANDS}
     for script in ('tools/train.py', 'tools/test.py', 'demo/image_demo.py',
                    'tools/convert_checkpoint.py', 'tools/benchmark.py'):
         assert script in scripts
 
 
-@pytest.mark.parametrize('command', SCRIPT_COMMANDS)
-def test_readme_command_is_exercised_by_a_test(command):
+@pytest.mark.parametrize('page,command', SCRIPT_COMMANDS)
+def test_command_is_exercised_by_a_test(page, command):
     script, flags = _script_and_flags(command)
     assert (ROOT / script).is_file(), f'{script} does not exist'
     name = Path(script).name
@@ -149,7 +161,7 @@ def test_readme_command_is_exercised_by_a_test(command):
              if name in scripts]
     assert users, f'no test runs {script}'
     missing = [f for f in flags if not any(f in passed for _, passed in users)]
-    assert not missing, (f'README runs {script} with {missing}, which no '
+    assert not missing, (f'{page} runs {script} with {missing}, which no '
                          f'test function that runs {script} passes')
 
 
@@ -174,3 +186,106 @@ def test_a_flag_counts_only_where_the_script_is_run():
         ('x.py::test_b', {'test.py'}, {'--tta'}),
         ('x.py::_bench', {'benchmark.py'}, {'--json'}),
         ('x.py::test_c', {'benchmark.py'}, {'--precision'})]
+
+
+def _without_code_blocks(text: str) -> str:
+    """A page without its fenced blocks."""
+    return re.sub(r'^```.*?^```', '', text, flags=re.S | re.M)
+
+
+def _without_code(text: str) -> str:
+    """A page without its fenced blocks and inline code spans."""
+    return re.sub(r'`[^`\n]*`', '', _without_code_blocks(text))
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's anchors for a page's headings: lower case, punctuation but
+    ``-`` and ``_`` dropped, spaces to ``-``; repeats get ``-1``, ``-2``."""
+    seen: dict[str, int] = {}
+    anchors = set()
+    for title in re.findall(r'^#{1,6} +(.+?) *#*$', _without_code_blocks(text),
+                            flags=re.M):
+        slug = re.sub(r'[^\w\- ]', '', title.replace('`', '').lower())
+        slug = slug.replace(' ', '-')
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        anchors.add(f'{slug}-{count}' if count else slug)
+    return anchors
+
+
+def _broken_links(page: Path) -> list[str]:
+    """The relative links of a page that lead to no file or no heading."""
+    broken = []
+    text = page.read_text()
+    for target in re.findall(r'\]\(([^)\s]+)(?: "[^"]*")?\)',
+                             _without_code(text)):
+        if re.match(r'[a-z]+:', target):
+            continue
+        path, _, anchor = target.partition('#')
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists():
+            broken.append(f'{target} (no file {linked})')
+        elif anchor and (linked.suffix != '.md' or
+                         anchor not in _anchors(linked.read_text())):
+            broken.append(f'{target} (no heading #{anchor} in {linked.name})')
+    return broken
+
+
+@pytest.mark.parametrize('page', PAGES, ids=_page_name)
+def test_relative_links_resolve(page):
+    assert _broken_links(page) == []
+
+
+def test_a_broken_link_or_anchor_is_found(tmp_path):
+    (tmp_path / 'docs').mkdir()
+    (tmp_path / 'docs' / 'b.md').write_text(
+        '# Train and test\n\n## `--tta`: multi-scale\n\n## Notes\n## Notes\n')
+    page = tmp_path / 'a.md'
+    page.write_text(
+        '# Top\n\nSee [b](docs/b.md), [t](docs/b.md#train-and-test),\n'
+        '[tta](docs/b.md#--tta-multi-scale), [n](docs/b.md#notes-1),\n'
+        '[top](#top), [web](https://example.org/x.md#y),\n'
+        '`[code](missing.md)` and [gone](docs/c.md),\n'
+        '[bad anchor](docs/b.md#training).\n\n'
+        '```\n[in a block](nowhere.md)\n```\n')
+    assert _broken_links(page) == [
+        f'docs/c.md (no file {tmp_path / "docs" / "c.md"})',
+        'docs/b.md#training (no heading #training in b.md)']
+
+
+def _linked_pages(page: Path) -> set[Path]:
+    """The Markdown files a page links to by a relative link."""
+    targets = re.findall(r'\]\(([^)#\s]+\.md)(?:#[^)]*)?\)',
+                         _without_code(page.read_text()))
+    return {(page.parent / t).resolve() for t in targets
+            if not re.match(r'[a-z]+:', t)}
+
+
+def _reachable(start: Path) -> set[Path]:
+    """The pages reached from ``start`` by following relative links."""
+    seen, todo = {start}, [start]
+    while todo:
+        for linked in _linked_pages(todo.pop()) - seen:
+            if linked.is_file():
+                seen.add(linked)
+                todo.append(linked)
+    return seen
+
+
+def test_readme_is_short_and_leads_to_every_docs_page():
+    assert len(README.splitlines()) <= README_LINES
+    unreached = set(PAGES) - _reachable(PAGES[0])
+    assert not unreached, (
+        f'{sorted(_page_name(p) for p in unreached)}: no link leads there '
+        'from README.md')
+
+
+def test_pages_are_reached_through_links(tmp_path):
+    (tmp_path / 'docs').mkdir()
+    (tmp_path / 'README.md').write_text('[a](docs/a.md#x) `[c](docs/c.md)`')
+    (tmp_path / 'docs' / 'a.md').write_text('[b](b.md) [top](../README.md)')
+    for name in ('b', 'c'):
+        (tmp_path / 'docs' / f'{name}.md').write_text('# page\n')
+    assert _reachable(tmp_path / 'README.md') == {
+        tmp_path / 'README.md', tmp_path / 'docs' / 'a.md',
+        tmp_path / 'docs' / 'b.md'}

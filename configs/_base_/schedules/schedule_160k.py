@@ -1,23 +1,15 @@
-# The ConvNeXt segmentation recipe: AdamW (lr 1e-4, betas (0.9, 0.999),
-# weight decay 0.05) with stage-wise layer decay 0.9, mixed precision, and
-# 160k iterations. num_layers is 6 for ConvNeXt-T, the model of the base
-# configs; the larger variants set 12.
+# The ConvNeXt segmentation schedule: 160k iterations, validation and a
+# checkpoint every 16k. The optimizer is in optimizers/adamw_layer_decay.py.
 #
 # Learning rate: 1500 iterations of linear warm-up starting at 1e-6 times the
 # base rate, and a poly decay (power 1) to 0 over all 160k iterations: the
 # released mmcv schedule (warmup_ratio=1e-6 scaling the poly rate of the same
 # iteration), exactly. At iteration t (0-based)
-#   lr(t) = 1e-4 * (1 - t / 160000) * w(t),
+#   lr(t) = lr * (1 - t / 160000) * w(t),   (lr: the optimizer's, 1e-4)
 #   w(t) = 1e-6 + (1 - 1e-6) * t / 1500 for t < 1500, else 1.
 # Both schedulers run from iteration 0 and multiply. mmengine's schedulers
 # reach their final value at iteration end - 1, hence the ends 1501 and
 # 160001.
-optim_wrapper = dict(
-    type='AmpOptimWrapper',
-    optimizer=dict(
-        type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='LayerDecayOptimWrapperConstructor',
-    paramwise_cfg=dict(decay_rate=0.9, decay_type='stage_wise', num_layers=6))
 param_scheduler = [
     dict(
         type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,

@@ -1,7 +1,6 @@
-# The ConvNeXt optimizer and lr formula of schedule_160k.py (AdamW, layer
-# decay, AMP, 1500 warm-up iterations, poly to 0) on mmseg's 80k-iteration
-# schedule, the length of its UPerNet Cityscapes recipes (512x1024 crops,
-# batch 8). No ConvNeXt Cityscapes recipe was published: this keeps what is
+# The lr formula of schedule_160k.py (1500 warm-up iterations, poly to 0)
+# on mmseg's 80k-iteration schedule, the length of its UPerNet Cityscapes
+# recipes (512x1024 crops, batch 8). No ConvNeXt Cityscapes recipe was published: this keeps what is
 # specific to ConvNeXt as in the ADE20K release and takes the length, crop
 # and batch from the established UPerNet Cityscapes runs. Cityscapes' 2975
 # training images at batch 8 make 80k iterations about 215 epochs; ADE20K's

@@ -13,6 +13,7 @@ _base_ = [
     '{repo}/configs/_base_/datasets/ade20k.py',
     '{repo}/configs/_base_/default_runtime.py',
     '{repo}/configs/_base_/schedules/schedule_160k.py',
+    '{repo}/configs/_base_/optimizers/adamw_layer_decay.py',
 ]
 crop = (32, 32)
 norm_cfg = dict(type='BN', requires_grad=True)
