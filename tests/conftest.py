@@ -12,6 +12,11 @@
   repository root, with one OpenMP thread and unbuffered output.
 - ``png_bomb``: writes a small, valid PNG that declares any size
   (40000x40000 by default).
+
+At the end of a session the suite fails if a test that this machine can run
+was skipped or dropped its variant: the bf16 tests on a CPU whose
+/proc/cpuinfo lists ``avx512_bf16`` or ``amx_bf16``, and fused AdamW with a
+torch that has it on CPU (2.4 and newer). See :data:`MUST_RUN`.
 """
 from __future__ import annotations
 
@@ -24,9 +29,32 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
+from packaging.version import Version
+
+from convseg.hardware import cpu_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO_ROOT / 'tests' / 'data' / 'tiny_upernet_convnext.py'
+
+#: this machine's capabilities, read without the code under test's checks
+NATIVE_BF16 = bool({'avx512_bf16', 'amx_bf16'} & cpu_flags())
+FUSED_ADAMW_ON_CPU = Version(torch.__version__.split('+')[0]) >= Version('2.4')
+#: test id -> (whether this machine must run it, the variants it must record
+#: with ``record_property('variants', ...)``)
+MUST_RUN: dict[str, tuple[bool, frozenset[str]]] = {
+    'tests/apis/test_fast.py::'
+    'test_bf16_precision_runs_bf16_and_returns_float32':
+    (NATIVE_BF16, frozenset()),
+    'tests/apis/test_fast.py::'
+    'test_tools_test_plain_by_default_and_fast_switch':
+    (True, frozenset({'plain', 'fast', 'bf16'} if NATIVE_BF16 else
+                     {'plain', 'fast'})),
+    'tests/tools/test_benchmark.py::test_infer_times_bf16_beside_fp32':
+    (NATIVE_BF16, frozenset()),
+    'tests/engine/test_train_speed.py::test_fused_adamw_trains_like_default':
+    (FUSED_ADAMW_ON_CPU, frozenset()),
+}
 
 
 def script_env(**more: str) -> dict[str, str]:
@@ -163,3 +191,71 @@ def png_bomb():
         return path
 
     return write
+
+
+def capability_gaps(collected: set[str], deselected: set[str],
+                    outcomes: dict[str, str],
+                    variants: dict[str, set[str]]) -> list[str]:
+    """What :data:`MUST_RUN` expected of this session and did not get.
+
+    ``collected`` and ``deselected`` are test ids; ``outcomes`` maps an id to
+    'skipped' when any of its phases skipped; ``variants`` holds what each
+    test recorded. A test of a collected file missing from both sets was
+    renamed or removed: that is a gap too, so the table stays true.
+    """
+    files = {test_id.split('::')[0] for test_id in collected}
+    gaps = []
+    for test_id, (must, expected) in MUST_RUN.items():
+        if not must or test_id in deselected:
+            continue
+        if test_id not in collected:
+            if test_id.split('::')[0] in files:
+                gaps.append(f'{test_id}: not collected (renamed? update '
+                            'MUST_RUN in tests/conftest.py)')
+            continue
+        if outcomes.get(test_id) == 'skipped':
+            gaps.append(f'{test_id}: skipped, and this machine can run it')
+        elif expected - variants.get(test_id, set()):
+            missing = ', '.join(sorted(expected - variants.get(test_id,
+                                                               set())))
+            gaps.append(f'{test_id}: ran without its {missing} variant')
+    return gaps
+
+
+_OUTCOMES: dict[str, str] = {}
+_VARIANTS: dict[str, set[str]] = {}
+_DESELECTED: set[str] = set()
+
+
+def _base_id(nodeid: str) -> str:
+    return nodeid.split('[')[0]
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Remember what -k / -m left out: those are not gaps."""
+    _DESELECTED.update(_base_id(item.nodeid) for item in items)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Record skips and the variants each test ran."""
+    test_id = _base_id(report.nodeid)
+    if report.skipped:
+        _OUTCOMES[test_id] = 'skipped'
+    for name, value in report.user_properties:
+        if name == 'variants':
+            _VARIANTS.setdefault(test_id, set()).update(value.split())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session when a test this machine can run did not run."""
+    if not hasattr(session, 'items'):
+        return
+    gaps = capability_gaps({_base_id(i.nodeid) for i in session.items},
+                           _DESELECTED, _OUTCOMES, _VARIANTS)
+    if gaps:
+        reporter = session.config.pluginmanager.get_plugin('terminalreporter')
+        lines = ['tests this machine can run did not run (native bf16: '
+                 f'{NATIVE_BF16}, torch {torch.__version__}):', *gaps]
+        if reporter is not None:
+            reporter.write_line('\n'.join(lines), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
