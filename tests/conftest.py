@@ -10,8 +10,14 @@
   under ``tmp_path``.
 - ``run_script``: runs a tool or demo with this interpreter, from the
   repository root, with one OpenMP thread and unbuffered output.
+- ``quickstart_run``: ``tools/quickstart.py`` run once per session on a
+  small setting; its dataset, work dir and trained checkpoint.
 - ``png_bomb``: writes a small, valid PNG that declares any size
   (40000x40000 by default).
+
+Tests that run a tool end to end (under ``tests/tools/``, the GPU dry run,
+or any test that uses ``run_script``) carry the ``end_to_end`` marker;
+``make test-quick`` leaves them out.
 
 At the end of a session the suite fails if a test that this machine can run
 was skipped or dropped its variant: the bf16 tests on a CPU whose
@@ -152,6 +158,25 @@ def scenes_root(dataset: Callable[..., str]) -> str:
     return dataset('scenes', num_train=24, num_val=4)
 
 
+@pytest.fixture(scope='session')
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory,
+                   run_script: Callable[..., subprocess.CompletedProcess]
+                   ) -> dict:
+    """``tools/quickstart.py`` on 32 + 8 scenes for 160 iterations, once per
+    session: ``result`` (the finished process), ``data`` (the dataset's
+    root), ``work`` (its work dir, checkpoint ``iter_160.pth``), ``iters``."""
+    root = tmp_path_factory.mktemp('quickstart')
+    data_root, work_dir = root / 'data', root / 'work'
+    iters = 160
+    result = run_script(
+        'tools/quickstart.py', '--num-train', 32, '--num-val', 8, '--iters',
+        iters, '--num-overlays', 2, '--data-root', data_root, '--work-dir',
+        work_dir, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return dict(result=result, data=data_root / 'synthetic_scenes',
+                work=work_dir, iters=iters)
+
+
 @pytest.fixture
 def umask_022() -> int:
     """Run the test under umask 022, the common default; restore it after."""
@@ -191,6 +216,26 @@ def png_bomb():
         return path
 
     return write
+
+
+#: test files that run tools end to end without the run_script fixture
+END_TO_END_FILES = ('tests/gpu/test_dry_run.py', )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``end_to_end`` marker."""
+    config.addinivalue_line(
+        'markers', 'end_to_end: runs a tool as a user would (left out by '
+        'make test-quick)')
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the end-to-end tests (see the module's docstring)."""
+    for item in items:
+        path = item.nodeid.split('::')[0]
+        if (path.startswith('tests/tools/') or path in END_TO_END_FILES or
+                'run_script' in getattr(item, 'fixturenames', ())):
+            item.add_marker(pytest.mark.end_to_end)
 
 
 def capability_gaps(collected: set[str], deselected: set[str],

@@ -68,7 +68,7 @@ work_dir = '{work_dir}'
 
 
 @pytest.fixture(scope='module')
-def ade_root(dataset):
+def ade_48x48(dataset):
     return dataset('ade20k', num_train=4, num_val=1, size=(48, 48))
 
 
@@ -199,8 +199,8 @@ def test_random_state_survives_a_weights_only_round_trip(tmp_path):
 # ---------------------------------------------------------------------------
 
 def test_full_disk_keeps_the_last_checkpoint_with_max_keep_ckpts(
-        tmp_path, ade_root, build_runner):
-    runner, work = build_runner(tmp_path, ade_root, max_iters=4, max_keep=1)
+        tmp_path, ade_48x48, build_runner):
+    runner, work = build_runner(tmp_path, ade_48x48, max_iters=4, max_keep=1)
     work.mkdir(parents=True, exist_ok=True)
     os.symlink('/dev/full', temporary_path(work / 'iter_4.pth'))
     with pytest.raises(CheckpointSaveError) as info:
@@ -218,8 +218,8 @@ def test_full_disk_keeps_the_last_checkpoint_with_max_keep_ckpts(
 
 
 def test_max_keep_ckpts_removes_the_oldest_after_the_new_one(
-        tmp_path, ade_root, build_runner):
-    runner, work = build_runner(tmp_path, ade_root, max_iters=6, max_keep=2)
+        tmp_path, ade_48x48, build_runner):
+    runner, work = build_runner(tmp_path, ade_48x48, max_iters=6, max_keep=2)
     runner.train()
     assert sorted(p for p in os.listdir(work) if p.endswith('.pth')) == [
         'iter_4.pth', 'iter_6.pth']
@@ -230,14 +230,14 @@ def test_max_keep_ckpts_removes_the_oldest_after_the_new_one(
                                                 'cuda'}
 
 
-def test_overflowing_update_is_never_saved(tmp_path, ade_root, build_runner):
+def test_overflowing_update_is_never_saved(tmp_path, ade_48x48, build_runner):
     # A finite loss whose SGD step overflows float32: the loss of iteration 1
     # is about 1e10, its gradients times lr 3e38 are not representable.
     def blow_up(cfg):
         cfg.model.decode_head.loss_decode.loss_weight = 1e10
         cfg.optim_wrapper.optimizer = dict(type='SGD', lr=3e38, weight_decay=0)
 
-    runner, work = build_runner(tmp_path, ade_root, max_iters=2, interval=1,
+    runner, work = build_runner(tmp_path, ade_48x48, max_iters=2, interval=1,
                                 edit=blow_up)
     with pytest.raises(NonFiniteWeightsError) as info:
         runner.train()
@@ -300,11 +300,11 @@ def test_unknown_model_arguments_are_named(key, value, expected, repo_root):
 # ---------------------------------------------------------------------------
 
 def test_save_best_keeps_the_old_best_until_the_new_one_is_complete(
-        tmp_path, ade_root, build_runner):
+        tmp_path, ade_48x48, build_runner):
     def best_miou(cfg):
         cfg.default_hooks.checkpoint.update(save_best='mIoU', rule='greater')
 
-    runner, work = build_runner(tmp_path, ade_root, max_iters=1, interval=1,
+    runner, work = build_runner(tmp_path, ade_48x48, max_iters=1, interval=1,
                                 edit=best_miou)
     runner.train()
     hook = next(h for h in runner.hooks
@@ -344,8 +344,8 @@ def _openmmlab_names(state):
 
 
 def test_load_from_maps_an_openmmlab_segmentation_checkpoint(
-        tmp_path, ade_root, build_runner):
-    runner, _ = build_runner(tmp_path, ade_root)
+        tmp_path, ade_48x48, build_runner):
+    runner, _ = build_runner(tmp_path, ade_48x48)
     generator = torch.Generator().manual_seed(5)
     trained = {k: v + torch.randn(v.shape, generator=generator)
                if v.is_floating_point() else v
@@ -354,7 +354,7 @@ def test_load_from_maps_an_openmmlab_segmentation_checkpoint(
     foreign = _openmmlab_names(trained)
     assert 'backbone.stages.0.0.depthwise_conv.weight' in foreign
     torch.save({'state_dict': foreign, 'meta': {}}, source)
-    runner, _ = build_runner(tmp_path, ade_root,
+    runner, _ = build_runner(tmp_path, ade_48x48,
                              edit=lambda cfg: setattr(cfg, 'load_from',
                                                       str(source)))
     runner.load_or_resume()
@@ -365,14 +365,14 @@ def test_load_from_maps_an_openmmlab_segmentation_checkpoint(
 
 
 def test_load_from_a_backbone_checkpoint_names_family_and_remedy(
-        tmp_path, ade_root, build_runner):
-    runner, _ = build_runner(tmp_path, ade_root)
+        tmp_path, ade_48x48, build_runner):
+    runner, _ = build_runner(tmp_path, ade_48x48)
     backbone = {k[len('backbone.'):]: v
                 for k, v in runner.model.state_dict().items()
                 if k.startswith('backbone.')}
     source = tmp_path / 'convnext_in1k.pth'
     torch.save({'model': _openmmlab_names(backbone)}, source)
-    runner, _ = build_runner(tmp_path, ade_root,
+    runner, _ = build_runner(tmp_path, ade_48x48,
                              edit=lambda cfg: setattr(cfg, 'load_from',
                                                       str(source)))
     with pytest.raises(CheckpointFormatError) as info:

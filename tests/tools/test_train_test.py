@@ -345,10 +345,15 @@ def test_cityscapes_train_and_tta_test_in_label_ids(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         'frankfurt_000000_000019_leftImg8bit.png',
         'lindau_000000_000019_leftImg8bit.png']
-    reference = confusion_miou(
-        cityscapes_pairs(out, data_root / 'gtFine' / 'val'), 19)
-    written = check_results(work, 'iter_20_tta', reference)
-    assert written['mIoU'] > 0  # street scenes are learnt in 20 iterations
+    pairs = cityscapes_pairs(out, data_root / 'gtFine' / 'val')
+    written = check_results(work, 'iter_20_tta', confusion_miou(pairs, 19))
+    # street scenes are learnt in 20 iterations: better than the most common
+    # class everywhere, scored by the same rule (measured: 8.79 against 2.69)
+    majority = np.bincount(np.concatenate(
+        [gt[gt != 255] for _, gt in pairs])).argmax()
+    baseline = confusion_miou(
+        [(np.full_like(gt, majority), gt) for _, gt in pairs], 19)[0]
+    assert written['mIoU'] > baseline + 4, (written['mIoU'], baseline)
     assert 'SyncBatchNorm (SyncBN) layers in the model will be ' \
         'automatically reverted' in text
 
