@@ -146,7 +146,7 @@ def check_rule(model: nn.Module,
 
 
 @pytest.fixture(scope='module')
-def convnext_t() -> nn.Module:
+def tiny() -> nn.Module:
     return build_model(segmentor_cfg('tiny'))
 
 
@@ -162,12 +162,11 @@ def atto() -> nn.Module:
 
 # ----------------------------------------------------------- the rule
 @pytest.mark.parametrize('decay_type', ['stage_wise', 'layer_wise'])
-def test_convnext_tiny_num_layers_6(convnext_t: nn.Module,
-                                    decay_type: str) -> None:
-    wrapper = build(convnext_t, optim_cfg(decay_type, 6))
+def test_convnext_tiny_num_layers_6(tiny: nn.Module, decay_type: str) -> None:
+    wrapper = build(tiny, optim_cfg(decay_type, 6))
     assert type(wrapper) is OptimWrapper
     assert type(wrapper.optimizer) is torch.optim.AdamW
-    check_rule(convnext_t, wrapper, 6, decay_type)
+    check_rule(tiny, wrapper, 6, decay_type)
 
 
 @pytest.mark.parametrize('decay_type', ['stage_wise', 'layer_wise'])
@@ -294,19 +293,18 @@ def test_frozen_stages_are_left_out_and_one_table_is_logged() -> None:
 
 
 # ------------------------------------------------ standard options on top
-def test_custom_keys_apply_on_top(convnext_t: nn.Module) -> None:
+def test_custom_keys_apply_on_top(tiny: nn.Module) -> None:
     custom_keys = {
         'decode_head': dict(lr_mult=10.0),
         'backbone.stages.3': dict(lr_mult=0.5, decay_mult=0.2),
     }
-    wrapper = build(convnext_t,
-                    optim_cfg('stage_wise', 6, custom_keys=custom_keys))
-    check_rule(convnext_t, wrapper, 6, 'stage_wise', mults={
+    wrapper = build(tiny, optim_cfg('stage_wise', 6, custom_keys=custom_keys))
+    check_rule(tiny, wrapper, 6, 'stage_wise', mults={
         'decode_head.': (10.0, 1.0),
         'backbone.stages.3.': (0.5, 0.2),
     })
     conv_seg = groups_by_param(wrapper)[id(
-        convnext_t.get_parameter('decode_head.conv_seg.weight'))]
+        tiny.get_parameter('decode_head.conv_seg.weight'))]
     assert conv_seg['lr'] == pytest.approx(10 * BASE_LR)
     assert conv_seg['lr_mult'] == 10.0
 
@@ -474,9 +472,8 @@ def test_backbone_without_the_hook() -> None:
         'DefaultOptimWrapperConstructor.')
 
 
-def test_every_group_is_a_distinct_layer_decay_kind(
-        convnext_t: nn.Module) -> None:
-    wrapper = build(convnext_t, optim_cfg('layer_wise', 6))
+def test_every_group_is_a_distinct_layer_decay_kind(tiny: nn.Module) -> None:
+    wrapper = build(tiny, optim_cfg('layer_wise', 6))
     kinds = Counter((g['layer_id'], g['weight_decay'] == 0.0)
                     for g in wrapper.optimizer.param_groups)
     assert max(kinds.values()) == 1

@@ -132,7 +132,7 @@ def test_plot_curves_on_the_quickstart_logs(quickstart_run, run_script,
     assert missing.stderr.startswith(f'error: no scalar log in {tmp_path}')
 
 
-def test_plot_curves_draws_the_layer_decayed_lr(quickstart_run, run_script,
+def test_plot_curves_draws_the_layer_decayed_lr(scenes_root, run_script,
                                                 tmp_path):
     """A short quickstart run with layer decay 0.9: the first backbone
     stage's curve is the heads' times 0.9 ** 4 (stage-wise, num_layers 4:
@@ -140,8 +140,9 @@ def test_plot_curves_draws_the_layer_decayed_lr(quickstart_run, run_script,
     iters, work_dir = 6, tmp_path / 'decay'
     result = run_script(
         'tools/train.py', QUICKSTART, '--work-dir', work_dir, '--cfg-options',
-        f'train_dataloader.dataset.data_root={quickstart_run["data"]}',
-        f'val_dataloader.dataset.data_root={quickstart_run["data"]}',
+        *(f'{loader}.dataset.data_root={scenes_root}'
+          for loader in ('train_dataloader', 'val_dataloader',
+                         'test_dataloader')),
         'train_dataloader.batch_size=2',
         'optim_wrapper.paramwise_cfg.decay_rate=0.9',
         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
