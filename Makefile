@@ -1,11 +1,13 @@
-# The two commands of the README: `make quickstart` and `make test`;
+# The two commands of the README: `make quickstart` and `make test` (the
+# whole suite, what CI runs); `make test-quick`: the unit tests only, for the
+# inner loop (no end-to-end tool runs);
 # `make test-gpu` on a GPU machine (tools/test_gpu.sh; PYTHON=... picks the
 # Python with CUDA PyTorch, default python3).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: install install-tests test quickstart test-gpu gpu-wheels
+.PHONY: install install-tests test test-quick quickstart test-gpu gpu-wheels
 
 install:
 	bash tools/install.sh
@@ -15,6 +17,9 @@ install-tests:
 
 test: install-tests
 	$(PY) -m pytest -q tests
+
+test-quick: install-tests
+	$(PY) -m pytest -q -m 'not end_to_end' tests
 
 quickstart: install
 	$(PY) tools/quickstart.py

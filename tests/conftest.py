@@ -10,8 +10,19 @@
   under ``tmp_path``.
 - ``run_script``: runs a tool or demo with this interpreter, from the
   repository root, with one OpenMP thread and unbuffered output.
+- ``quickstart_run``: ``tools/quickstart.py`` run once per session on a
+  small setting; its dataset, work dir and trained checkpoint.
 - ``png_bomb``: writes a small, valid PNG that declares any size
   (40000x40000 by default).
+
+Tests that run a tool end to end (under ``tests/tools/``, the GPU dry run,
+or any test that uses ``run_script``) carry the ``end_to_end`` marker;
+``make test-quick`` leaves them out.
+
+At the end of a session the suite fails if a test that this machine can run
+was skipped or dropped its variant: the bf16 tests on a CPU whose
+/proc/cpuinfo lists ``avx512_bf16`` or ``amx_bf16``, and fused AdamW with a
+torch that has it on CPU (2.4 and newer). See :data:`MUST_RUN`.
 """
 from __future__ import annotations
 
@@ -24,9 +35,32 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
+from packaging.version import Version
+
+from convseg.hardware import cpu_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO_ROOT / 'tests' / 'data' / 'tiny_upernet_convnext.py'
+
+#: this machine's capabilities, read without the code under test's checks
+NATIVE_BF16 = bool({'avx512_bf16', 'amx_bf16'} & cpu_flags())
+FUSED_ADAMW_ON_CPU = Version(torch.__version__.split('+')[0]) >= Version('2.4')
+#: test id -> (whether this machine must run it, the variants it must record
+#: with ``record_property('variants', ...)``)
+MUST_RUN: dict[str, tuple[bool, frozenset[str]]] = {
+    'tests/apis/test_fast.py::'
+    'test_bf16_precision_runs_bf16_and_returns_float32':
+    (NATIVE_BF16, frozenset()),
+    'tests/apis/test_fast.py::'
+    'test_tools_test_plain_by_default_and_fast_switch':
+    (True, frozenset({'plain', 'fast', 'bf16'} if NATIVE_BF16 else
+                     {'plain', 'fast'})),
+    'tests/tools/test_benchmark.py::test_infer_times_bf16_beside_fp32':
+    (NATIVE_BF16, frozenset()),
+    'tests/engine/test_train_speed.py::test_fused_adamw_trains_like_default':
+    (FUSED_ADAMW_ON_CPU, frozenset()),
+}
 
 
 def script_env(**more: str) -> dict[str, str]:
@@ -124,6 +158,25 @@ def scenes_root(dataset: Callable[..., str]) -> str:
     return dataset('scenes', num_train=24, num_val=4)
 
 
+@pytest.fixture(scope='session')
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory,
+                   run_script: Callable[..., subprocess.CompletedProcess]
+                   ) -> dict:
+    """``tools/quickstart.py`` on 32 + 8 scenes for 160 iterations, once per
+    session: ``result`` (the finished process), ``data`` (the dataset's
+    root), ``work`` (its work dir, checkpoint ``iter_160.pth``), ``iters``."""
+    root = tmp_path_factory.mktemp('quickstart')
+    data_root, work_dir = root / 'data', root / 'work'
+    iters = 160
+    result = run_script(
+        'tools/quickstart.py', '--num-train', 32, '--num-val', 8, '--iters',
+        iters, '--num-overlays', 2, '--data-root', data_root, '--work-dir',
+        work_dir, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return dict(result=result, data=data_root / 'synthetic_scenes',
+                work=work_dir, iters=iters)
+
+
 @pytest.fixture
 def umask_022() -> int:
     """Run the test under umask 022, the common default; restore it after."""
@@ -163,3 +216,91 @@ def png_bomb():
         return path
 
     return write
+
+
+#: test files that run tools end to end without the run_script fixture
+END_TO_END_FILES = ('tests/gpu/test_dry_run.py', )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``end_to_end`` marker."""
+    config.addinivalue_line(
+        'markers', 'end_to_end: runs a tool as a user would (left out by '
+        'make test-quick)')
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the end-to-end tests (see the module's docstring)."""
+    for item in items:
+        path = item.nodeid.split('::')[0]
+        if (path.startswith('tests/tools/') or path in END_TO_END_FILES or
+                'run_script' in getattr(item, 'fixturenames', ())):
+            item.add_marker(pytest.mark.end_to_end)
+
+
+def capability_gaps(collected: set[str], deselected: set[str],
+                    outcomes: dict[str, str],
+                    variants: dict[str, set[str]]) -> list[str]:
+    """What :data:`MUST_RUN` expected of this session and did not get.
+
+    ``collected`` and ``deselected`` are test ids; ``outcomes`` maps an id to
+    'skipped' when any of its phases skipped; ``variants`` holds what each
+    test recorded. A test of a collected file missing from both sets was
+    renamed or removed: that is a gap too, so the table stays true.
+    """
+    files = {test_id.split('::')[0] for test_id in collected}
+    gaps = []
+    for test_id, (must, expected) in MUST_RUN.items():
+        if not must or test_id in deselected:
+            continue
+        if test_id not in collected:
+            if test_id.split('::')[0] in files:
+                gaps.append(f'{test_id}: not collected (renamed? update '
+                            'MUST_RUN in tests/conftest.py)')
+            continue
+        if outcomes.get(test_id) == 'skipped':
+            gaps.append(f'{test_id}: skipped, and this machine can run it')
+        elif expected - variants.get(test_id, set()):
+            missing = ', '.join(sorted(expected - variants.get(test_id,
+                                                               set())))
+            gaps.append(f'{test_id}: ran without its {missing} variant')
+    return gaps
+
+
+_OUTCOMES: dict[str, str] = {}
+_VARIANTS: dict[str, set[str]] = {}
+_DESELECTED: set[str] = set()
+
+
+def _base_id(nodeid: str) -> str:
+    return nodeid.split('[')[0]
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Remember what -k / -m left out: those are not gaps."""
+    _DESELECTED.update(_base_id(item.nodeid) for item in items)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Record skips and the variants each test ran."""
+    test_id = _base_id(report.nodeid)
+    if report.skipped:
+        _OUTCOMES[test_id] = 'skipped'
+    for name, value in report.user_properties:
+        if name == 'variants':
+            _VARIANTS.setdefault(test_id, set()).update(value.split())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session when a test this machine can run did not run."""
+    if not hasattr(session, 'items'):
+        return
+    gaps = capability_gaps({_base_id(i.nodeid) for i in session.items},
+                           _DESELECTED, _OUTCOMES, _VARIANTS)
+    if gaps:
+        reporter = session.config.pluginmanager.get_plugin('terminalreporter')
+        lines = ['tests this machine can run did not run (native bf16: '
+                 f'{NATIVE_BF16}, torch {torch.__version__}):', *gaps]
+        if reporter is not None:
+            reporter.write_line('\n'.join(lines), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

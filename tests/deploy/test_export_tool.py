@@ -56,21 +56,15 @@ def test_tool_without_the_extra_says_what_to_install(tmp_path, tiny,
     assert not (tmp_path / 'x.onnx').exists()
 
 
-def test_quickstart_model_deploys_with_the_same_miou(tmp_path, scenes_root,
+def test_quickstart_model_deploys_with_the_same_miou(tmp_path, quickstart_run,
                                                      run_script, repo_root):
-    iters = 8
+    # the model tools/quickstart.py trained (160 iterations, shared by the
+    # session): trained enough to tell several classes apart
+    scenes_root, iters = quickstart_run['data'], quickstart_run['iters']
     data = [f'{loader}.dataset.data_root={scenes_root}'
             for loader in ('train_dataloader', 'val_dataloader',
                            'test_dataloader')]
-    work = tmp_path / 'work'
-    result = run_script(
-        'tools/train.py', QUICKSTART, '--work-dir', work, '--cfg-options',
-        *data, f'train_cfg.max_iters={iters}',
-        f'train_cfg.val_interval={iters}',
-        f'default_hooks.checkpoint.interval={iters}',
-        f'param_scheduler.1.end={iters}')
-    assert result.returncode == 0, result.stderr[-3000:]
-    checkpoint = work / f'iter_{iters}.pth'
+    checkpoint = quickstart_run['work'] / f'iter_{iters}.pth'
     result = run_script('tools/test.py', QUICKSTART, checkpoint,
                         '--work-dir', tmp_path / 'test', '--cfg-options',
                         *data)
@@ -102,7 +96,6 @@ def test_quickstart_model_deploys_with_the_same_miou(tmp_path, scenes_root,
     runner = Runner.from_cfg(cfg)
     runner.model = init_model(cfg, str(onnx_file))
     metrics = runner.test()
-    assert expected['mIoU'] > 0
     assert abs(metrics['mIoU'] - expected['mIoU']) < 1e-6
 
     # the image demo through onnxruntime draws PyTorch's masks
@@ -115,7 +108,12 @@ def test_quickstart_model_deploys_with_the_same_miou(tmp_path, scenes_root,
     paths = sorted(val.iterdir())
     torch_model = init_model(str(repo_root / QUICKSTART), str(checkpoint),
                              fast=False)
+    predicted = set()
     for path, labels in zip(paths, inference_labels(torch_model,
                                                     [str(p) for p in paths])):
         mask = np.asarray(Image.open(out / f'{path.stem}_mask.png'))
         assert (mask == labels).mean() >= 0.9999
+        predicted |= set(np.unique(labels).tolist())
+    # an untrained model predicts one or two classes everywhere: agreement
+    # on those would say little
+    assert len(predicted) >= 3, predicted

@@ -7,12 +7,14 @@ import convseg  # noqa: F401
 from convseg.engine.launch import LaunchError, fit_to_device
 from convseg.engine.hooks import LrLoggerHook
 
-pytestmark = pytest.mark.skipif(torch.cuda.is_available(),
-                                reason='the CPU fallbacks apply without CUDA')
+#: fit_to_device changes a recipe only where CUDA is missing
+without_cuda = pytest.mark.skipif(
+    torch.cuda.is_available(), reason='the CPU fallbacks apply without CUDA')
 
 CONFIG = 'configs/upernet_convnext_t_ade20k.py'
 
 
+@without_cuda
 def test_amp_becomes_fp32_and_sync_bn_stays_on_one_process(repo_root):
     cfg = Config.fromfile(repo_root / CONFIG)
     cfg.launcher = 'none'
@@ -27,6 +29,7 @@ def test_amp_becomes_fp32_and_sync_bn_stays_on_one_process(repo_root):
     assert 'model_wrapper_cfg' not in cfg
 
 
+@without_cuda
 def test_slurm_without_gpus_is_refused(repo_root):
     cfg = Config.fromfile(repo_root / CONFIG)
     cfg.launcher = 'slurm'

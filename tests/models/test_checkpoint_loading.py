@@ -9,6 +9,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import convseg  # noqa: F401
+from convseg.apis import init_model
 from convseg.errors import CheckpointFormatError, CheckpointMismatchError
 from convseg.models.checkpoint_loading import (dataset_meta_from,
                                                load_backbone_weights,
@@ -186,15 +187,7 @@ def openmmlab_segmentor_checkpoint(model) -> dict:
 
 
 def load_through_api(config: str, checkpoint: str):
-    """init_model of convseg.apis when present, else build + load."""
-    try:
-        from convseg.apis import init_model
-    except ImportError:
-        from mmseg.registry import MODELS
-        init_default_scope('mmseg')
-        model = MODELS.build(Config.fromfile(config).model)
-        load_segmentor_checkpoint(model, checkpoint)
-        return model.eval()
+    """The segmentor as convseg.apis.init_model loads it (plain path)."""
     return init_model(config, checkpoint, device='cpu', fast=False)
 
 

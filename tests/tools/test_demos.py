@@ -54,11 +54,11 @@ def run_demo(run_script):
 
 
 @pytest.fixture(scope='module')
-def tiny(tmp_path_factory, repo_root, tiny_config):
+def demo_tiny(tmp_path_factory, repo_root, tiny_config):
     """Config, checkpoint, the in-process model and the ADE20K palette."""
     root = tmp_path_factory.mktemp('demo')
     (root / 'tiny.py').write_text(CONFIG.format(
-        tiny=str(tiny_config),
+        demo_tiny=str(tiny_config),
         ade20k=str(repo_root / 'configs/_base_/datasets/ade20k.py')))
     init_default_scope('mmseg')
     from mmseg.registry import MODELS
@@ -72,9 +72,9 @@ def tiny(tmp_path_factory, repo_root, tiny_config):
 
 
 @pytest.fixture(scope='module')
-def inputs(tiny, png_bomb):
+def inputs(demo_tiny, png_bomb):
     """Image files as users have them, and their upright RGB pixels."""
-    folder = tiny['root'] / 'photos'
+    folder = demo_tiny['root'] / 'photos'
     (folder / 'sub').mkdir(parents=True)
     expected = {}
     gray = _smooth(48, 64, 1, channels=1)[:, :, 0]
@@ -135,11 +135,11 @@ def _swatch_colours(strip, palette):
                          kernel).any()}
 
 
-def test_image_demo_on_a_folder(tiny, inputs, run_demo):
+def test_image_demo_on_a_folder(demo_tiny, inputs, run_demo):
     folder, expected = inputs
-    out = tiny['root'] / 'out'
-    done = run_demo('image_demo.py', folder, tiny['config'],
-                    tiny['checkpoint'], '--out-dir', out)
+    out = demo_tiny['root'] / 'out'
+    done = run_demo('image_demo.py', folder, demo_tiny['config'],
+                    demo_tiny['checkpoint'], '--out-dir', out)
     assert done.returncode == 1, done.stderr
     assert f'skipped {folder / "broken.jpg"}: cannot decode' in done.stderr
     assert (f'skipped {folder / "huge.png"}: image {folder / "huge.png"} '
@@ -151,7 +151,7 @@ def test_image_demo_on_a_folder(tiny, inputs, run_demo):
     assert 'wrote overlays and masks of 5 image(s)' in done.stdout
     assert not list(out.glob('broken*')) and not list(out.glob('huge*'))
 
-    model = tiny['model']
+    model = demo_tiny['model']
     palette = model.dataset_meta['palette']
     for name, image in expected.items():
         with Image.open(out / f'{name}_mask.png') as mask:
@@ -173,11 +173,11 @@ def test_image_demo_on_a_folder(tiny, inputs, run_demo):
     assert expected['rotated'].shape[:2] == (80, 36)
 
 
-def test_image_demo_on_one_image_with_options(tiny, inputs, run_demo):
+def test_image_demo_on_one_image_with_options(demo_tiny, inputs, run_demo):
     folder, expected = inputs
-    out = tiny['root'] / 'single'
-    done = run_demo('image_demo.py', folder / 'rgba.png', tiny['config'],
-                    tiny['checkpoint'], '--out-dir', out, '--no-legend',
+    out = demo_tiny['root'] / 'single'
+    done = run_demo('image_demo.py', folder / 'rgba.png', demo_tiny['config'],
+                    demo_tiny['checkpoint'], '--out-dir', out, '--no-legend',
                     '--palette', 'random', '--opacity', '0.7')
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ['rgba_mask.png',
@@ -187,16 +187,17 @@ def test_image_demo_on_one_image_with_options(tiny, inputs, run_demo):
     assert drawn.shape == expected['rgba'].shape
     _assert_blend(drawn, expected['rgba'], labels, random_palette(150), 0.7)
     np.testing.assert_array_equal(
-        labels, inference_labels(tiny['model'], folder / 'rgba.png'))
+        labels, inference_labels(demo_tiny['model'], folder / 'rgba.png'))
 
 
-def test_image_demo_with_labels_and_no_fast(tiny, inputs, run_demo):
+def test_image_demo_with_labels_and_no_fast(demo_tiny, inputs, run_demo):
     folder, expected = inputs
     drawn = {}
     for flags in ((), ('--with-labels',)):
-        out = tiny['root'] / ('labels' if flags else 'plain')
-        done = run_demo('image_demo.py', folder / 'rgba.png', tiny['config'],
-                        tiny['checkpoint'], '--out-dir', out, *flags)
+        out = demo_tiny['root'] / ('labels' if flags else 'plain')
+        done = run_demo('image_demo.py', folder / 'rgba.png',
+                        demo_tiny['config'],
+                        demo_tiny['checkpoint'], '--out-dir', out, *flags)
         assert done.returncode == 0, done.stderr
         drawn[bool(flags)] = np.asarray(Image.open(out / 'rgba_overlay.png'))
     plain, labelled = drawn[False], drawn[True]
@@ -207,12 +208,12 @@ def test_image_demo_with_labels_and_no_fast(tiny, inputs, run_demo):
     changed[:height, :width] = False
     assert not changed.any()
 
-    out = tiny['root'] / 'no_fast'
-    done = run_demo('image_demo.py', folder / 'rgba.png', tiny['config'],
-                    tiny['checkpoint'], '--out-dir', out, '--no-fast')
+    out = demo_tiny['root'] / 'no_fast'
+    done = run_demo('image_demo.py', folder / 'rgba.png', demo_tiny['config'],
+                    demo_tiny['checkpoint'], '--out-dir', out, '--no-fast')
     assert done.returncode == 0, done.stderr
     plain_model = np.asarray(Image.open(out / 'rgba_mask.png'))
-    fast_model = np.asarray(Image.open(tiny['root'] / 'plain' /
+    fast_model = np.asarray(Image.open(demo_tiny['root'] / 'plain' /
                                        'rgba_mask.png'))
     assert (plain_model == fast_model).mean() >= 0.999
 
@@ -240,12 +241,13 @@ def _read_clip(path):
     return fps, read
 
 
-def test_video_demo_keeps_fps_size_and_frames(tiny, run_demo):
-    source = tiny['root'] / 'clip.avi'
+def test_video_demo_keeps_fps_size_and_frames(demo_tiny, run_demo):
+    source = demo_tiny['root'] / 'clip.avi'
     _write_clip(source, 'MJPG', 7.0, 10, 6)
-    target = tiny['root'] / 'clip_seg.mp4'
-    done = run_demo('video_demo.py', source, tiny['config'],
-                    tiny['checkpoint'], '--out', target, '--batch-size', '4')
+    target = demo_tiny['root'] / 'clip_seg.mp4'
+    done = run_demo('video_demo.py', source, demo_tiny['config'],
+                    demo_tiny['checkpoint'], '--out', target, '--batch-size',
+                    '4')
     assert done.returncode == 0, done.stderr
     assert '6 frames in' in done.stdout
     assert 'frames per second' in done.stdout
@@ -254,7 +256,7 @@ def test_video_demo_keeps_fps_size_and_frames(tiny, run_demo):
     assert fps_out == fps_in == 7.0
     assert len(written) == len(originals) == 6
     assert all(f.shape == (48, 64, 3) for f in written)
-    model = tiny['model']
+    model = demo_tiny['model']
     palette = np.asarray(model.dataset_meta['palette'], np.float64)
     for original, output in zip(originals, written):
         labels = inference_labels(model, original)
@@ -269,12 +271,12 @@ def test_video_demo_keeps_fps_size_and_frames(tiny, run_demo):
 
 
 def test_video_demo_sizes_its_output_from_the_decoded_rotated_frames(
-        tiny, run_demo):
+        demo_tiny, run_demo):
     """An mp4 whose track header says 'turn 90 degrees': OpenCV decodes the
     frames upright (48 wide, 64 high); the output has their size and every
     frame. (OpenCV 5 also reports the turned size as the container's; older
     versions reported the stored one, and the writer dropped every frame.)"""
-    stored = tiny['root'] / 'stored.mp4'
+    stored = demo_tiny['root'] / 'stored.mp4'
     _write_clip(stored, 'mp4v', 5.0, 11, 5)
     data = bytearray(stored.read_bytes())
     tkhd = data.index(b'tkhd')
@@ -284,11 +286,11 @@ def test_video_demo_sizes_its_output_from_the_decoded_rotated_frames(
         1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 30)
     struct.pack_into('>9i', data, matrix, 0, 1 << 16, 0, -(1 << 16), 0, 0,
                      0, 0, 1 << 30)
-    source = tiny['root'] / 'turned.mp4'
+    source = demo_tiny['root'] / 'turned.mp4'
     source.write_bytes(bytes(data))
-    target = tiny['root'] / 'turned_seg.avi'
-    done = run_demo('video_demo.py', source, tiny['config'],
-                    tiny['checkpoint'], '--out', target)
+    target = demo_tiny['root'] / 'turned_seg.avi'
+    done = run_demo('video_demo.py', source, demo_tiny['config'],
+                    demo_tiny['checkpoint'], '--out', target)
     assert done.returncode == 0, done.stderr
     assert f'wrote {target} (48x64, 5 fps)' in done.stdout
     _, written = _read_clip(target)
@@ -309,31 +311,32 @@ def load_demo(repo_root):
     return load
 
 
-def test_image_demo_unsafe_load_is_opt_in(tiny, inputs, capsys, load_demo):
+def test_image_demo_unsafe_load_is_opt_in(demo_tiny, inputs, capsys,
+                                          load_demo):
     folder, _ = inputs
-    checkpoint = torch.load(tiny['checkpoint'], weights_only=True)
+    checkpoint = torch.load(demo_tiny['checkpoint'], weights_only=True)
     checkpoint['meta']['args'] = argparse.Namespace(lr=0.1)  # a pickled object
-    pickled = tiny['root'] / 'pickled.pth'
+    pickled = demo_tiny['root'] / 'pickled.pth'
     torch.save(checkpoint, pickled)
     image_demo = load_demo('image_demo')
-    args = [str(folder / 'gray.png'), str(tiny['config']), str(pickled),
-            '--out-dir', str(tiny['root'] / 'unsafe')]
+    args = [str(folder / 'gray.png'), str(demo_tiny['config']), str(pickled),
+            '--out-dir', str(demo_tiny['root'] / 'unsafe')]
     assert image_demo.main(args) == 1
     err = capsys.readouterr().err
     assert err.startswith(f'error: refusing to load checkpoint {pickled}: it '
                           'holds a pickled object (argparse.Namespace)')
     assert 'Traceback' not in err
-    assert not (tiny['root'] / 'unsafe').exists()
+    assert not (demo_tiny['root'] / 'unsafe').exists()
     assert image_demo.main(args + ['--unsafe-load']) == 0
-    assert (tiny['root'] / 'unsafe' / 'gray_mask.png').is_file()
+    assert (demo_tiny['root'] / 'unsafe' / 'gray_mask.png').is_file()
 
 
-def test_video_demo_reports_a_missing_input(tiny, capsys, load_demo):
+def test_video_demo_reports_a_missing_input(demo_tiny, capsys, load_demo):
     video_demo = load_demo('video_demo')
-    missing = tiny['root'] / 'none.avi'
-    code = video_demo.main([str(missing), str(tiny['config']),
-                            str(tiny['checkpoint']), '--out',
-                            str(tiny['root'] / 'x.mp4')])
+    missing = demo_tiny['root'] / 'none.avi'
+    code = video_demo.main([str(missing), str(demo_tiny['config']),
+                            str(demo_tiny['checkpoint']), '--out',
+                            str(demo_tiny['root'] / 'x.mp4')])
     assert code == 1
     assert f'cannot open video {missing}' in capsys.readouterr().err
-    assert not (tiny['root'] / 'x.mp4').exists()
+    assert not (demo_tiny['root'] / 'x.mp4').exists()

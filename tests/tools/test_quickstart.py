@@ -13,20 +13,8 @@ from PIL import Image
 from convseg.plots import PANEL_PIXELS, draw_curves, read_scalars
 
 ITERS = 160
+QUICKSTART = 'configs/quickstart_convnext_atto_scenes.py'
 CLASSES = ['background', 'stripes', 'checks', 'dots', 'ring', 'triangle']
-
-
-@pytest.fixture(scope='module')
-def quickstart(tmp_path_factory, run_script):
-    root = tmp_path_factory.mktemp('quickstart')
-    data_root, work_dir = root / 'data', root / 'work'
-    result = run_script(
-        'tools/quickstart.py', '--num-train', 32, '--num-val', 8, '--iters',
-        ITERS, '--num-overlays', 2, '--data-root', data_root, '--work-dir',
-        work_dir, timeout=1200)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    return dict(result=result, data=data_root / 'synthetic_scenes',
-                work=work_dir)
 
 
 def majority_class_miou(dataset) -> float:
@@ -41,9 +29,10 @@ def majority_class_miou(dataset) -> float:
     return 100 * counts.max() / counts.sum() / present
 
 
-def test_quickstart_trains_a_model_better_than_a_constant(quickstart):
-    result, dataset, work_dir = (quickstart[k] for k in ('result', 'data',
-                                                          'work'))
+def test_quickstart_trains_a_model_better_than_a_constant(quickstart_run):
+    result, dataset, work_dir = (quickstart_run[k]
+                                 for k in ('result', 'data', 'work'))
+    assert quickstart_run['iters'] == ITERS
     for split, count in (('training', 32), ('validation', 8)):
         assert len(os.listdir(dataset / 'images' / split)) == count
         assert len(os.listdir(dataset / 'annotations' / split)) == count
@@ -83,9 +72,9 @@ def test_quickstart_trains_a_model_better_than_a_constant(quickstart):
     assert not (work_dir / 'overlays' / 'scene_000002_overlay.png').exists()
 
 
-def test_summary_sheet_panels(quickstart):
+def test_summary_sheet_panels(quickstart_run):
     from convseg.plots import summary_sheet
-    sheet = Image.open(quickstart['work'] / 'summary.png')
+    sheet = Image.open(quickstart_run['work'] / 'summary.png')
     assert sheet.mode in ('RGB', 'RGBA')
     # 2 rows of 3 panels of PANEL_PIXELS, the curves below, the legend right
     assert sheet.size[0] >= 3 * PANEL_PIXELS
@@ -94,8 +83,8 @@ def test_summary_sheet_panels(quickstart):
     labels = np.zeros((64, 64), np.int64)
     path, smallest = summary_sheet(
         [('a', image, labels, labels)] * 2, CLASSES,
-        [(i * 40, 0, 0) for i in range(6)], str(quickstart['work']),
-        str(quickstart['work'] / 'again.png'))
+        [(i * 40, 0, 0) for i in range(6)], str(quickstart_run['work']),
+        str(quickstart_run['work'] / 'again.png'))
     assert smallest >= 192
     assert Image.open(path).size == sheet.size
 
@@ -108,9 +97,9 @@ def text_log_losses(work_dir) -> dict[int, float]:
     return {int(i): float(v) for i, v in found}
 
 
-def test_plot_curves_on_the_quickstart_logs(quickstart, run_script,
-                                            tmp_path, repo_root):
-    work_dir = quickstart['work']
+def test_plot_curves_on_the_quickstart_logs(quickstart_run, run_script,
+                                            tmp_path):
+    work_dir = quickstart_run['work']
     out = tmp_path / 'curves.png'
     run = run_script('tools/plot_curves.py', work_dir, '--out', out)
     assert run.returncode == 0, run.stderr
@@ -132,18 +121,6 @@ def test_plot_curves_on_the_quickstart_logs(quickstart, run_script,
     assert list(steps) == sorted(expected)
     np.testing.assert_allclose(values, [expected[s] for s in steps],
                                atol=5e-5)
-    _, head_lr = lines['heads'].get_data()
-    _, stage1_lr = lines['first backbone stage'].get_data()
-    # stage-wise decay: stage 1 has layer id 1 of num_layers=4, so its lr is
-    # the head's times decay_rate ** 4 (the quickstart trains from scratch
-    # with decay_rate 1.0: the same lr)
-    from mmengine.config import Config
-    paramwise = Config.fromfile(str(
-        repo_root / 'configs' / 'quickstart_convnext_atto_scenes.py')
-    ).optim_wrapper.paramwise_cfg
-    assert (paramwise.decay_type, paramwise.num_layers) == ('stage_wise', 4)
-    np.testing.assert_allclose(
-        stage1_lr, head_lr * paramwise.decay_rate**4, rtol=1e-6)
     miou_steps, miou = axes[2].lines[0].get_data()
     assert list(miou_steps) == [ITERS // 5 * i for i in range(1, 6)]
     metrics = json.loads((work_dir / 'test' / f'iter_{ITERS}_metrics.json'
@@ -153,3 +130,38 @@ def test_plot_curves_on_the_quickstart_logs(quickstart, run_script,
     missing = run_script('tools/plot_curves.py', tmp_path)
     assert missing.returncode == 1
     assert missing.stderr.startswith(f'error: no scalar log in {tmp_path}')
+
+
+def test_plot_curves_draws_the_layer_decayed_lr(scenes_root, run_script,
+                                                tmp_path):
+    """A short quickstart run with layer decay 0.9: the first backbone
+    stage's curve is the heads' times 0.9 ** 4 (stage-wise, num_layers 4:
+    stage 1 has layer id 1)."""
+    iters, work_dir = 6, tmp_path / 'decay'
+    result = run_script(
+        'tools/train.py', QUICKSTART, '--work-dir', work_dir, '--cfg-options',
+        *(f'{loader}.dataset.data_root={scenes_root}'
+          for loader in ('train_dataloader', 'val_dataloader',
+                         'test_dataloader')),
+        'train_dataloader.batch_size=2',
+        'optim_wrapper.paramwise_cfg.decay_rate=0.9',
+        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+        'default_hooks.logger.interval=1',
+        f'default_hooks.checkpoint.interval={iters}',
+        f'param_scheduler.1.end={iters}')
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(1, 3)
+    draw_curves(axes, read_scalars(str(work_dir)))
+    lines = {line.get_label(): line for ax in axes for line in ax.lines}
+    head_steps, head_lr = lines['heads'].get_data()
+    stage1_steps, stage1_lr = lines['first backbone stage'].get_data()
+    plt.close(figure)
+    assert list(head_steps) == list(stage1_steps) == list(range(1, iters + 1))
+    # the warm-up moves the lr at every step: each point is its own step's
+    assert len(set(head_lr)) == iters
+    np.testing.assert_allclose(np.asarray(stage1_lr) / head_lr, 0.9**4,
+                               rtol=1e-6)

@@ -101,27 +101,24 @@ def weights(path):
 
 
 @pytest.fixture
-def run_tool(repo_root, monkeypatch, capsys):
-    """``run_tool(script, args)``: run a tool in this process; return (exit
-    code, stdout, stderr).
+def run_in_process(repo_root, monkeypatch, capsys):
+    """``run_in_process(script, args)``: run a tool in this process as
+    ``python script args`` would; return (exit code, stdout, stderr).
 
-    An exception that escapes the tool counts as Python reports it: exit
-    code 1 and the exception last on stderr. stderr starts at the tool's
+    An exception that escapes the tool is raised here, so a crash fails the
+    test instead of passing for a clear error. stderr starts at the tool's
     ``error:`` line when there is one (loggers of earlier in-process runs may
     write noise before it).
     """
     def run(script, args):
         path = str(repo_root / script)
         monkeypatch.setattr(sys, 'argv', [path] + [str(a) for a in args])
-        code, escaped = 0, ''
+        code = 0
         try:
             runpy.run_path(path, run_name='__main__')
         except SystemExit as done:
             code = done.code or 0
-        except Exception as err:  # noqa: BLE001  (as an uncaught exception)
-            code, escaped = 1, f'{type(err).__name__}: {err}\n'
         out, err = capsys.readouterr()
-        err += escaped
         if 'error: ' in err:
             err = err[err.index('error: '):]
         return code, out, err
@@ -250,7 +247,8 @@ class Trap:
         return (open, (self.marker, 'w'))
 
 
-def test_malicious_checkpoint_is_refused_everywhere(setup, tmp_path, run_tool):
+def test_malicious_checkpoint_is_refused_everywhere(setup, tmp_path,
+                                                    run_in_process):
     marker = tmp_path / 'code_ran'
     checkpoint = torch.load(setup['final'], weights_only=True)
     checkpoint['meta']['trap'] = Trap(str(marker))
@@ -269,9 +267,9 @@ def test_malicious_checkpoint_is_refused_everywhere(setup, tmp_path, run_tool):
                         tmp_path / 'demo']),
     }
     for name, (script, args) in runs.items():
-        code, out, err = run_tool(script, args)
+        code, out, err = run_in_process(script, args)
         assert code == 1, (name, out[-2000:], err)
-        assert refusal in err, (name, err)
+        assert err.startswith(f'error: {refusal}'), (name, err)
         assert not marker.exists(), name
     assert not (tmp_path / 'converted.pth').exists()
     # the file really is malicious: full unpickling runs its code
@@ -280,17 +278,19 @@ def test_malicious_checkpoint_is_refused_everywhere(setup, tmp_path, run_tool):
     assert marker.exists()
 
 
-def test_unsafe_load_opt_in_loads_a_trusted_file(setup, tmp_path, run_tool):
+def test_unsafe_load_opt_in_loads_a_trusted_file(setup, tmp_path,
+                                                 run_in_process):
     checkpoint = torch.load(setup['final'], weights_only=True)
     checkpoint['meta']['args'] = argparse.Namespace(lr=0.01)
     trusted = tmp_path / 'trusted.pth'
     torch.save(checkpoint, trusted)
     args = [setup['config'], trusted, '--work-dir', tmp_path / 'w']
-    code, _, err = run_tool(TEST, args)
+    code, _, err = run_in_process(TEST, args)
     assert code == 1
-    assert 'it holds a pickled object (argparse.Namespace)' in err
+    assert err.startswith(f'error: refusing to load checkpoint {trusted}: '
+                          'it holds a pickled object (argparse.Namespace)')
     assert 'pass --unsafe-load' in err
-    code, out, err = run_tool(TEST, args + ['--unsafe-load'])
+    code, out, err = run_in_process(TEST, args + ['--unsafe-load'])
     assert code == 0, out[-2000:] + err
     assert f'{trusted}: aAcc: ' in out and ' mIoU: ' in out
     assert os.environ.get(checkpoint_reading.UNSAFE_LOAD_ENV) is None
@@ -300,9 +300,10 @@ def test_unsafe_load_opt_in_loads_a_trusted_file(setup, tmp_path, run_tool):
 # config and checkpoint mistakes
 # ---------------------------------------------------------------------------
 
-def test_resume_with_other_num_classes_names_both(setup, tmp_path, run_tool):
+def test_resume_with_other_num_classes_names_both(setup, tmp_path,
+                                                  run_in_process):
     checkpoint = setup['work'] / 'iter_2.pth'
-    code, _, err = run_tool(TRAIN, [
+    code, _, err = run_in_process(TRAIN, [
         setup['config'], '--resume', checkpoint, '--work-dir', tmp_path,
         '--cfg-options', 'model.decode_head.num_classes=19'])
     assert code == 1
@@ -316,8 +317,8 @@ def test_resume_with_other_num_classes_names_both(setup, tmp_path, run_tool):
 
 
 def test_test_tool_with_other_num_classes_names_both(setup, tmp_path,
-                                                     run_tool):
-    code, _, err = run_tool(TEST, [
+                                                     run_in_process):
+    code, _, err = run_in_process(TEST, [
         setup['config'], setup['final'], '--work-dir', tmp_path,
         '--cfg-options', 'model.decode_head.num_classes=19',
         'model.auxiliary_head.num_classes=19'])
@@ -328,9 +329,9 @@ def test_test_tool_with_other_num_classes_names_both(setup, tmp_path,
         'decode_head has num_classes=19.')
 
 
-def test_resume_into_another_arch_is_refused(setup, tmp_path, run_tool):
+def test_resume_into_another_arch_is_refused(setup, tmp_path, run_in_process):
     checkpoint = setup['work'] / 'iter_2.pth'
-    code, _, err = run_tool(TRAIN, [
+    code, _, err = run_in_process(TRAIN, [
         setup['config'], '--resume', checkpoint, '--work-dir', tmp_path,
         '--cfg-options', 'model.backbone.depths=[1,1,2,1]'])
     assert code == 1
@@ -340,8 +341,8 @@ def test_resume_into_another_arch_is_refused(setup, tmp_path, run_tool):
     assert 'but the model is an unnamed ConvNeXt (depths (1, 1, 2, 1)' in err
 
 
-def test_unknown_backbone_argument(setup, tmp_path, run_tool):
-    code, _, err = run_tool(TRAIN, [
+def test_unknown_backbone_argument(setup, tmp_path, run_in_process):
+    code, _, err = run_in_process(TRAIN, [
         setup['config'], '--work-dir', tmp_path, '--cfg-options',
         'model.backbone.drop_path=0.1'])
     assert code == 1
@@ -351,9 +352,10 @@ def test_unknown_backbone_argument(setup, tmp_path, run_tool):
         'in_channels, depths, dims, drop_path_rate, ')
 
 
-def test_missing_dataset_stops_training_with_layout(setup, tmp_path, run_tool):
+def test_missing_dataset_stops_training_with_layout(setup, tmp_path,
+                                                    run_in_process):
     missing = tmp_path / 'ADEChallengeData2016'
-    code, _, err = run_tool(TRAIN, [
+    code, _, err = run_in_process(TRAIN, [
         setup['config'], '--work-dir', tmp_path / 'w', '--cfg-options',
         f'train_dataloader.dataset.data_root={missing}'])
     assert code == 1
@@ -366,15 +368,16 @@ def test_missing_dataset_stops_training_with_layout(setup, tmp_path, run_tool):
     assert not os.path.exists(tmp_path / 'w')
 
 
-def test_check_dataset_tool(setup, tmp_path, run_tool):
-    code, out, _ = run_tool(CHECK, [setup['config']])
+def test_check_dataset_tool(setup, tmp_path, run_in_process):
+    code, out, _ = run_in_process(CHECK, [setup['config']])
     assert (code, out) == (0, 'train: OK\nval: the config has no '
                            'val_dataloader\n')
     label = os.path.join(setup['data_root'], 'annotations', 'validation',
                          'ADE_val_00000002.png')
     os.rename(label, label + '.moved')
     try:
-        code, out, err = run_tool(CHECK, [setup['config'], '--split', 'test'])
+        code, out, err = run_in_process(CHECK, [setup['config'], '--split',
+                                                'test'])
     finally:
         os.rename(label + '.moved', label)
     image = os.path.join(setup['data_root'], 'images', 'validation',

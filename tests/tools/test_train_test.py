@@ -316,6 +316,43 @@ def test_offline_pretrained_url_stops_with_a_message(ade):
     assert '--cfg-options model.backbone.init_cfg=None' in message
 
 
+def tiny_upernet_flops(height: int, width: int, dims=(8, 16, 32, 64),
+                       channels: int = 16, classes: int = 150,
+                       scales=(1, 2, 3, 6)) -> int:
+    """The tiny model's inference FLOPs counted by hand, by fvcore's rules:
+    a multiply-add per conv / linear weight use (no bias), 5 per element of
+    a LayerNorm, 2 of an eval BatchNorm, 4 per output element of a bilinear
+    resize, 1 per input element of an adaptive average pool; activations and
+    additions are not counted."""
+    bilinear, layer_norm, batch_norm = 4, 5, 2
+    sizes = [(height // 4 >> i, width // 4 >> i) for i in range(4)]
+    total, c_in = 0, 3
+    for i, ((h, w), c) in enumerate(zip(sizes, dims)):
+        if i:  # down-sampling: LayerNorm, then a 2x2 stride-2 conv
+            total += layer_norm * c_in * 4 * h * w + h * w * c * c_in * 4
+        else:  # stem: a 4x4 stride-4 conv, then LayerNorm
+            total += h * w * c * c_in * 16 + layer_norm * c * h * w
+        # one block: 7x7 depthwise conv, LayerNorm, C -> 4C -> C; norm{i}
+        total += h * w * c * 49 + layer_norm * c * h * w + \
+            2 * h * w * c * 4 * c + layer_norm * c * h * w
+        c_in = c
+    (h3, w3), c3 = sizes[3], dims[3]
+    for s in scales:  # pyramid pooling: pool, 1x1 conv + BN, resize back
+        total += c3 * h3 * w3 + s * s * (c3 * channels + batch_norm *
+                                         channels)
+        total += bilinear * channels * h3 * w3
+    total += h3 * w3 * channels * ((c3 + len(scales) * channels) * 9 +
+                                   batch_norm)
+    for (h, w), c in zip(sizes[:3], dims[:3]):
+        total += h * w * channels * (c + batch_norm)  # lateral 1x1 + BN
+        total += bilinear * channels * h * w  # top-down resize
+        total += h * w * channels * (channels * 9 + batch_norm)  # FPN conv
+    h0, w0 = sizes[0]
+    total += 3 * bilinear * channels * h0 * w0  # levels 1-3 to level 0
+    total += h0 * w0 * channels * (4 * channels * 9 + batch_norm)
+    return total + h0 * w0 * channels * classes  # conv_seg
+
+
 def test_get_flops_counts_every_parameter(ade):
     text = ok(run([sys.executable, TOOLS / 'get_flops.py', ade['config'],
                    '--shape', '64', '96'], ade['tmp']))
@@ -325,8 +362,7 @@ def test_get_flops_counts_every_parameter(ade):
     assert params == sum(p.numel() for p in model.parameters())
     assert 'input: 1 x 3 x 64 x 96' in text
     flops = int(re.search(r'^FLOPs: (\d+) ', text, re.M).group(1))
-    # the stem alone: a 4x4 stride-4 conv from 3 to 8 channels on 16 x 24
-    assert flops > 16 * 24 * 8 * 3 * 4 * 4
+    assert flops == tiny_upernet_flops(64, 96)
 
 
 # ---------------------------------------------------------------------------
@@ -345,10 +381,15 @@ def test_cityscapes_train_and_tta_test_in_label_ids(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         'frankfurt_000000_000019_leftImg8bit.png',
         'lindau_000000_000019_leftImg8bit.png']
-    reference = confusion_miou(
-        cityscapes_pairs(out, data_root / 'gtFine' / 'val'), 19)
-    written = check_results(work, 'iter_20_tta', reference)
-    assert written['mIoU'] > 0  # street scenes are learnt in 20 iterations
+    pairs = cityscapes_pairs(out, data_root / 'gtFine' / 'val')
+    written = check_results(work, 'iter_20_tta', confusion_miou(pairs, 19))
+    # street scenes are learnt in 20 iterations: better than the most common
+    # class everywhere, scored by the same rule (measured: 8.79 against 2.69)
+    majority = np.bincount(np.concatenate(
+        [gt[gt != 255] for _, gt in pairs])).argmax()
+    baseline = confusion_miou(
+        [(np.full_like(gt, majority), gt) for _, gt in pairs], 19)[0]
+    assert written['mIoU'] > baseline + 4, (written['mIoU'], baseline)
     assert 'SyncBatchNorm (SyncBN) layers in the model will be ' \
         'automatically reverted' in text
 

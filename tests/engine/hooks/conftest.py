@@ -1,7 +1,7 @@
 """Fixtures for the hook tests, which run mmengine's Runner on the project's
 configs with a tiny ConvNeXt UPerNet and a generated ADE20K-layout dataset.
 
-- ``ade_root``: a tiny ADE20K-layout dataset (4 training images).
+- ``ade_48x48``: a tiny ADE20K-layout dataset (4 training images).
 - ``build_runner``: ``build_runner(tmp_path, data_root, ...)`` builds a Runner
   for the tiny training config with the convseg hooks these tests use.
 """
@@ -53,7 +53,7 @@ work_dir = '{work_dir}'
 
 
 @pytest.fixture(scope='module')
-def ade_root(dataset):
+def ade_48x48(dataset):
     return dataset('ade20k', num_train=4, num_val=1, size=(48, 48))
 
 

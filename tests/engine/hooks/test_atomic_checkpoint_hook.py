@@ -15,8 +15,8 @@ from convseg.fileio import temporary_path
 
 
 def test_full_disk_keeps_the_last_checkpoint_with_max_keep_ckpts(
-        tmp_path, ade_root, build_runner):
-    runner, work = build_runner(tmp_path, ade_root, max_iters=4, max_keep=1)
+        tmp_path, ade_48x48, build_runner):
+    runner, work = build_runner(tmp_path, ade_48x48, max_iters=4, max_keep=1)
     work.mkdir(parents=True, exist_ok=True)
     os.symlink('/dev/full', temporary_path(work / 'iter_4.pth'))
     with pytest.raises(CheckpointSaveError) as info:
@@ -34,8 +34,8 @@ def test_full_disk_keeps_the_last_checkpoint_with_max_keep_ckpts(
 
 
 def test_max_keep_ckpts_removes_the_oldest_after_the_new_one(
-        tmp_path, ade_root, build_runner):
-    runner, work = build_runner(tmp_path, ade_root, max_iters=6, max_keep=2)
+        tmp_path, ade_48x48, build_runner):
+    runner, work = build_runner(tmp_path, ade_48x48, max_iters=6, max_keep=2)
     runner.train()
     assert sorted(p for p in os.listdir(work) if p.endswith('.pth')) == [
         'iter_4.pth', 'iter_6.pth']
@@ -47,11 +47,11 @@ def test_max_keep_ckpts_removes_the_oldest_after_the_new_one(
 
 
 def test_save_best_keeps_the_old_best_until_the_new_one_is_complete(
-        tmp_path, ade_root, build_runner):
+        tmp_path, ade_48x48, build_runner):
     def best_miou(cfg):
         cfg.default_hooks.checkpoint.update(save_best='mIoU', rule='greater')
 
-    runner, work = build_runner(tmp_path, ade_root, max_iters=1, interval=1,
+    runner, work = build_runner(tmp_path, ade_48x48, max_iters=1, interval=1,
                                 edit=best_miou)
     runner.train()
     hook = next(h for h in runner.hooks

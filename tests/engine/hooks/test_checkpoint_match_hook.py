@@ -20,8 +20,8 @@ def _openmmlab_names(state):
 
 
 def test_load_from_maps_an_openmmlab_segmentation_checkpoint(
-        tmp_path, ade_root, build_runner):
-    runner, _ = build_runner(tmp_path, ade_root)
+        tmp_path, ade_48x48, build_runner):
+    runner, _ = build_runner(tmp_path, ade_48x48)
     generator = torch.Generator().manual_seed(5)
     trained = {k: v + torch.randn(v.shape, generator=generator)
                if v.is_floating_point() else v
@@ -30,7 +30,7 @@ def test_load_from_maps_an_openmmlab_segmentation_checkpoint(
     foreign = _openmmlab_names(trained)
     assert 'backbone.stages.0.0.depthwise_conv.weight' in foreign
     torch.save({'state_dict': foreign, 'meta': {}}, source)
-    runner, _ = build_runner(tmp_path, ade_root,
+    runner, _ = build_runner(tmp_path, ade_48x48,
                              edit=lambda cfg: setattr(cfg, 'load_from',
                                                       str(source)))
     runner.load_or_resume()
@@ -41,14 +41,14 @@ def test_load_from_maps_an_openmmlab_segmentation_checkpoint(
 
 
 def test_load_from_a_backbone_checkpoint_names_family_and_remedy(
-        tmp_path, ade_root, build_runner):
-    runner, _ = build_runner(tmp_path, ade_root)
+        tmp_path, ade_48x48, build_runner):
+    runner, _ = build_runner(tmp_path, ade_48x48)
     backbone = {k[len('backbone.'):]: v
                 for k, v in runner.model.state_dict().items()
                 if k.startswith('backbone.')}
     source = tmp_path / 'convnext_in1k.pth'
     torch.save({'model': _openmmlab_names(backbone)}, source)
-    runner, _ = build_runner(tmp_path, ade_root,
+    runner, _ = build_runner(tmp_path, ade_48x48,
                              edit=lambda cfg: setattr(cfg, 'load_from',
                                                       str(source)))
     with pytest.raises(CheckpointFormatError) as info:

@@ -7,14 +7,14 @@ import convseg  # noqa: F401
 from convseg.engine.hooks import NonFiniteWeightsError
 
 
-def test_overflowing_update_is_never_saved(tmp_path, ade_root, build_runner):
+def test_overflowing_update_is_never_saved(tmp_path, ade_48x48, build_runner):
     # A finite loss whose SGD step overflows float32: the loss of iteration 1
     # is about 1e10, its gradients times lr 3e38 are not representable.
     def blow_up(cfg):
         cfg.model.decode_head.loss_decode.loss_weight = 1e10
         cfg.optim_wrapper.optimizer = dict(type='SGD', lr=3e38, weight_decay=0)
 
-    runner, work = build_runner(tmp_path, ade_root, max_iters=2, interval=1,
+    runner, work = build_runner(tmp_path, ade_48x48, max_iters=2, interval=1,
                                 edit=blow_up)
     with pytest.raises(NonFiniteWeightsError) as info:
         runner.train()
