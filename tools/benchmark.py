@@ -63,7 +63,7 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from convseg.apis import init_model
-from convseg.apis.fast import check_precision, prepare_for_inference
+from convseg.fast import check_precision, prepare_for_inference
 from convseg.engine import fit_to_device
 from convseg.hardware import cpu_model, isa_summary
 

@@ -44,7 +44,7 @@ from benchmark import (PeakMemory, _in_subprocess, agreement,  # noqa: E402
                        machine_info, random_batch, summary, timed)
 
 from convseg.apis import init_model  # noqa: E402
-from convseg.apis.fast import prepare_for_inference  # noqa: E402
+from convseg.fast import prepare_for_inference  # noqa: E402
 from convseg.engine.train_speed import (compile_backbone,  # noqa: E402
                                         to_channels_last)
 from convseg.hardware import cuda_has_native_bf16  # noqa: E402

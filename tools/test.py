@@ -26,7 +26,7 @@ from mmengine.runner import Runner, load_checkpoint
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 
-from convseg.apis.fast import prepare_for_inference
+from convseg.fast import prepare_for_inference
 from convseg.cli import (add_launch_arguments, add_precision_argument,
                          check_launch_arguments,
                          load_tool_config, run_tool)

@@ -27,7 +27,7 @@ from mmengine.registry import init_default_scope
 
 from ..models.checkpoint_loading import load_segmentor_checkpoint
 from ..visualization import random_palette
-from .fast import prepare_for_inference
+from ..fast import prepare_for_inference
 from .images import ImageInput, load_image
 
 Result = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]

@@ -156,7 +156,7 @@ def test_cfg_options_are_merged(files):
 
 
 def test_fast_path_on_cpu_by_default_with_the_same_scores(files):
-    from convseg.apis.fast import FastEncoderDecoder
+    from convseg.fast import FastEncoderDecoder
     fast = init_model(files['ade'], files['plain'])
     plain = init_model(files['ade'], files['plain'], fast=False)
     assert isinstance(fast, FastEncoderDecoder)

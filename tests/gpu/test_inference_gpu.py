@@ -20,7 +20,7 @@ import torch
 from mmseg.structures import SegDataSample
 
 from convseg.apis import init_model
-from convseg.apis.fast import prepare_for_inference
+from convseg.fast import prepare_for_inference
 
 AGREEMENT = 0.995
 

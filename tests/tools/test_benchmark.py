@@ -11,7 +11,7 @@ import statistics
 import pytest
 
 from convseg.hardware import cpu_has_native_bf16, cpu_model, isa_summary
-from convseg.apis.fast.kernels import CACHE_ENV, CANDIDATES
+from convseg.fast.kernels import CACHE_ENV, CANDIDATES
 
 CONFIG = 'configs/quickstart_convnext_atto_scenes.py'
 BENCHMARK = 'tools/benchmark.py'

@@ -1,7 +1,7 @@
 """Errors and messages of the inference fast path."""
 from __future__ import annotations
 
-from ...errors import ConvsegError
+from ..errors import ConvsegError
 
 TRAINING_ERROR = (
     'prepare_for_inference() makes an inference-only model, but this model '

@@ -34,8 +34,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import print_log
 
-from ...fileio import atomic_write_text
-from ...hardware import cpu_model
+from ..fileio import atomic_write_text
+from ..hardware import cpu_model
 from .nhwc import to_nchw, to_nhwc
 from .winograd import winograd_conv3x3, winograd_filters
 

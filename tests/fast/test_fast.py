@@ -25,15 +25,16 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, save_checkpoint
 from mmseg.models.segmentors import EncoderDecoder
 
-from convseg.apis import fast, init_model
-from convseg.apis.fast import (CANDIDATES, EDITED_WEIGHTS_ERROR,
+from convseg import fast
+from convseg.apis import init_model
+from convseg.fast import (CANDIDATES, EDITED_WEIGHTS_ERROR,
                                PREPARED_TRAINING_ERROR, STALE_WEIGHTS_ERROR,
                                TRAINING_ERROR, ConcatResizeConv, FoldedConv,
                                FastEncoderDecoder, KernelChooser,
                                prepare_for_inference, to_nchw, to_nhwc)
 from convseg import hardware as fast_cpu
-from convseg.apis.fast import gpu as fast_gpu
-from convseg.apis.fast import kernels as fast_kernels
+from convseg.fast import gpu as fast_gpu
+from convseg.fast import kernels as fast_kernels
 
 # the tests' tiny model with heads of 64 channels: the width at which the
 # shape rule starts to pick Winograd, so that the default path runs it on
