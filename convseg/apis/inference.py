@@ -129,7 +129,7 @@ def init_model(config: str | Path | Config,
     ``palette`` from the checkpoint's meta, else from the config's test
     dataset, else generated; ``model.cfg`` holds the config. ``fast``
     (default: on for CPU devices) applies
-    :func:`convseg.apis.fast.prepare_for_inference`; ``precision='bf16'``
+    :func:`convseg.fast.prepare_for_inference`; ``precision='bf16'``
     runs it in bf16 where the hardware has native bf16 (ValueError
     elsewhere, or with ``fast=False``). An ``.onnx``
     checkpoint (or ``backend='onnxruntime'``) gives a
@@ -208,6 +208,10 @@ def build_test_pipeline(cfg: Config):
 
 def _resize(logits: torch.Tensor, size: tuple[int, int],
             align_corners: bool) -> torch.Tensor:
+    """Bilinear resizing of (C, h, w) logits; none where already ``size``
+    (the same values: resizing to the same size is the identity)."""
+    if tuple(logits.shape[1:]) == tuple(size):
+        return logits
     return F.interpolate(logits[None], size=size, mode='bilinear',
                          align_corners=align_corners)[0]
 
@@ -220,6 +224,8 @@ def _resized_argmax(logits: torch.Tensor, size: tuple[int, int],
     full-resolution maps; equal to ``_resize(logits).argmax(0)``.
     """
     step = max(1, RESIZE_BUDGET // max(1, size[0] * size[1]))
+    if tuple(logits.shape[1:]) == tuple(size) or step >= logits.shape[0]:
+        return _resize(logits, size, align_corners).argmax(dim=0)
     best = labels = None
     for start in range(0, logits.shape[0], step):
         values, index = _resize(logits[start:start + step], size,

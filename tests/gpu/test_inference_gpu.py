@@ -1,4 +1,4 @@
-"""The GPU inference path (convseg.apis.fast.prepare_for_inference on CUDA:
+"""The GPU inference path (convseg.fast.prepare_for_inference on CUDA:
 bf16/fp16 autocast, channels-last, torch.compile of the backbone) against the
 same trained model in fp32 on the GPU.
 
