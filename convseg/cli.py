@@ -71,7 +71,7 @@ def add_no_fast_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--no-fast', action='store_true',
         help='on CPU, run the model as built instead of through the '
-        'inference fast path (convseg.apis.fast.prepare_for_inference)')
+        'inference fast path (convseg.fast.prepare_for_inference)')
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:

@@ -54,7 +54,7 @@ LAYERS = {
     'convseg.checkpoint_reading': 1, 'convseg.compat': 1,
     'convseg.visualization': 1, 'convseg.plots': 1, 'convseg.dataset_meta': 1,
     'convseg.models': 2, 'convseg.datasets': 2, 'convseg.evaluation': 2,
-    'convseg.engine': 3, 'convseg.apis.fast': 3, 'convseg.fast': 3,
+    'convseg.engine': 3, 'convseg.fast': 3,
     'convseg.deploy': 3, 'convseg.benchmarks': 3,
     'convseg.apis': 4, 'convseg.cli': 4,
     # the package itself imports its layers to register their parts

@@ -3,13 +3,14 @@
     python tools/benchmark.py CONFIG [--checkpoint FILE] [--device cpu|cuda:0]
         [--shape H W] [--batch N] [--mode infer|train] [--repeat N]
         [--warmup N] [--fast | --no-fast] [--precision fp32|bf16 ...]
-        [--winograd auto|on|off] [--amp bf16|fp16|none] [--compile]
-        [--test-mode config|whole|slide] [--onnx FILE] [--json OUT]
+        [--kernels OP=NAME ...] [--amp bf16|fp16|none] [--compile]
+        [--test-mode config|whole|slide] [--stages] [--onnx FILE]
+        [--json OUT]
 
 infer: ``model.inference`` on a batch of random images, whole-image unless
 --test-mode says slide (or the config's mode). Without --fast/--no-fast the
 plain model and the one prepared by
-``convseg.apis.fast.prepare_for_inference`` (one per --precision: ``fast``
+``convseg.fast.prepare_for_inference`` (one per --precision: ``fast``
 for fp32, ``fast_bf16`` for bf16) run in the same process, interleaved
 (plain, fast, fast, plain, ...), and each fast variant's speedup and
 agreement with the plain model are printed: the fraction of pixels whose
@@ -17,7 +18,11 @@ argmax is equal and max |fast - plain| / max |plain| over the logits.
 --fast or --no-fast times only that one. The CPU's model and ISA flags
 (AVX-512, avx512_bf16, AMX) and the fast path's kernel table (measured on
 the first, untimed run, or read from the kernel cache) are printed too.
---onnx adds an exported file run by onnxruntime (same inputs, same
+--stages adds, per model, a row for each stage of the API on one random
+image: ``encode_decode`` (the network and the resize of its logits),
+``inference_labels`` and ``inference_model`` (test pipeline, data
+preprocessor, network, labels), all interleaved, so that the API's
+overhead over the network shows. --onnx adds an exported file run by onnxruntime (same inputs, same
 interleaving) and its agreement with plain.
 
 train: one ``train_step`` (forward, backward, optimizer step) of the config's
@@ -35,9 +40,9 @@ machine and its load (/proc/loadavg) are printed with them. Without
 --checkpoint the weights are random (the backbone's pretrained init_cfg is
 dropped).
 
-It is one file of about 500 lines on purpose: a tool that reads top to
-bottom (machine, memory, timing, inference, training, output), as the
-other tools do.
+The machine, memory, timing and random-batch helpers are
+:mod:`convseg.benchmarks`, shared with tools/benchmark_gpu.py; this file
+reads top to bottom: arguments, inference, training, output.
 """
 from __future__ import annotations
 
@@ -46,12 +51,8 @@ import convseg  # noqa: F401  (first: installs the shims, registers convseg)
 import argparse
 import copy
 import json
-import multiprocessing
 import os
-import resource
-import statistics
-import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -59,13 +60,17 @@ from mmengine.config import Config, DictAction
 from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from mmengine.structures import PixelData
-from mmseg.structures import SegDataSample
 
-from convseg.apis import init_model
-from convseg.apis.fast import check_precision, prepare_for_inference
+from convseg.apis import inference_labels, inference_model, init_model
+from convseg.apis.inference import build_test_pipeline
+from convseg.benchmarks.batches import agreement, random_batch
+from convseg.benchmarks.machine import load_average, machine_info
+from convseg.benchmarks.timing import (PeakMemory, in_subprocess, summary,
+                                       timed)
 from convseg.engine import fit_to_device
-from convseg.hardware import cpu_model, isa_summary
+from convseg.fast import (UnknownKernelError, check_precision,
+                          prepare_for_inference)
+from convseg.fast.kernels import kernel
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -111,11 +116,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=['fp32'],
                         help='infer: fast path arithmetic, one variant per '
                         'value (fp32; bf16 needs native bf16)')
-    parser.add_argument('--winograd',
-                        choices=['auto', 'on', 'off'],
-                        default='auto',
-                        help='infer, CPU fast path: Winograd 3x3 convs where '
-                        'the measured rule says (auto), always, or never')
+    parser.add_argument('--kernels',
+                        nargs='+',
+                        default=[],
+                        metavar='OP=NAME',
+                        help='infer, CPU fast path: force these kernels, '
+                        'e.g. conv3x3=direct (default: measured)')
     parser.add_argument('--amp',
                         choices=['bf16', 'fp16', 'none'],
                         help='infer, fast path on GPU: autocast dtype '
@@ -129,6 +135,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default='whole',
                         help='infer: whole-image (default), sliding-window, '
                         'or the config\'s test_cfg.mode')
+    parser.add_argument('--stages',
+                        action='store_true',
+                        help='infer: also time encode_decode, '
+                        'inference_labels and inference_model per model')
     parser.add_argument('--cfg-options',
                         nargs='+',
                         action=DictAction,
@@ -150,169 +160,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.repeat < 1 or args.batch < 1 or args.warmup < 0:
         parser.error('--repeat and --batch must be >= 1, --warmup >= 0')
     if args.mode == 'train' and (args.fast is not None or args.compile
-                                 or args.amp or args.winograd != 'auto'
+                                 or args.amp or args.kernels
                                  or args.precision != ['fp32']):
-        parser.error('--fast/--no-fast, --precision, --winograd, --amp and '
+        parser.error('--fast/--no-fast, --precision, --kernels, --amp and '
                      '--compile are for --mode infer: training never uses '
                      'the fast path')
     if args.amp and args.device == 'cpu':
         parser.error('--amp is for GPUs; on CPU use --precision bf16')
     args.precision = list(dict.fromkeys(args.precision))
+    forced = {}
+    for item in args.kernels:
+        op, _, name = item.partition('=')
+        try:
+            kernel(op, name)
+        except UnknownKernelError as err:
+            parser.error(f'--kernels {item}: {err}')
+        forced[op] = name
+    args.kernels = forced
     if args.mode == 'train' and args.onnx:
         parser.error('--onnx is for --mode infer: an ONNX graph does not '
                      'train')
     return args
 
 
-# ---------------------------------------------------------------- machine
-
-
-def machine_info(device: torch.device) -> dict[str, object]:
-    """CPU model and ISA flags, cores, threads, load, torch version, GPU
-    name if any."""
-    info = dict(cpu=cpu_model(),
-                isa=isa_summary(),
-                cores=os.cpu_count(),
-                torch_threads=torch.get_num_threads(),
-                torch=torch.__version__,
-                loadavg=load_average())
-    if device.type == 'cuda':
-        info['gpu'] = torch.cuda.get_device_name(device)
-    return info
-
-
-def load_average() -> list[float] | None:
-    """1, 5 and 15 minute load averages, or None off Linux."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
-# ----------------------------------------------------------------- memory
-
-
-def _status_kb(field: str) -> int | None:
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-class PeakMemory:
-    """Peak memory over a block of runs, in MiB.
-
-    GPU: ``torch.cuda.max_memory_allocated`` after a reset. CPU: the peak
-    resident set size (VmHWM, reset through /proc/self/clear_refs) and its
-    rise over the resident size at the start; where the peak cannot be reset
-    it is the process's lifetime peak (getrusage).
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def __enter__(self) -> 'PeakMemory':
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.start = torch.cuda.memory_allocated(self.device)
-            return self
-        self.resettable = True
-        try:
-            with open('/proc/self/clear_refs', 'w') as f:
-                f.write('5')
-        except OSError:
-            self.resettable = False
-        self.start = (_status_kb('VmRSS') or 0) * 1024
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device)
-            return
-        peak_kb = _status_kb('VmHWM') if self.resettable else None
-        if peak_kb is None:
-            peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        self.peak = peak_kb * 1024
-
-    def figures(self) -> dict[str, float]:
-        """Peak and rise over the start, in MiB."""
-        mib = 1024.0**2
-        kind = 'allocated' if self.device.type == 'cuda' else 'rss'
-        return {
-            f'peak_{kind}_mib': round(self.peak / mib, 1),
-            f'peak_{kind}_rise_mib': round((self.peak - self.start) / mib, 1)
-        }
-
-
-# ----------------------------------------------------------------- timing
-
-
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds one call of ``fn`` takes (synchronising the GPU)."""
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
-def summary(times: list[float], batch: int) -> dict[str, object]:
-    """Median ms per batch and per image, images/s, and all times in ms."""
-    median = statistics.median(times)
-    return dict(ms_per_batch=round(median * 1e3, 1),
-                ms_per_image=round(median * 1e3 / batch, 1),
-                images_per_s=round(batch / median, 3),
-                times_ms=[round(t * 1e3, 1) for t in times])
-
-
-def random_batch(shape: list[int],
-                 batch: int,
-                 num_classes: int,
-                 seed: int = 0) -> dict:
-    """Random uint8 images (3, H, W) with random labels, as a dataloader gives.
-
-    ``dict(inputs=[...], data_samples=[SegDataSample, ...])``, before the
-    model's data preprocessor.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    height, width = shape
-    inputs, samples = [], []
-    for _ in range(batch):
-        inputs.append(
-            torch.randint(0,
-                          256, (3, height, width),
-                          dtype=torch.uint8,
-                          generator=gen))
-        sample = SegDataSample(metainfo=dict(img_shape=(height, width),
-                                             ori_shape=(height, width),
-                                             pad_shape=(height, width),
-                                             padding_size=[0, 0, 0, 0],
-                                             flip=False))
-        labels = torch.randint(0,
-                               num_classes, (1, height, width),
-                               generator=gen)
-        sample.gt_sem_seg = PixelData(data=labels)
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
-
-
 # -------------------------------------------------------------- inference
-
-
-def agreement(plain: torch.Tensor, fast: torch.Tensor) -> dict[str, float]:
-    """Equal-argmax pixel fraction and max |fast - plain| / max |plain|."""
-    plain, fast = plain.float().cpu(), fast.float().cpu()
-    equal = (plain.argmax(1) == fast.argmax(1)).float().mean().item()
-    rel = ((fast - plain).abs().max() / plain.abs().max()).item()
-    return dict(argmax_equal=equal, max_rel_logit_diff=rel)
 
 
 #: the fast variant of each precision; its figures' keys end the same way
@@ -340,7 +211,7 @@ def run_infer(args: argparse.Namespace) -> dict[str, object]:
             variants[FAST_NAMES[precision]] = prepare_for_inference(
                 copy.deepcopy(plain) if args.fast is None else plain,
                 precision=precision,
-                winograd=dict(auto=None, on=True, off=False)[args.winograd],
+                kernels=args.kernels,
                 amp=args.amp,
                 compile=args.compile)
     if args.onnx:
@@ -374,6 +245,10 @@ def run_infer(args: argparse.Namespace) -> dict[str, object]:
         name: dict(summary(times[name], args.batch), **memory[name])
         for name in variants
     }
+    if args.stages:
+        results.update(run_stages(args, {
+            name: model for name, model in variants.items()
+            if name != 'onnxruntime'}))
     if 'plain' in variants and 'onnxruntime' in variants:
         results['onnxruntime_agreement'] = agreement(logits['plain'],
                                                      logits['onnxruntime'])
@@ -390,6 +265,45 @@ def run_infer(args: argparse.Namespace) -> dict[str, object]:
         results['agreement' + suffix] = agreement(logits['plain'],
                                                   logits[name])
     return results
+
+
+STAGES = ('encode_decode', 'inference_labels', 'inference_model')
+
+
+def run_stages(args: argparse.Namespace,
+               variants: dict[str, torch.nn.Module]) -> dict[str, dict]:
+    """``NAME/STAGE`` figures of each model's API stages, interleaved."""
+    device = torch.device(args.device)
+    gen = np.random.default_rng(0)
+    images = [
+        gen.integers(0, 256, (*args.shape, 3), dtype=np.uint8)
+        for _ in range(args.batch)
+    ]
+    calls: dict[str, Callable[[], object]] = {}
+    for name, model in variants.items():
+        pipeline = build_test_pipeline(model.cfg)
+        packed = [pipeline(dict(img=image)) for image in images]
+        data = model.data_preprocessor(
+            dict(inputs=[p['inputs'] for p in packed],
+                 data_samples=[p['data_samples'] for p in packed]), False)
+        inputs = data['inputs'].to(device)
+        metas = [sample.metainfo for sample in data['data_samples']]
+        calls[f'{name}/encode_decode'] = (
+            lambda model=model, inputs=inputs, metas=metas: model.
+            encode_decode(inputs, metas).argmax(1))
+        calls[f'{name}/inference_labels'] = (
+            lambda model=model: inference_labels(model, images))
+        calls[f'{name}/inference_model'] = (
+            lambda model=model: inference_model(model, images))
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    keys = list(calls)
+    with torch.no_grad():
+        for key in keys:
+            calls[key]()
+        for rep in range(args.repeat):
+            for key in (keys if rep % 2 == 0 else keys[::-1]):
+                times[key].append(timed(calls[key], device))
+    return {key: summary(t, args.batch) for key, t in times.items()}
 
 
 # --------------------------------------------------------------- training
@@ -450,31 +364,12 @@ def _train_times(args: argparse.Namespace) -> dict:
     }
 
 
-def _child(target: Callable, args: tuple, queue) -> None:
-    try:
-        queue.put(('ok', target(*args)))
-    except BaseException as err:  # reported by the parent
-        queue.put(('error', f'{type(err).__name__}: {err}'))
-
-
-def _in_subprocess(target: Callable, *args) -> dict:
-    context = multiprocessing.get_context('spawn')
-    queue = context.Queue()
-    child = context.Process(target=_child, args=(target, args, queue))
-    child.start()
-    status, value = queue.get()
-    child.join()
-    if status != 'ok':
-        raise RuntimeError(f'{target.__name__} failed: {value}')
-    return value
-
-
 def run_train(args: argparse.Namespace) -> dict[str, object]:
     """Peak memory of each variant in its own process, then both timed."""
-    results: dict[str, object] = _in_subprocess(_train_times, args)
+    results: dict[str, object] = in_subprocess(_train_times, args)
     for with_cp in (False, True):
         results[f'with_cp={with_cp}'].update(
-            _in_subprocess(_train_memory, args, with_cp))
+            in_subprocess(_train_memory, args, with_cp))
     off, on = results['with_cp=False'], results['with_cp=True']
     key = next(k for k in off
                if k.startswith('peak_') and not k.endswith('rise_mib'))
@@ -505,7 +400,7 @@ def report(args: argparse.Namespace, results: dict[str, object],
             continue
         memory = '  '.join(f'{k} {v}' for k, v in figures.items()
                            if k.startswith('peak_'))
-        print(f'{name:>14}: {figures["ms_per_batch"]:9.1f} ms/batch  '
+        print(f'{name:>27}: {figures["ms_per_batch"]:9.1f} ms/batch  '
               f'{figures["ms_per_image"]:9.1f} ms/image  '
               f'{figures["images_per_s"]:7.3f} images/s  {memory}')
     for name in FAST_NAMES.values():

@@ -14,7 +14,7 @@ its peak memory (``torch.cuda.max_memory_allocated``) is its own.
 
 Inference (``model.inference``, whole image, batch --infer-batch each): the
 plain model in fp32, and the GPU path of
-``convseg.apis.fast.prepare_for_inference`` in bf16 and bf16 with a
+``convseg.fast.prepare_for_inference`` in bf16 and bf16 with a
 compiled backbone; images/s and the argmax agreement with fp32 (meaningful
 with a trained --checkpoint; random weights otherwise).
 
@@ -29,8 +29,6 @@ import convseg  # noqa: F401  (first: installs the shims, registers convseg)
 import argparse
 import copy
 import json
-import os
-import sys
 from collections.abc import Callable
 
 import torch
@@ -39,16 +37,17 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark import (PeakMemory, _in_subprocess, agreement,  # noqa: E402
-                       machine_info, random_batch, summary, timed)
+from convseg.benchmarks.batches import agreement, random_batch
+from convseg.benchmarks.machine import machine_info
+from convseg.benchmarks.timing import PeakMemory, summary, timed
+from convseg.benchmarks.timing import in_subprocess as _in_subprocess
 
-from convseg.apis import init_model  # noqa: E402
-from convseg.apis.fast import prepare_for_inference  # noqa: E402
-from convseg.engine.train_speed import (compile_backbone,  # noqa: E402
+from convseg.apis import init_model
+from convseg.fast import prepare_for_inference
+from convseg.engine.train_speed import (compile_backbone,
                                         to_channels_last)
-from convseg.hardware import cuda_has_native_bf16  # noqa: E402
-from convseg.fileio import atomic_write_text  # noqa: E402
+from convseg.hardware import cuda_has_native_bf16
+from convseg.fileio import atomic_write_text
 
 DEFAULT_CONFIG = 'configs/upernet_convnext_t_ade20k.py'
 #: training variants: precision, channels-last, fused AdamW, compile

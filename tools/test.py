@@ -26,7 +26,7 @@ from mmengine.runner import Runner, load_checkpoint
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 
-from convseg.apis.fast import prepare_for_inference
+from convseg.fast import prepare_for_inference
 from convseg.cli import (add_launch_arguments, add_precision_argument,
                          check_launch_arguments,
                          load_tool_config, run_tool)
@@ -68,7 +68,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--fast', action='store_true',
         help='on CPU, run the model through the inference fast path '
-        '(convseg.apis.fast.prepare_for_inference): same predictions up to '
+        '(convseg.fast.prepare_for_inference): same predictions up to '
         'float rounding, about 2x faster; default: the model as configured')
     add_precision_argument(parser)
     add_launch_arguments(parser)
@@ -134,7 +134,7 @@ def main(args: argparse.Namespace) -> None:
         print_log('--fast applies on CPU only: running the model as '
                   'configured', logger='current', level=logging.WARNING)
     print_log('inference path: ' + (
-        'fast (--fast: convseg.apis.fast.prepare_for_inference)'
+        'fast (--fast: convseg.fast.prepare_for_inference)'
         if args.fast and on_cpu else 'the model as configured'),
               logger='current')
     if args.fast and on_cpu:

@@ -27,7 +27,7 @@ from mmengine.registry import init_default_scope
 
 from ..models.checkpoint_loading import load_segmentor_checkpoint
 from ..visualization import random_palette
-from .fast import prepare_for_inference
+from ..fast import prepare_for_inference
 from ..imageio import ImageInput, load_image
 
 Result = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
@@ -129,7 +129,7 @@ def init_model(config: str | Path | Config,
     ``palette`` from the checkpoint's meta, else from the config's test
     dataset, else generated; ``model.cfg`` holds the config. ``fast``
     (default: on for CPU devices) applies
-    :func:`convseg.apis.fast.prepare_for_inference`; ``precision='bf16'``
+    :func:`convseg.fast.prepare_for_inference`; ``precision='bf16'``
     runs it in bf16 where the hardware has native bf16 (ValueError
     elsewhere, or with ``fast=False``). An ``.onnx``
     checkpoint (or ``backend='onnxruntime'``) gives a
@@ -208,6 +208,10 @@ def build_test_pipeline(cfg: Config):
 
 def _resize(logits: torch.Tensor, size: tuple[int, int],
             align_corners: bool) -> torch.Tensor:
+    """Bilinear resizing of (C, h, w) logits; none where already ``size``
+    (the same values: resizing to the same size is the identity)."""
+    if tuple(logits.shape[1:]) == tuple(size):
+        return logits
     return F.interpolate(logits[None], size=size, mode='bilinear',
                          align_corners=align_corners)[0]
 
@@ -220,6 +224,8 @@ def _resized_argmax(logits: torch.Tensor, size: tuple[int, int],
     full-resolution maps; equal to ``_resize(logits).argmax(0)``.
     """
     step = max(1, RESIZE_BUDGET // max(1, size[0] * size[1]))
+    if tuple(logits.shape[1:]) == tuple(size) or step >= logits.shape[0]:
+        return _resize(logits, size, align_corners).argmax(dim=0)
     best = labels = None
     for start in range(0, logits.shape[0], step):
         values, index = _resize(logits[start:start + step], size,
@@ -325,7 +331,7 @@ def inference_labels(model: torch.nn.Module,
 
     An input is a file path, a numpy array (BGR as cv2 reads, or
     ``channel_order='rgb'``; (H, W), (H, W, 3) or (H, W, 4), uint8 or uint16)
-    or a PIL image; see :mod:`convseg.apis.images` for grayscale, alpha,
+    or a PIL image; see :mod:`convseg.imageio` for grayscale, alpha,
     16-bit and EXIF handling. Consecutive inputs of the same size run as one
     batch of up to ``batch_size``. Each result is an (H, W) int64 label map at
     the input's size, or with ``return_scores`` a pair (label map, (C, H, W)

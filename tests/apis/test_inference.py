@@ -156,7 +156,7 @@ def test_cfg_options_are_merged(files):
 
 
 def test_fast_path_on_cpu_by_default_with_the_same_scores(files):
-    from convseg.apis.fast import FastEncoderDecoder
+    from convseg.fast import FastEncoderDecoder
     fast = init_model(files['ade'], files['plain'])
     plain = init_model(files['ade'], files['plain'], fast=False)
     assert isinstance(fast, FastEncoderDecoder)
@@ -389,3 +389,23 @@ def test_device_none_means_cuda_when_available(files):
     model = init_model(files['ade'], files['plain'], device=None)
     expected = 'cuda' if torch.cuda.is_available() else 'cpu'
     assert next(model.parameters()).device.type == expected
+
+
+@pytest.mark.parametrize('fast', [True, False])
+def test_labels_equal_the_argmax_of_encode_decode(files, fast):
+    model = init_model(files['ade'], files['plain'], fast=fast,
+                       cfg_options=dict(NO_RESIZE,
+                                        **{'model.test_cfg.mode': 'whole'}))
+    image = _smooth_image(64, 96, seed=5)
+    packed = inference.build_test_pipeline(model.cfg)(dict(img=image))
+    data = model.data_preprocessor(
+        dict(inputs=[packed['inputs']],
+             data_samples=[packed['data_samples']]), False)
+    metas = [sample.metainfo for sample in data['data_samples']]
+    with torch.no_grad():
+        logits = model.encode_decode(data['inputs'], metas)
+    expected = logits[0].argmax(0)[:64, :96].numpy()
+    assert len(np.unique(expected)) > 3
+    np.testing.assert_array_equal(inference_labels(model, image), expected)
+    np.testing.assert_array_equal(
+        inference_model(model, image).pred_sem_seg.data[0].numpy(), expected)

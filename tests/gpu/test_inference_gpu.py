@@ -1,4 +1,4 @@
-"""The GPU inference path (convseg.apis.fast.prepare_for_inference on CUDA:
+"""The GPU inference path (convseg.fast.prepare_for_inference on CUDA:
 bf16/fp16 autocast, channels-last, torch.compile of the backbone) against the
 same trained model in fp32 on the GPU.
 
@@ -20,7 +20,7 @@ import torch
 from mmseg.structures import SegDataSample
 
 from convseg.apis import init_model
-from convseg.apis.fast import prepare_for_inference
+from convseg.fast import prepare_for_inference
 
 AGREEMENT = 0.995
 

@@ -11,7 +11,7 @@ import statistics
 import pytest
 
 from convseg.hardware import cpu_has_native_bf16, cpu_model, isa_summary
-from convseg.apis.fast.kernels import CACHE_ENV, CANDIDATES
+from convseg.fast.kernels import CACHE_ENV, KERNELS
 
 CONFIG = 'configs/quickstart_convnext_atto_scenes.py'
 BENCHMARK = 'tools/benchmark.py'
@@ -60,8 +60,8 @@ def test_infer_compares_plain_and_fast_in_one_run(run_script, tmp_path):
     assert len(table) >= 10
     for line in table:
         op, kernel, source = line.split()[0], line.split()[4], line.split()[5]
-        assert kernel in CANDIDATES[op] and source == '(measured)'
-        for candidate in CANDIDATES[op]:
+        assert kernel in KERNELS[op] and source == '(measured)'
+        for candidate in KERNELS[op]:
             if op == 'pointwise' or 'float32' in line:
                 assert f'{candidate} ' in line.split('(measured)')[1]
     stored = json.loads((tmp_path / 'kernels.json').read_text())

@@ -86,5 +86,5 @@ def test_default_run_is_the_plain_model_and_fast_is_logged(
     assert 'inference path: the model as configured' in logs[False]
     assert 'fast inference: UPerHead' not in logs[False]
     assert ('inference path: fast (--fast: '
-            'convseg.apis.fast.prepare_for_inference)') in logs[True]
+            'convseg.fast.prepare_for_inference)') in logs[True]
     assert 'fast inference: UPerHead' in logs[True]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ...models.convnext import Block, ConvNeXt
+from ..models.convnext import Block, ConvNeXt
 from .errors import UnsupportedModelError
 from .kernels import KernelChooser, Pointwise
 from .nhwc import to_nchw, to_nhwc

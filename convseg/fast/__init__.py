@@ -13,10 +13,9 @@ forward pass by :class:`FastUPerHead`. One module per technique:
   ConvModule;
 * :mod:`.winograd`: 3x3 convs by Winograd's minimal filtering F(4x4, 3x3),
   2.25 multiplications per output instead of 9, as GEMMs;
-* :mod:`.kernels`: which kernel runs each conv or GEMM, chosen by timing
-  the candidates on this CPU (cached on disk);
+* :mod:`.kernels`: the kernel table, and which kernel runs each conv or
+  GEMM, chosen by timing the candidates on this CPU (cached on disk);
 * :mod:`.backbone`: ConvNeXt's pointwise layers through those kernels;
-* :mod:`.cpu`: the CPU's model, ISA flags and native bf16;
 * :mod:`.resize_conv`: a 3x3 conv of upsampled, concatenated maps without
   upsampling or concatenating them;
 * :mod:`.nhwc`: channels-last maps throughout, so 1x1 convs are GEMMs;
@@ -28,30 +27,14 @@ forward pass by :class:`FastUPerHead`. One module per technique:
 
 The measurements behind each piece are in the README's Speed section.
 """
-from .backbone import FastConvNeXt
-from .errors import (EDITED_WEIGHTS_ERROR, PREPARED_TRAINING_ERROR,
-                     STALE_WEIGHTS_ERROR, TRAINING_ERROR,
-                     UnsupportedModelError, UnsupportedPrecisionError)
-from .folding import FoldedConv, fold_conv_module
-from .gpu import AMP_DTYPES
-from .kernels import (CANDIDATES, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_PIXELS,
-                      Conv3x3, KernelChooser, Pointwise, winograd_pays)
-from .nhwc import resize, to_nchw, to_nhwc
+from .errors import (UnknownKernelError, UnsupportedModelError,
+                     UnsupportedPrecisionError)
+from .kernels import KERNELS, Kernel, KernelChooser
 from .prepare import PRECISIONS, check_precision, prepare_for_inference
-from .resize_conv import ConcatResizeConv, resize_matrix, tap_resize_matrix
 from .segmentor import FastEncoderDecoder
-from .uper_head import FastUPerHead
-from .winograd import (WINOGRAD_POINTS, WINOGRAD_TILE, toom_cook_matrices,
-                       winograd_conv3x3, winograd_filters)
 
 __all__ = [
     'prepare_for_inference', 'check_precision', 'PRECISIONS',
-    'FastEncoderDecoder', 'FastUPerHead', 'FastConvNeXt', 'ConcatResizeConv',
-    'FoldedConv', 'Conv3x3', 'Pointwise', 'KernelChooser', 'CANDIDATES',
-    'UnsupportedModelError', 'UnsupportedPrecisionError', 'TRAINING_ERROR',
-    'PREPARED_TRAINING_ERROR', 'STALE_WEIGHTS_ERROR', 'EDITED_WEIGHTS_ERROR',
-    'AMP_DTYPES', 'WINOGRAD_TILE', 'WINOGRAD_POINTS', 'WINOGRAD_MIN_CHANNELS',
-    'WINOGRAD_MIN_PIXELS', 'fold_conv_module', 'resize', 'resize_matrix',
-    'tap_resize_matrix', 'to_nchw', 'to_nhwc', 'toom_cook_matrices',
-    'winograd_conv3x3', 'winograd_filters', 'winograd_pays'
+    'FastEncoderDecoder', 'KERNELS', 'Kernel', 'KernelChooser',
+    'UnknownKernelError', 'UnsupportedModelError', 'UnsupportedPrecisionError'
 ]

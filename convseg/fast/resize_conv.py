@@ -17,7 +17,7 @@ from mmcv.cnn import ConvModule
 
 from .errors import UnsupportedModelError
 from .folding import fold_conv_module
-from .kernels import Conv3x3, KernelChooser, Pointwise, as_chooser
+from .kernels import Conv3x3, KernelChooser, Pointwise
 
 
 def resize_matrix(size_in: int, size_out: int, align_corners: bool,
@@ -64,9 +64,8 @@ class ConcatResizeConv(nn.Module):
 
     def __init__(self, module: ConvModule, channels: Sequence[int],
                  align_corners: bool,
-                 chooser: KernelChooser | bool | None) -> None:
+                 chooser: KernelChooser) -> None:
         super().__init__()
-        chooser = as_chooser(chooser, 'ConcatResizeConv')
         weight, bias = fold_conv_module(module)
         if weight.shape[1] != sum(channels) or weight.shape[-1] != 3:
             raise UnsupportedModelError(

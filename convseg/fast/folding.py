@@ -6,7 +6,7 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule
 
 from .errors import UnsupportedModelError
-from .kernels import Conv3x3, KernelChooser, Pointwise, as_chooser
+from .kernels import Conv3x3, KernelChooser, Pointwise
 
 
 def check_conv_module(module: nn.Module, name: str) -> None:
@@ -72,10 +72,8 @@ class FoldedConv(nn.Module):
     kernel ``chooser`` picks.
     """
 
-    def __init__(self, module: ConvModule,
-                 chooser: KernelChooser | bool | None) -> None:
+    def __init__(self, module: ConvModule, chooser: KernelChooser) -> None:
         super().__init__()
-        chooser = as_chooser(chooser, 'FoldedConv')
         weight, bias = fold_conv_module(module)
         self.relu = module.with_activation
         if weight.shape[-1] == 3:

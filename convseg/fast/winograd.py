@@ -21,7 +21,7 @@ WINOGRAD_TILE = 4
 WINOGRAD_POINTS = (0, 1, -1, 2, -2)
 
 #: computes ``bmm(v, filters)`` for v (n*n, tiles, Ci) and filters
-#: (n*n, Ci, Co); see :mod:`convseg.apis.fast.kernels` for the choices.
+#: (n*n, Ci, Co); see :mod:`convseg.fast.kernels` for the choices.
 BatchedGemm = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 

@@ -10,7 +10,7 @@ from mmseg.models.decode_heads import UPerHead
 
 from .errors import UnsupportedModelError
 from .folding import FoldedConv, check_conv_module
-from .kernels import KernelChooser, Pointwise, as_chooser
+from .kernels import KernelChooser, Pointwise
 from .nhwc import resize, to_nchw, to_nhwc
 from .resize_conv import ConcatResizeConv
 
@@ -25,10 +25,8 @@ class FastUPerHead(nn.Module):
     conv + BatchNorm + ReLU; the parameters stay in the head.
     """
 
-    def __init__(self, head: UPerHead,
-                 chooser: KernelChooser | bool | None) -> None:
+    def __init__(self, head: UPerHead, chooser: KernelChooser) -> None:
         super().__init__()
-        chooser = as_chooser(chooser, 'FastUPerHead')
         if head.input_transform != 'multiple_select':
             raise UnsupportedModelError(
                 f'UPerHead with input_transform={head.input_transform!r}')

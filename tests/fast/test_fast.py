@@ -10,7 +10,6 @@ ConvModule on the concatenated ``F.interpolate`` outputs.
 """
 import copy
 import json
-import time
 from fractions import Fraction
 
 import convseg  # noqa: F401  (first: installs the mmcv.ops shim)
@@ -25,15 +24,19 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, save_checkpoint
 from mmseg.models.segmentors import EncoderDecoder
 
-from convseg.apis import fast, init_model
-from convseg.apis.fast import (CANDIDATES, EDITED_WEIGHTS_ERROR,
-                               PREPARED_TRAINING_ERROR, STALE_WEIGHTS_ERROR,
-                               TRAINING_ERROR, ConcatResizeConv, FoldedConv,
-                               FastEncoderDecoder, KernelChooser,
-                               prepare_for_inference, to_nchw, to_nhwc)
 from convseg import hardware as fast_cpu
-from convseg.apis.fast import gpu as fast_gpu
-from convseg.apis.fast import kernels as fast_kernels
+from convseg.apis import init_model
+from convseg.fast import (KERNELS, FastEncoderDecoder, KernelChooser,
+                          UnknownKernelError, prepare_for_inference)
+from convseg.fast import gpu as fast_gpu
+from convseg.fast import kernels as fast_kernels
+from convseg.fast import winograd as fast_winograd
+from convseg.fast.errors import (EDITED_WEIGHTS_ERROR,
+                                 PREPARED_TRAINING_ERROR, STALE_WEIGHTS_ERROR,
+                                 TRAINING_ERROR)
+from convseg.fast.folding import FoldedConv
+from convseg.fast.nhwc import to_nchw, to_nhwc
+from convseg.fast.resize_conv import ConcatResizeConv, resize_matrix
 
 # the tests' tiny model with heads of 64 channels: the width at which the
 # shape rule starts to pick Winograd, so that the default path runs it on
@@ -56,7 +59,7 @@ def default_kernels(monkeypatch, tmp_path):
     monkeypatch.setenv(fast_kernels.CACHE_ENV, str(tmp_path / 'kernels.json'))
 
 
-KERNEL_CHOICES = [(op, name) for op, names in CANDIDATES.items()
+KERNEL_CHOICES = [(op, name) for op, names in KERNELS.items()
                   for name in names]
 
 
@@ -116,14 +119,32 @@ def metas_for(height, width, batch=1):
     ]
 
 
-def assert_agree(reference, result):
-    """Argmax equal on >= 99.9% of pixels, logits within 1e-3 relative."""
+#: max |fast - plain| / max |plain| of the logits each path may reach, about
+#: five times what is measured (8.5e-7 direct, up to 2.1e-6 Winograd; AMD
+#: EPYC Zen 5, torch 2.13); bf16 keeps 8 bits of mantissa
+FP32_BOUND = 1e-5
+DIRECT_BOUND = 5e-6
+BF16_BOUND = 0.05
+
+
+def assert_agree(reference, result, bound=FP32_BOUND, min_equal=0.999,
+                 min_clear=0.9):
+    """Logits within ``bound`` relative; argmax equal wherever the top two
+    classes of ``reference`` are more than twice that apart (so no error
+    within the bound can swap them: at least ``min_clear`` of the pixels),
+    and on ``min_equal`` of all pixels; returns the relative error."""
     assert result.shape == reference.shape
     assert result.dtype == torch.float32
-    equal = (result.argmax(1) == reference.argmax(1)).float().mean().item()
-    assert equal >= 0.999
-    rel = ((result - reference).abs().max() / reference.abs().max()).item()
-    assert rel <= 1e-3
+    scale = reference.abs().max()
+    rel = ((result - reference).abs().max() / scale).item()
+    assert rel <= bound
+    top2 = reference.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 2 * bound * scale
+    same = result.argmax(1) == reference.argmax(1)
+    assert clear.float().mean().item() >= min_clear
+    assert bool(same[clear].all())
+    assert same.float().mean().item() >= min_equal
+    return rel
 
 
 def test_batchnorm_statistics_are_not_trivial(plain):
@@ -146,19 +167,6 @@ def test_fast_path_agrees_with_plain_model(plain, shape, batch):
     assert_agree(reference, result)
 
 
-@pytest.mark.parametrize('winograd', [True, False])
-def test_forced_winograd_choice_agrees(plain, winograd):
-    prepared = prepare_for_inference(copy.deepcopy(plain), winograd=winograd)
-    images = torch.randn(1,
-                         3,
-                         75,
-                         66,
-                         generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        assert_agree(plain.inference(images, metas_for(75, 66)),
-                     prepared.inference(images, metas_for(75, 66)))
-
-
 @pytest.mark.parametrize('op,name', KERNEL_CHOICES)
 def test_every_forced_kernel_agrees(plain, op, name):
     prepared = prepare_for_inference(copy.deepcopy(plain),
@@ -169,7 +177,8 @@ def test_every_forced_kernel_agrees(plain, op, name):
     with torch.no_grad():
         reference = plain.inference(images, metas_for(70, 93, 2))
         result = prepared.inference(images, metas_for(70, 93, 2))
-    assert_agree(reference, result)
+    assert_agree(reference, result,
+                 DIRECT_BOUND if name == 'direct' else FP32_BOUND)
     decisions = prepared.kernel_chooser.decisions
     # forced kernels are used without being recorded as decisions
     assert not any(key.startswith(op) for key in decisions)
@@ -191,7 +200,7 @@ def test_measured_kernels_agree_and_are_cached(plain, tmp_path,
     assert sorted(stored) == sorted(decisions)
     for key, entry in decisions.items():
         assert entry['source'] == 'measured'
-        assert set(entry['ms']) == set(CANDIDATES[key.split()[0]])
+        assert set(entry['ms']) == set(KERNELS[key.split()[0]])
         assert stored[key]['kernel'] == entry['kernel']
     # a second model reads the decisions instead of timing again
     again = prepare_for_inference(copy.deepcopy(plain), measure=True)
@@ -201,34 +210,68 @@ def test_measured_kernels_agree_and_are_cached(plain, tmp_path,
             } == {'cache'}
 
 
+class FakeClock:
+    """A clock that each candidate advances by its own cost, in seconds."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def runner(self, costs, calls):
+        def run(name):
+            calls.append(name)
+            self.now += costs[name]
+        return run
+
+
 def test_chooser_keeps_the_fastest_and_the_default_within_the_margin(
         tmp_path, monkeypatch):
     monkeypatch.setenv(fast_kernels.CACHE_ENV, str(tmp_path / 'k.json'))
-    chooser = KernelChooser(measure=True)
+    clock = FakeClock()
+    chooser = KernelChooser(measure=True, clock=clock)
+    x = torch.empty(1, 4, 5, 8)
     calls = []
-
-    def sleeper(name, seconds):
-        return lambda: (calls.append(name), time.sleep(seconds))
-
-    fastest = chooser.choose('pointwise', 'a', {
-        'mkl': sleeper('mkl', 0.02),
-        'onednn': sleeper('onednn', 0.002)
-    }, 'mkl')
+    fastest = chooser.choose('pointwise', x, 16,
+                             clock.runner({'mkl': 0.02, 'onednn': 0.002},
+                                          calls))
     assert fastest == 'onednn'
-    # each candidate: one warm-up and REPEATS timed runs
+    # each candidate: one warm-up and REPEATS timed runs, interleaved
     assert calls.count('mkl') == calls.count('onednn') == \
         1 + fast_kernels.REPEATS
-    assert fast_kernels.pick({'mkl': 1.0, 'onednn': 0.97}, 'mkl') == 'mkl'
-    assert fast_kernels.pick({'mkl': 1.0, 'onednn': 0.9}, 'mkl') == 'onednn'
+    assert calls[2:6] == ['mkl', 'onednn', 'onednn', 'mkl']
+    key = 'pointwise 8->16 1x4x5 float32'
+    assert chooser.decisions[key] == dict(kernel='onednn',
+                                          ms=dict(mkl=20.0, onednn=2.0),
+                                          source='measured')
+    # within the margin, the default (mkl) stays
+    within = KernelChooser(measure=True, clock=clock)
+    assert within.choose('pointwise', torch.empty(1, 4, 6, 8), 16,
+                         clock.runner({'mkl': 0.02, 'onednn': 0.0195},
+                                      [])) == 'mkl'
+    assert fast_kernels.pick({'mkl': 1.0, 'onednn': 0.96}, 'mkl') == 'mkl'
+    assert fast_kernels.pick({'mkl': 1.0, 'onednn': 0.94}, 'mkl') == 'onednn'
     calls.clear()
     # decided once per op and shape
-    assert chooser.choose('pointwise', 'a', {
-        'mkl': sleeper('mkl', 0),
-        'onednn': sleeper('onednn', 0)
-    }, 'mkl') == 'onednn'
+    assert chooser.choose('pointwise', x, 16,
+                          clock.runner({'mkl': 0, 'onednn': 0}, calls)) == (
+                              'onednn')
     assert calls == []
-    assert 'pointwise a' in chooser.table()
-    assert 'onednn' in chooser.table().splitlines()[0]
+    assert chooser.table() == (f'  {key:<44} {"onednn":<16} (measured)  '
+                               'mkl 20.0 ms, onednn 2.0 ms')
+
+
+def test_defaults_follow_the_table():
+    chooser = KernelChooser(measure=False)
+    assert chooser.default('conv3x3', 64, 64, 16, 16) == 'winograd_mkl'
+    assert chooser.default('conv3x3', 64, 64, 15, 16) == 'direct'
+    assert chooser.default('conv3x3', 63, 64, 16, 16) == 'direct'
+    assert chooser.default('pointwise', 64, 64, 16, 16) == 'mkl'
+    bf16 = KernelChooser(measure=False, dtype=torch.bfloat16)
+    assert bf16.candidates == {'conv3x3': ('direct', ),
+                               'pointwise': ('mkl', 'onednn')}
+    assert bf16.default('conv3x3', 64, 64, 16, 16) == 'direct'
 
 
 def test_measuring_off_by_environment_runs_nothing(monkeypatch):
@@ -238,19 +281,26 @@ def test_measuring_off_by_environment_runs_nothing(monkeypatch):
     def refuse():
         raise AssertionError('measured although measuring is off')
 
-    assert chooser.choose('pointwise', 'b', {
-        'mkl': refuse,
-        'onednn': refuse
-    }, 'mkl') == 'mkl'
-    assert chooser.decisions['pointwise b']['source'] == 'default'
+    assert chooser.choose('pointwise', torch.empty(1, 2, 2, 3), 4,
+                          lambda name: refuse()) == 'mkl'
+    assert chooser.decisions['pointwise 3->4 1x2x2 float32'] == dict(
+        kernel='mkl', source='default')
 
 
 def test_unknown_forced_kernel_is_named(plain):
-    with pytest.raises(ValueError,
-                       match="unknown kernel conv3x3='fft'; the candidates "
-                       'are conv3x3: direct|winograd_mkl|winograd_onednn, '
-                       'pointwise: mkl|onednn'):
+    with pytest.raises(UnknownKernelError) as err:
         prepare_for_inference(plain, kernels={'conv3x3': 'fft'})
+    assert str(err.value) == (
+        "unknown kernel conv3x3='fft'; the candidates are conv3x3: "
+        'winograd_mkl|winograd_onednn|direct, pointwise: mkl|onednn')
+    assert isinstance(err.value, ValueError)
+    with pytest.raises(UnknownKernelError) as err:
+        KernelChooser(force={'pointwse': 'mkl'})
+    assert str(err.value).startswith("unknown kernel pointwse='mkl'; the ")
+    layer = fast_kernels.Pointwise(torch.ones(2, 3), None,
+                                   KernelChooser(measure=False))
+    with pytest.raises(UnknownKernelError, match="pointwise='mlk'"):
+        layer.run('mlk', torch.ones(1, 1, 1, 3), None)
 
 
 def test_machine_key_names_cpu_threads_and_torch():
@@ -276,11 +326,8 @@ def test_bf16_precision_runs_bf16_and_returns_float32(plain):
         reference = plain.inference(images, metas_for(80, 80))
         result = prepared.inference(images, metas_for(80, 80))
     assert seen == [torch.bfloat16]
-    assert result.dtype == torch.float32
-    equal = (result.argmax(1) == reference.argmax(1)).float().mean().item()
-    assert equal >= 0.98
-    rel = ((result - reference).abs().max() / reference.abs().max()).item()
-    assert 1e-4 < rel < 0.05  # bf16 keeps 8 bits of mantissa
+    # random weights make near-ties: bf16 moves a few of them
+    assert assert_agree(reference, result, BF16_BOUND, 0.98, 0.3) > 1e-4
     # 3x3 convs run directly in bf16
     conv = prepared.fast_head.fpn_convs[0].conv
     assert conv.kernel_for(torch.empty(1, 32, 32, 64,
@@ -308,9 +355,14 @@ def test_bf16_is_refused_without_native_support(plain, monkeypatch):
 def test_bf16_refuses_forced_winograd(plain, monkeypatch):
     monkeypatch.setattr(fast_cpu, 'cpu_flags',
                         lambda: frozenset({'avx512_bf16'}))
-    with pytest.raises(ValueError, match="precision='bf16' runs 3x3 convs "
-                       'directly'):
-        prepare_for_inference(plain, precision='bf16', winograd=True)
+    with pytest.raises(UnknownKernelError) as err:
+        prepare_for_inference(plain,
+                              precision='bf16',
+                              kernels={'conv3x3': 'winograd_onednn'})
+    assert str(err.value) == (
+        "kernel conv3x3='winograd_onednn' is not accurate enough in "
+        'torch.bfloat16; the candidates in torch.bfloat16 are conv3x3: '
+        'direct, pointwise: mkl|onednn')
 
 
 def test_init_model_precision_needs_the_fast_path(config, checkpoint):
@@ -430,8 +482,8 @@ def test_slide_mode_agrees(plain):
 def test_default_rule_runs_winograd_on_large_maps(plain):
     prepared = prepare_for_inference(copy.deepcopy(plain))
     conv = prepared.fast_head.fpn_convs[0].conv
-    assert conv.uses_winograd(torch.empty(1, 16, 16, 64))
-    assert not conv.uses_winograd(torch.empty(1, 15, 16, 64))
+    assert conv.kernel_for(torch.empty(1, 16, 16, 64)) == 'winograd_mkl'
+    assert conv.kernel_for(torch.empty(1, 15, 16, 64)) == 'direct'
 
 
 def test_disabled_is_bit_identical(config, checkpoint):
@@ -544,10 +596,8 @@ def test_autocast_path_runs_in_bf16_and_returns_float32(plain):
         reference = plain.inference(images, metas_for(64, 64))
         result = prepared.inference(images, metas_for(64, 64))
     assert seen == [torch.bfloat16]
-    assert result.dtype == torch.float32
-    # bf16 keeps 8 bits of mantissa
-    rel = ((result - reference).abs().max() / reference.abs().max()).item()
-    assert rel < 0.1
+    # the bounds of the bf16 precision test: random weights make near-ties
+    assert assert_agree(reference, result, BF16_BOUND, 0.98, 0.3) > 1e-4
 
 
 def test_bad_amp_value_is_named(plain):
@@ -564,7 +614,7 @@ def test_toom_cook_matrices_compute_correlation():
     rng = np.random.default_rng(0)
     for m, points in ((2, (0, 1, -1)), (4, (0, 1, -1, 2, -2)),
                       (6, (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2)))):
-        a_t, g, b_t = (t.numpy() for t in fast.toom_cook_matrices(m, points))
+        a_t, g, b_t = (t.numpy() for t in fast_winograd.toom_cook_matrices(m, points))
         d = rng.standard_normal(m + 2)
         w = rng.standard_normal(3)
         expected = np.correlate(d, w, mode='valid')
@@ -584,8 +634,8 @@ def test_winograd_matches_conv2d(shape):
     expected = F.conv2d(x, weight, bias, padding=1)
     # a channels-last input, as the backbone hands over, and a contiguous one
     for source in (x.contiguous(memory_format=torch.channels_last), x):
-        result = fast.winograd_conv3x3(to_nhwc(source),
-                                       fast.winograd_filters(weight), bias)
+        result = fast_winograd.winograd_conv3x3(to_nhwc(source),
+                                       fast_winograd.winograd_filters(weight), bias)
         torch.testing.assert_close(to_nchw(result),
                                    expected,
                                    rtol=1e-4,
@@ -613,24 +663,6 @@ def test_folded_conv_matches_conv_module():
                                            expected,
                                            rtol=1e-4,
                                            atol=1e-4)
-
-
-def test_former_winograd_argument_still_works_with_a_warning():
-    gen = torch.Generator().manual_seed(4)
-    module = ConvModule(8, 8, 3, padding=1, norm_cfg=dict(type='BN')).eval()
-    x = torch.randn(1, 8, 20, 20, generator=gen)
-    for winograd, kernel in ((True, 'winograd_mkl'), (False, 'direct'),
-                             (None, 'direct')):
-        with pytest.warns(DeprecationWarning,
-                          match=r'FoldedConv\(\.\.\., winograd=') as record:
-            layer = FoldedConv(module, winograd)
-        assert record[0].filename == __file__
-        assert layer.conv.kernel_for(to_nhwc(x)) == kernel
-        with torch.no_grad():
-            torch.testing.assert_close(to_nchw(layer(to_nhwc(x))),
-                                       module(x),
-                                       rtol=1e-4,
-                                       atol=1e-4)
 
 
 @pytest.mark.parametrize('align_corners', [False, True])
@@ -670,7 +702,7 @@ def test_resize_matrix_matches_interpolate():
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(3, 7, generator=gen)
     for align_corners in (False, True):
-        mat = fast.resize_matrix(7, 17, align_corners, torch.float32,
+        mat = resize_matrix(7, 17, align_corners, torch.float32,
                                  torch.device('cpu'))
         expected = F.interpolate(x[:, None, None, :],
                                  size=(1, 17),

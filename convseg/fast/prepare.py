@@ -21,9 +21,6 @@ from .segmentor import FastEncoderDecoder
 from .uper_head import FastUPerHead
 
 PRECISIONS = ('fp32', 'bf16')
-#: Winograd in bf16 has about ten times the error of a direct bf16 conv
-#: (README, Speed), so bf16 runs 3x3 convs directly
-BF16_KERNELS = {'conv3x3': ('direct', )}
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -53,23 +50,10 @@ def check_precision(precision: str, device: torch.device) -> None:
             f"precision='fp32'.")
 
 
-def _force(winograd: bool | None,
-           kernels: Mapping[str, str] | None) -> tuple[dict, dict]:
-    """Forced kernels and allowed candidates from the user's arguments."""
-    force = dict(kernels or {})
-    allowed = {}
-    if winograd is False:
-        force.setdefault('conv3x3', 'direct')
-    elif winograd is True:
-        allowed['conv3x3'] = ('winograd_mkl', 'winograd_onednn')
-    return force, allowed
-
-
 def prepare_for_inference(model: nn.Module,
                           enable: bool = True,
                           *,
                           precision: str = 'fp32',
-                          winograd: bool | None = None,
                           kernels: Mapping[str, str] | None = None,
                           measure: bool | None = None,
                           amp: str | None = None,
@@ -93,11 +77,11 @@ def prepare_for_inference(model: nn.Module,
             autocast and the fast head in bf16; GPU: bf16 autocast). bf16
             needs native hardware support and raises ValueError without;
             logits come back as float32 either way.
-        winograd: CPU: True runs every 3x3 conv of the head by Winograd,
-            False none, None (default) as the kernel choice says.
         kernels: CPU: force a kernel per op, e.g.
             ``{'conv3x3': 'winograd_onednn', 'pointwise': 'mkl'}``; see
-            :mod:`convseg.apis.fast.kernels` for the candidates.
+            :data:`convseg.fast.kernels.KERNELS` for the choices (bf16
+            runs no Winograd kernel). An unknown name raises
+            UnknownKernelError listing them.
         measure: CPU: time the candidate kernels once per shape (cached
             on disk) and keep the fastest; False uses the defaults; None
             (default) unless ``CONVSEG_MEASURE_KERNELS=0``.
@@ -138,17 +122,11 @@ def prepare_for_inference(model: nn.Module,
                          f'{amp!r}')
     if channels_last is None:
         channels_last = on_gpu
-    force, allowed = _force(winograd, kernels)
     bf16_cpu = precision == 'bf16' and device.type == 'cpu'
     if bf16_cpu:
-        if winograd or force.get('conv3x3', 'direct') != 'direct':
-            raise ValueError(
-                "precision='bf16' runs 3x3 convs directly: Winograd's error "
-                'in bf16 is about ten times a direct conv\'s; leave '
-                "winograd and kernels['conv3x3'] unset for bf16")
-        allowed.update(BF16_KERNELS)
         amp = 'bf16'
-    chooser = KernelChooser(measure, force, allowed)
+    chooser = KernelChooser(measure, kernels,
+                            torch.bfloat16 if bf16_cpu else torch.float32)
     fast_head = fast_backbone = None
     notes = []
     if device.type == 'cpu' and (amp == 'none' or bf16_cpu):
