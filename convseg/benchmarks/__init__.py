@@ -1,0 +1,1 @@
+"""Benchmark helpers shared by tools/benchmark.py and tools/benchmark_gpu.py."""
