@@ -4,6 +4,8 @@ same weights (convseg's keys are the official ones, mapped from
 mmpretrain's by the checkpoint key maps)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from mmengine.config import Config
@@ -83,3 +85,19 @@ def test_a_missing_mmseg_config_is_named() -> None:
                        r'install mmsegmentation 1\.2 from its wheel, which '
                        r'ships its configs$'):
         mmseg_config_path('convnext/none.py')
+
+
+def test_benchmark_times_the_reference_interleaved(tmp_path, run_script,
+                                                   tiny_config) -> None:
+    out = tmp_path / 'figures.json'
+    done = run_script('tools/benchmark.py', tiny_config, '--no-fast',
+                      '--reference', '--shape', '32', '32', '--repeat', '2',
+                      '--warmup', '1', '--json', out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    route = ROUTES[0] if torchvision_imports() else ROUTES[1]
+    results = json.loads(out.read_text())['results']
+    figures = results[f'reference ({route})']
+    assert len(figures['times_ms']) == len(results['plain']['times_ms']) == 2
+    assert figures['ms_per_image'] == pytest.approx(figures['ms_per_batch'],
+                                                    abs=0.051)
+    assert f"reference ({route}): " in done.stdout
