@@ -44,7 +44,7 @@ def test_checkpointed_head_equals_uperhead(tiny_config) -> None:
     plain.train(), checkpointed.train()
     calls = {id(plain): 0, id(checkpointed): 0}
     for model in (plain, checkpointed):
-        model.decode_head.fpn_bottleneck.register_forward_hook(
+        model.decode_head.fpn_bottleneck.register_forward_pre_hook(
             lambda *_, key=id(model): calls.__setitem__(key, calls[key] + 1))
     loss, grads = step(plain)
     loss_cp, grads_cp = step(checkpointed)
