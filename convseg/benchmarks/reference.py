@@ -39,7 +39,8 @@ from mmengine.registry import init_default_scope
 from convseg.errors import ConvsegError
 
 #: mmseg's config of the reference, relative to mmseg's shipped configs
-REFERENCE_CONFIG = 'convnext/convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py'
+REFERENCE_CONFIG = ('convnext/'
+                    'convnext-tiny_upernet_8xb2-amp-160k_ade20k-512x512.py')
 #: the routes to mmpretrain's ConvNeXt, in the order they are tried
 ROUTES = ('mmpretrain', 'mmpretrain-backbone-file')
 #: the bare packages of the backbone-file route

@@ -58,7 +58,7 @@ def test_benchmark_gpu_recipe_on_cpu(tmp_path, run_script, tool):
                                                    torch.device('cpu'))
     first = model.train_step(tool.scene_batches([32, 32], 2, 3)[0],
                              optim_wrapper)['loss']
-    assert losses[0] == pytest.approx(float(first), rel=1e-6)
+    assert losses[0] == pytest.approx(float(first.detach()), rel=1e-6)
     fp32, bf16 = results['infer-fp32@2'], results['infer-bf16@2']
     assert fp32['ms_per_image'] == pytest.approx(fp32['ms_per_batch'] / 2,
                                                  abs=0.051)
