@@ -33,7 +33,7 @@ from __future__ import annotations
 
 #: registry name in ``mmseg.registry`` -> the types convseg registers there.
 REGISTERED: dict[str, tuple[str, ...]] = {
-    'MODELS': ('ConvNeXt', ),
+    'MODELS': ('ConvNeXt', 'CheckpointedUPerHead'),
     'OPTIM_WRAPPER_CONSTRUCTORS': ('LayerDecayOptimWrapperConstructor', ),
     'HOOKS': ('AtomicCheckpointHook', 'RandomStateHook', 'NonFiniteCheckHook',
               'CheckpointMatchHook', 'LrLoggerHook', 'ProgressBarHook',

@@ -65,6 +65,8 @@ from convseg.apis import inference_labels, inference_model, init_model
 from convseg.apis.inference import build_test_pipeline
 from convseg.benchmarks.batches import agreement, random_batch
 from convseg.benchmarks.machine import load_average, machine_info
+from convseg.benchmarks.reference import (ReferenceUnavailableError,
+                                          build_reference)
 from convseg.benchmarks.timing import (PeakMemory, in_subprocess, summary,
                                        timed)
 from convseg.engine import fit_to_device
@@ -148,6 +150,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='infer: also time this ONNX file (from '
                         'tools/export_onnx.py) with onnxruntime, interleaved '
                         'with the others, and its agreement with plain')
+    parser.add_argument('--reference',
+                        action='store_true',
+                        help="infer: also time mmseg's reference model "
+                        "(mmpretrain's ConvNeXt, mmseg's heads; "
+                        'convseg.benchmarks.reference) of the same shapes, '
+                        'interleaved, or say why it is left out')
     parser.add_argument('--json',
                         metavar='OUT',
                         help='write the figures '
@@ -219,6 +227,15 @@ def run_infer(args: argparse.Namespace) -> dict[str, object]:
                                              device=args.device,
                                              cfg_options=cfg_options)
         variants['onnxruntime'].test_cfg.mode = plain.test_cfg.mode
+    reference_left_out = None
+    if args.reference:
+        try:
+            reference, route = build_reference(plain.cfg)
+        except ReferenceUnavailableError as err:
+            reference_left_out = str(err)
+        else:
+            variants[f'reference ({route})'] = reference.to(device).eval()
+            variants[f'reference ({route})'].test_cfg = plain.test_cfg
     data = plain.data_preprocessor(
         random_batch(args.shape, args.batch, plain.decode_head.num_classes),
         False)
@@ -249,6 +266,8 @@ def run_infer(args: argparse.Namespace) -> dict[str, object]:
         results.update(run_stages(args, {
             name: model for name, model in variants.items()
             if name != 'onnxruntime'}))
+    if reference_left_out is not None:
+        results['reference'] = dict(left_out=reference_left_out)
     if 'plain' in variants and 'onnxruntime' in variants:
         results['onnxruntime_agreement'] = agreement(logits['plain'],
                                                      logits['onnxruntime'])
@@ -396,6 +415,8 @@ def report(args: argparse.Namespace, results: dict[str, object],
     print(f'load average before: {machine["loadavg"]}  after: '
           f'{results["loadavg_after"]}')
     for name, figures in results.items():
+        if isinstance(figures, dict) and 'left_out' in figures:
+            print(f'{name:>14}: left out: {figures["left_out"]}')
         if not isinstance(figures, dict) or 'ms_per_batch' not in figures:
             continue
         memory = '  '.join(f'{k} {v}' for k, v in figures.items()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up convseg in a virtual environment at .venv (or $CONVSEG_VENV).
 #
-#   bash tools/install.sh [--tests]
+#   bash tools/install.sh [--tests | --bench]
 #
 # - creates the venv if it is missing;
 # - installs torch==2.13.0 only when no torch is importable (bring your own
@@ -15,12 +15,21 @@
 # - writes convseg's start-up hook (convseg/mmcv_ops_hook.py) into the venv's
 #   site-packages. pip cannot place a .pth file for an editable install, so
 #   this script does it; `python -m convseg.mmcv_ops_hook` does the same.
+# --bench makes a second venv, .venv-bench (or $CONVSEG_BENCH_VENV), for
+# tools/benchmark.py --reference: torch==2.14.1 with torchvision==0.29.1
+# (mmpretrain, whose ConvNeXt is mmseg's reference backbone, imports
+# torchvision, which does not import beside torch 2.13 CPU; 2.14.1 is a CUDA
+# build of about 5.5 GB that also runs on CPU), mmpretrain and convseg.
 # Re-running is cheap: a stamp file records the inputs it was run with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${CONVSEG_VENV:-.venv}
 EXTRAS=""
 [ "${1:-}" = "--tests" ] && EXTRAS="tests,deploy"
+if [ "${1:-}" = "--bench" ]; then
+    VENV=${CONVSEG_BENCH_VENV:-.venv-bench}
+    EXTRAS="bench"
+fi
 
 stamp="$VENV/.convseg-install-$EXTRAS"
 inputs=$(cat setup.cfg pyproject.toml tools/install.sh | sha1sum | cut -c1-40)
@@ -32,7 +41,10 @@ fi
 PY="$VENV/bin/python"
 PIP="$PY -m pip --disable-pip-version-check -q"
 
-if ! "$PY" -c "import torch" 2>/dev/null; then
+if [ "$EXTRAS" = "bench" ]; then
+    echo "[install] torch==2.14.1 torchvision==0.29.1 into $VENV (about 5.5 GB)"
+    $PIP install torch==2.14.1 torchvision==0.29.1
+elif ! "$PY" -c "import torch" 2>/dev/null; then
     echo "[install] torch not found: installing torch==2.13.0 (CPU build)"
     $PIP install torch==2.13.0
 fi

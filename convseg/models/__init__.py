@@ -1,2 +1,4 @@
-"""Models: the ConvNeXt backbone and checkpoint key maps."""
+"""Models: the ConvNeXt backbone, checkpoint key maps and a checkpointed
+UPerHead."""
 from .convnext import ConvNeXt  # noqa: F401
+from .uper_head_cp import CheckpointedUPerHead  # noqa: F401

@@ -7,6 +7,12 @@ and the types of the heads' norm layers, and saves the heads' BN running
 means: with SyncBN every rank normalises with the statistics of the whole
 batch, so with two ranks that see different images the running means still
 agree.
+
+The probe module also arms ``faulthandler.dump_traceback_later`` in every
+rank as the config imports it (before the process group starts): a rank
+still running after HANG_DUMP_S seconds (a passing run takes about 40 s on
+an H200) prints the stack of each of its threads to stderr and exits, so a
+hang, seen once, shows where it waits.
 """
 from __future__ import annotations
 
@@ -22,7 +28,9 @@ import torch
 from gpu_helpers import REPO, check_ok, scenes_config
 
 ITERS = 20
+HANG_DUMP_S = 150
 PROBE = '''
+import faulthandler
 import json
 import os
 
@@ -31,6 +39,8 @@ import torch.distributed as dist
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
+
+faulthandler.dump_traceback_later(HANG_DUMP_S, exit=True)
 
 
 @HOOKS.register_module()
@@ -51,7 +61,7 @@ class NormProbeHook(Hook):
             json.dump(dict(backend=dist.get_backend(),
                            world_size=dist.get_world_size(),
                            norms=norms), f)
-'''
+'''.replace('HANG_DUMP_S', str(HANG_DUMP_S))
 
 CPU_LOAD = '''
 import sys

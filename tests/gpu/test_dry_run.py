@@ -95,3 +95,17 @@ def test_gpu_command_skips_every_test_with_its_reasons(tmp_path) -> None:
         test_id: expected_reason(*needs) for test_id, needs in NEEDS.items()
     }
     assert f'{len(NEEDS)} skipped' in result.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(),
+                    reason='a GPU is here: the GPU session runs for real')
+def test_gpu_session_says_why_it_runs_nothing(tmp_path) -> None:
+    result = subprocess.run(
+        ['bash', 'tools/gpu_session.sh'], cwd=REPO, capture_output=True,
+        text=True, timeout=120,
+        env=dict(os.environ, PYTHON=sys.executable, OUT=str(tmp_path / 'out')))
+    assert result.returncode == 0, result.stdout + result.stderr
+    cuda = torch.version.cuda
+    assert result.stdout == (f'[gpu-session] skipped: no CUDA GPU here '
+                             f'(torch {torch.__version__}, CUDA {cuda})\n')
+    assert not (tmp_path / 'out').exists()

@@ -67,4 +67,19 @@ def test_download_refuses_a_bad_version(bash):
     done = bash('tools/download_gpu_wheels.sh', 'py312')
     assert done.returncode == 2
     assert done.stderr == ('usage: bash tools/download_gpu_wheels.sh '
-                           '[PYTHON_VERSION, e.g. 3.12]\n')
+                           '[--lean] [PYTHON_VERSION, e.g. 3.12]\n')
+
+
+def test_lean_list_is_part_of_the_full_list(repo_root):
+    def pins(name):
+        lines = (repo_root / 'tools' / name).read_text().splitlines()
+        return dict(line.split('==') for line in lines
+                    if line and not line.startswith('#'))
+
+    lean, full = pins('gpu_wheels_lean.txt'), pins('gpu_wheels.txt')
+    assert {k: full.get(k) for k in lean} == lean
+    assert {'mmengine', 'mmcv-lite', 'mmsegmentation',
+            'mmpretrain'} <= lean.keys()
+    # what the device image holds stays out
+    assert not {'torch', 'numpy', 'matplotlib', 'scipy', 'pytest'} & \
+        lean.keys()
