@@ -9,7 +9,9 @@ then writes mmseg's layout under ``OUT_ROOT`` on all usable cores:
   only where the export mixes image formats, since mmseg's datasets take one
   suffix);
 - ``ann_dir/{train,val}/NAME.png``: palette PNGs of class ids, 255 ignored;
-- ``classes.json`` and ``config.py`` (from ``configs/upernet_convnext_t_custom.py``).
+- ``classes.json`` and ``config.py`` (from
+  ``configs/upernet_convnext_t_custom.py``; images with a side under 512 get
+  a smaller crop, see :func:`crop_settings`).
 
 Every file goes through :func:`convseg.fileio.atomic_write`, so a failure
 leaves no half-written file. Each label PNG stores a digest of what it was
@@ -288,8 +290,19 @@ def _image_suffix(samples: Sequence[Sample]) -> str:
     return '.png'
 
 
+def crop_settings(samples: Sequence[Sample]) -> dict:
+    """The template's 512 crop, or for images with a side under 512 the
+    largest multiple of 32 that fits the smallest side (image scale 4:1)."""
+    side = min(min(s.height, s.width) for s in samples)
+    if side >= 512:
+        return {}
+    crop = max(32, side // 32 * 32)
+    return dict(crop_size=(crop, crop), image_scale=(4 * crop, crop))
+
+
 def config_text(out_root: str, classes: Sequence[tuple[str, tuple]],
-                img_suffix: str, repo_configs: str) -> str:
+                img_suffix: str, repo_configs: str,
+                crop: dict | None = None) -> str:
     """The custom config with this dataset's first block filled in."""
     template = osp.join(repo_configs, TEMPLATE)
     if not osp.isfile(template):
@@ -305,7 +318,7 @@ def config_text(out_root: str, classes: Sequence[tuple[str, tuple]],
         classes=tuple(name for name, _ in classes),
         palette=[list(colour) for _, colour in classes],
         img_suffix=img_suffix, seg_map_suffix='.png',
-        reduce_zero_label=False)
+        reduce_zero_label=False, **(crop or {}))
     for key, value in settings.items():
         text, count = re.subn(rf'^{key} = .*$', f'{key} = {value!r}', text,
                               flags=re.M)
@@ -361,7 +374,8 @@ def write_dataset(dataset: SourceDataset, out_root: str,
          'ignore_index': IGNORE}, indent=2) + '\n'
     atomic_write_text(classes_json, osp.join(out_root, 'classes.json'))
     atomic_write_text(config_text(out_root, dataset.classes, suffix,
-                                  repo_configs()),
+                                  repo_configs(),
+                                  crop_settings(dataset.samples)),
                       osp.join(out_root, 'config.py'))
     per_split = Counter(s.split for s in dataset.samples)
     summary = {f'{split} images': per_split.get(split, 0)
