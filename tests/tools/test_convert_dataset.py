@@ -73,7 +73,7 @@ def test_coco_export_to_trained_model(tmp_path, run_script):
     work = tmp_path / 'work'
     train = run_script(
         'tools/train.py', config, '--work-dir', work, *options,
-        'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+        'train_cfg.max_iters=2', 'train_cfg.val_interval=100',
         'default_hooks.checkpoint.interval=2', 'param_scheduler.0.end=1',
         'param_scheduler.1.end=2')
     assert train.returncode == 0, train.stderr[-3000:]
