@@ -73,7 +73,7 @@ def test_coco_export_to_trained_model(tmp_path, run_script):
     work = tmp_path / 'work'
     train = run_script(
         'tools/train.py', config, '--work-dir', work, *options,
-        'train_cfg.max_iters=2', 'train_cfg.val_interval=100',
+        'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
         'default_hooks.checkpoint.interval=2', 'param_scheduler.0.end=1',
         'param_scheduler.1.end=2')
     assert train.returncode == 0, train.stderr[-3000:]
@@ -124,3 +124,79 @@ def test_coco_export_to_trained_model(tmp_path, run_script):
                          ).read_text())
     assert [r['images'] for r in result['classes']] == [4, 4, 4]
     assert result['height'] == {'min': 64, 'median': 64.0, 'max': 64}
+
+
+def test_convert_dataset_options_and_errors(tmp_path, run_script):
+    # colour masks with a JSON palette, no background class, a mask whose
+    # image is missing skipped
+    masks, photos = tmp_path / 'masks', tmp_path / 'photos'
+    masks.mkdir()
+    photos.mkdir()
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[:4] = (200, 0, 0)
+    rgb[6:] = (0, 200, 0)
+    for name in ('a', 'b', 'c'):
+        Image.fromarray(rgb).save(masks / f'{name}.png')
+    for name in ('a', 'b'):
+        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(
+            photos / f'{name}.png')
+    palette = tmp_path / 'palette.json'
+    palette.write_text(json.dumps({'background': [0, 0, 0],
+                                   'brick': [200, 0, 0],
+                                   'moss': [0, 200, 0]}))
+    out = tmp_path / 'from_masks'
+    run = run_script('tools/convert_dataset.py', 'mask', masks, out,
+                     '--palette', palette, '--images', photos,
+                     '--no-background', '--skip-missing', '--workers', '1')
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert 'masks without an image (skipped): 1' in run.stdout
+    label = np.asarray(Image.open(next((out / 'ann_dir').rglob('a.png'))))
+    expected = np.full((8, 8), 255)
+    expected[:4], expected[6:] = 0, 1
+    np.testing.assert_array_equal(label, expected)
+    assert json.loads((out / 'classes.json').read_text())['classes'] == [
+        'brick', 'moss']
+
+    # LabelMe with a class list, an unknown label skipped, a 3-wide line
+    folder = tmp_path / 'labelme'
+    folder.mkdir()
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(folder / 'f.png')
+    shapes = [{'label': 'wire', 'points': [[0, 5], [10, 5]],
+               'shape_type': 'line', 'group_id': None, 'flags': {}},
+              {'label': 'bird', 'points': [[2, 2]], 'shape_type': 'point',
+               'group_id': None, 'flags': {}},
+              {'label': 'cloud', 'points': [[0, 0], [3, 0], [3, 3]],
+               'shape_type': 'polygon', 'group_id': None, 'flags': {}}]
+    (folder / 'f.json').write_text(json.dumps({
+        'version': '5.4.1', 'flags': {}, 'shapes': shapes,
+        'imagePath': 'f.png', 'imageData': None, 'imageHeight': 10,
+        'imageWidth': 10}))
+    (tmp_path / 'labels.txt').write_text('__ignore__\n_background_\nwire\n'
+                                         'bird\n')
+    out = tmp_path / 'from_labelme'
+    run = run_script('tools/convert_dataset.py', 'labelme', folder, out,
+                     '--classes', tmp_path / 'labels.txt', '--skip-unknown',
+                     '--line-width', '3', '--point-radius', '1',
+                     '--val-fraction', '0')
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert 'shapes of unknown labels (skipped): 1' in run.stdout
+    label = np.asarray(Image.open(out / 'ann_dir' / 'train' / 'f.png'))
+    assert (label == 1).sum() == 40    # rows 3..6: centres within 1.5 of y=5
+    assert (label == 2).sum() == 4           # the bird: centres within 1
+
+    # COCO: an unknown category id stops with one line, nothing written
+    export = tmp_path / 'coco'
+    export.mkdir()
+    coco = _coco_export(export, count=1)
+    doc = json.loads(coco.read_text())
+    doc['annotations'][0]['category_id'] = 9
+    coco.write_text(json.dumps(doc))
+    out = tmp_path / 'from_coco'
+    run = run_script('tools/convert_dataset.py', 'coco', coco, out,
+                     '--crowd-as-class')
+    assert run.returncode == 1
+    assert run.stderr.strip() == (
+        f'error: {coco}: annotation id 1 has category id 9, which '
+        '"categories" does not list (known: [1, 2]); fix the export or pass '
+        '--skip-unknown')
+    assert not out.exists()
