@@ -11,8 +11,8 @@ import pytest
 from matplotlib.path import Path as MplPath
 from PIL import Image
 
-from convseg.datasets.converters import (ConversionError, Shape, convert,
-                                         paint, polygon_mask, read_export)
+from convseg.datasets.converters import (ConversionError, convert,
+                                         polygon_mask, read_export)
 from convseg.datasets.converters.raster import coco_rle_counts, decode_runs
 
 

@@ -102,8 +102,8 @@ def read_labelme(folder: str, classes: Sequence[str] | None = None,
     if background:
         label_of.update({n: 0 for n in BACKGROUND_NAMES})
     all_names = (['background'] if background else []) + names
-    dataset = SourceDataset(list(zip(all_names, class_colours(len(all_names)))),
-                            [], background)
+    colours = class_colours(len(all_names))
+    dataset = SourceDataset(list(zip(all_names, colours)), [], background)
     for path, d in files:
         image_path = osp.join(osp.dirname(path),
                               str(require(d, 'imagePath', path, 'the file'))

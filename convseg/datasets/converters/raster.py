@@ -144,7 +144,7 @@ def outside(shape: Shape, height: int, width: int) -> bool:
 
 def paint(shapes: Sequence[Shape], height: int, width: int,
           fill: int) -> np.ndarray:
-    """Label image of the shapes painted by ``order`` (stable) over ``fill``."""
+    """The shapes painted by ``order`` (stable sort) over ``fill``."""
     label = np.full((height, width), fill, np.uint8)
     for shape in sorted(shapes, key=lambda s: s.order):
         mask, (top, left) = shape_mask(shape, height, width)
