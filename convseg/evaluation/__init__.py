@@ -1,5 +1,6 @@
 """Evaluation extras: a per-class IoU metric writing result files,
-prediction PNGs in official ids and a confusion matrix from the same pass. (The val/test progress bar is a hook:
+prediction PNGs in official ids and a confusion matrix from the same pass.
+(The val/test progress bar is a hook:
 :mod:`convseg.engine.hooks.progress_bar`.)"""
 from ..deprecation import moved_names
 from .metric import PerClassIoUMetric  # noqa: F401
