@@ -1,12 +1,15 @@
 """Evaluate a segmentation checkpoint on a config's test set.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out DIR]
-        [--show-dir DIR] [--tta] [--cfg-options KEY=VALUE ...]
+        [--show-dir DIR] [--tta] [--confusion-matrix [DIR]]
+        [--cfg-options KEY=VALUE ...]
         [--launcher none|pytorch|slurm] [--unsafe-load] [--fast]
         [--precision fp32|bf16]
 
 Prints aAcc, mIoU, mAcc and the per-class IoU / accuracy table, and writes
 them to WORK_DIR/<checkpoint name>[_tta]_metrics.json and _per_class.csv.
+--confusion-matrix adds <checkpoint name>[_tta]_confusion.csv and .png (in
+DIR, default WORK_DIR), counted in the same pass as the mIoU.
 CHECKPOINT may be one written by tools/train.py or a released UPerNet-ConvNeXt
 checkpoint (Facebook's or OpenMMLab's key names), as a path or URL.
 The model runs as configured (the numbers papers report); --fast runs it on
@@ -61,6 +64,13 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='multi-scale (0.5 .. 1.75) and flip test-time augmentation')
     parser.add_argument(
+        '--confusion-matrix',
+        nargs='?',
+        const='',
+        metavar='DIR',
+        help='write the confusion matrix (CSV of counts, row-normalised '
+        'PNG) to DIR (default: the work dir)')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -101,6 +111,10 @@ def main(args: argparse.Namespace) -> None:
         cfg.work_dir, stem + ('_tta' if args.tta else ''))
     if args.out:
         cfg.test_evaluator.out_dir = args.out
+    if args.confusion_matrix is not None:
+        cfg.test_evaluator.confusion_prefix = osp.join(
+            args.confusion_matrix or cfg.work_dir,
+            stem + ('_tta' if args.tta else ''))
 
     # mmseg's visualization hook draws every test image into --show-dir
     if args.show_dir:

@@ -12,6 +12,7 @@ from mmseg.registry import METRICS
 from PIL import Image
 
 from ..fileio import atomic_write
+from .confusion import confusion_counts, dense_confusion, write_confusion
 from .results import write_results
 
 
@@ -33,6 +34,9 @@ class PerClassIoUMetric(IoUMetric):
             labelIds for its 19 trainIds. ``None`` writes the class index, plus
             1 for datasets loaded with ``reduce_zero_label`` (ADE20K's 0..150,
             0 being the ignored 'other').
+        confusion_prefix: when set, the confusion matrix of the same pass is
+            written to ``{confusion_prefix}_confusion.csv`` and ``.png`` (see
+            :mod:`convseg.evaluation.confusion`).
         **kwargs: ``IoUMetric``'s arguments (``iou_metrics``,
             ``ignore_index``, ...).
     """
@@ -41,8 +45,10 @@ class PerClassIoUMetric(IoUMetric):
                  result_prefix: str | None = None,
                  out_dir: str | None = None,
                  label_ids: Sequence[int] | None = None,
+                 confusion_prefix: str | None = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
+        self.confusion_prefix = confusion_prefix
         self.result_prefix = result_prefix
         self.out_dir = out_dir
         self.label_ids = None
@@ -58,6 +64,18 @@ class PerClassIoUMetric(IoUMetric):
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Accumulate areas as ``IoUMetric`` does; PNGs if ``out_dir``."""
         super().process(data_batch, data_samples)
+        if self.confusion_prefix is not None and not self.format_only:
+            # each sample's areas gain its confusion cells (results are
+            # gathered across ranks as they are)
+            num_classes = len(self.dataset_meta['classes'])
+            first = len(self.results) - len(data_samples)
+            for i, sample in enumerate(data_samples):
+                pred = sample['pred_sem_seg']['data'].squeeze()
+                label = sample['gt_sem_seg']['data'].squeeze().to(pred)
+                self.results[first + i] = (*self.results[first + i],
+                                           confusion_counts(
+                                               pred, label, num_classes,
+                                               self.ignore_index))
         if self.out_dir is None:
             return
         for sample in data_samples:
@@ -82,6 +100,13 @@ class PerClassIoUMetric(IoUMetric):
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         """mmseg's summary (aAcc, mIoU, ...); writes the files if asked."""
+        if self.confusion_prefix is not None and results:
+            classes = self.dataset_meta['classes']
+            matrix = dense_confusion([r[4] for r in results], len(classes))
+            results = [r[:4] for r in results]
+            paths = write_confusion(self.confusion_prefix, classes, matrix)
+            print_log(f'confusion matrix written to {paths[0]} and '
+                      f'{paths[1]}', logger='current')
         summary = super().compute_metrics(results)
         if self.result_prefix is None or not results:
             return summary
