@@ -717,7 +717,7 @@ def test_resize_matrix_matches_interpolate():
 # (ADE20K, runtime, 160k schedule, 512x512 crops), heads of 64 channels and
 # BatchNorm, slide inference
 TOOL_CONFIG = """
-_base_ = [{tiny!r}, {ade!r}, {runtime!r}, {schedule!r}]
+_base_ = [{tiny!r}, {ade!r}, {runtime!r}, {schedule!r}, {optimizer!r}]
 crop_size = (512, 512)
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
@@ -752,6 +752,7 @@ def test_tools_test_plain_by_default_and_fast_switch(
         tiny=str(tiny_config), ade=str(base / 'datasets' / 'ade20k.py'),
         runtime=str(base / 'default_runtime.py'),
         schedule=str(base / 'schedules' / 'schedule_160k.py'),
+        optimizer=str(base / 'optimizers' / 'adamw_layer_decay.py'),
         data_root=data_root))
     init_default_scope('mmseg')
     from mmseg.registry import MODELS

@@ -19,7 +19,7 @@ from PIL import Image
 import convseg  # noqa: F401
 
 CONFIG = """
-_base_ = [{tiny!r}, {ade!r}, {runtime!r}, {schedule!r}]
+_base_ = [{tiny!r}, {ade!r}, {runtime!r}, {schedule!r}, {optimizer!r}]
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(decode_head=dict(channels=64, norm_cfg=norm_cfg),
              auxiliary_head=dict(norm_cfg=norm_cfg),
@@ -42,6 +42,7 @@ def test_default_run_is_the_plain_model_and_fast_is_logged(
         tiny=str(tiny_config), ade=str(base / 'datasets' / 'ade20k.py'),
         runtime=str(base / 'default_runtime.py'),
         schedule=str(base / 'schedules' / 'schedule_160k.py'),
+        optimizer=str(base / 'optimizers' / 'adamw_layer_decay.py'),
         root=ade20k_root))
     cfg = Config.fromfile(str(config))
     init_default_scope('mmseg')
