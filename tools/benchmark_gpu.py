@@ -1,4 +1,4 @@
-"""The GPU figures of the README in one run: training, memory, loss curves,
+"""The GPU figures of docs/gpu.md in one run: training, memory, loss curves,
 inference, each line printed as soon as it is measured.
 
     python tools/benchmark_gpu.py [--config CONFIG] [--device cuda:0]

@@ -25,7 +25,7 @@ forward pass by :class:`FastUPerHead`. One module per technique:
 * :mod:`.gpu`: on GPU, mixed precision (logits in float32), channels-last,
   ``cudnn.benchmark`` and optionally ``torch.compile`` of the backbone.
 
-The measurements behind each piece are in the README's Speed section.
+The measurements behind each piece are in docs/speed.md.
 """
 from .errors import (UnknownKernelError, UnsupportedModelError,
                      UnsupportedPrecisionError)

@@ -51,7 +51,7 @@ REPEATS = 5
 MARGIN = 0.05
 
 #: the shape rule: Winograd for both channel counts at least this and maps
-#: of at least this many pixels (the README's Speed section has the figures)
+#: of at least this many pixels (docs/speed.md has the figures)
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MIN_PIXELS = 16 * 16
 
