@@ -21,7 +21,8 @@ CONFIG = 'configs/quickstart_convnext_atto_scenes.py'  # from the repo root
 def head(**kwargs) -> PixelShuffleUPerHead:
     torch.manual_seed(0)
     return PixelShuffleUPerHead(
-        in_channels=[8, 16], channels=12, num_classes=5, pool_scales=(1, 2),
+        in_channels=[8, 16], in_index=[0, 1], channels=12, num_classes=5,
+        pool_scales=(1, 2),
         **kwargs).eval()
 
 
