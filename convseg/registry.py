@@ -7,9 +7,13 @@ by type like any mmseg part:
 =============================  =============================================
 mmseg registry                 convseg's parts (module)
 =============================  =============================================
-``MODELS``                     ``ConvNeXt`` (:mod:`convseg.models.convnext`)
+``MODELS``                     ``ConvNeXt`` (:mod:`convseg.models.convnext`),
+                               ``PixelShuffleUPerHead``
+                               (:mod:`convseg.models.pixel_shuffle_head`)
 ``OPTIM_WRAPPER_CONSTRUCTORS`` ``LayerDecayOptimWrapperConstructor``
                                (:mod:`convseg.engine.layer_decay`)
+``OPTIM_WRAPPERS``             ``CPUAutocastOptimWrapper``
+                               (:mod:`convseg.engine.cpu_autocast`)
 ``HOOKS``                      one hook per module of
                                :mod:`convseg.engine.hooks`
 ``METRICS``                    ``PerClassIoUMetric``
@@ -33,8 +37,9 @@ from __future__ import annotations
 
 #: registry name in ``mmseg.registry`` -> the types convseg registers there.
 REGISTERED: dict[str, tuple[str, ...]] = {
-    'MODELS': ('ConvNeXt', 'CheckpointedUPerHead'),
+    'MODELS': ('ConvNeXt', 'CheckpointedUPerHead', 'PixelShuffleUPerHead'),
     'OPTIM_WRAPPER_CONSTRUCTORS': ('LayerDecayOptimWrapperConstructor', ),
+    'OPTIM_WRAPPERS': ('CPUAutocastOptimWrapper', ),
     'HOOKS': ('AtomicCheckpointHook', 'RandomStateHook', 'NonFiniteCheckHook',
               'CheckpointMatchHook', 'LrLoggerHook', 'ProgressBarHook',
               'TrainSpeedHook'),

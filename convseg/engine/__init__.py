@@ -1,7 +1,9 @@
 """Training-engine parts: the layer-decay optimizer constructor, launch
-helpers, crash-safe checkpoint files, the training speed switches and the
-hooks (one per module under :mod:`convseg.engine.hooks`)."""
+helpers, crash-safe checkpoint files, the training speed switches, the CPU
+bf16 autocast optim wrapper and the hooks (one per module under
+:mod:`convseg.engine.hooks`)."""
 from .checkpoint_files import find_resume_checkpoint  # noqa: F401
+from .cpu_autocast import CPUAutocastOptimWrapper  # noqa: F401
 from .hooks import (AtomicCheckpointHook, CheckpointMatchHook,  # noqa: F401
                     LrLoggerHook, NonFiniteCheckHook, ProgressBarHook,
                     RandomStateHook, TrainSpeedHook)

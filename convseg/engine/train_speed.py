@@ -6,18 +6,20 @@ all False by default)::
     train_speed = dict(
         channels_last=True,      # model and its gradients channels-last
         fused_adamw=True,        # torch's fused Adam/AdamW kernel
-        bf16=True,               # AmpOptimWrapper autocasts to bf16, not fp16
+        bf16=True,               # AmpOptimWrapper autocasts to bf16, not
+                                 # fp16; on CPU, CPUAutocastOptimWrapper
         compile_backbone=True)   # torch.compile the backbone; or a backend
                                  # name, or a dict of torch.compile arguments
 
 ``tools/train.py`` calls :func:`apply_train_speed` on the config before the
 runner is built: it turns the switches into mmengine settings (the
-optimizer's ``fused``, the optim wrapper's ``dtype``) and, for the
-model-side ones, a ``TrainSpeedHook`` (:mod:`convseg.engine.hooks`) that
-calls :func:`to_channels_last` and :func:`compile_backbone`. A switch that
-cannot work on this machine (fused kernels on a device without them, bf16 on
-a GPU that only emulates it, bf16 without AMP) is left off with a warning
-naming why. Each change is logged.
+optimizer's ``fused``, the optim wrapper's ``dtype``, or on a CPU with
+native bf16 the wrapper ``CPUAutocastOptimWrapper``) and, for the model-side
+ones, a ``TrainSpeedHook`` (:mod:`convseg.engine.hooks`) that calls
+:func:`to_channels_last` and :func:`compile_backbone`. A switch that cannot
+work on this machine (fused kernels on a device without them, bf16 on a GPU
+or CPU that only emulates it, bf16 without AMP on a GPU) is left off with a
+warning naming why. Each change is logged.
 """
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
 
 from convseg.errors import ConvsegError
-from convseg.hardware import cuda_has_native_bf16
+from convseg.hardware import (cpu_has_native_bf16, cpu_model,
+                              cuda_has_native_bf16)
 
 SWITCHES = ('channels_last', 'fused_adamw', 'bf16', 'compile_backbone')
 FUSED_OPTIMIZERS = ('Adam', 'AdamW')
@@ -97,6 +100,20 @@ def _apply_fused(cfg: Config, device: str) -> None:
         _log(f'train_speed: fused {optimizer.type} on {device}')
 
 
+def _apply_cpu_bf16(cfg: Config) -> None:
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type') != 'OptimWrapper':
+        _log(f'train_speed.bf16: optim wrapper {wrapper.get("type")!r} is '
+             'left as it is (CPU bf16 autocast replaces only OptimWrapper)',
+             logging.WARNING)
+    elif not cpu_has_native_bf16():
+        _log(f'train_speed.bf16: this CPU ({cpu_model()}) has no native bf16 '
+             '(avx512_bf16 or AMX); it trains in fp32', logging.WARNING)
+    else:
+        wrapper.type = 'CPUAutocastOptimWrapper'
+        _log(f'train_speed: bf16 autocast on the CPU ({cpu_model()})')
+
+
 def _apply_bf16(cfg: Config) -> None:
     wrapper = cfg.optim_wrapper
     if wrapper.get('type') != 'AmpOptimWrapper':
@@ -124,7 +141,7 @@ def apply_train_speed(cfg: Config) -> None:
     if switches['fused_adamw']:
         _apply_fused(cfg, device)
     if switches['bf16']:
-        _apply_bf16(cfg)
+        (_apply_bf16 if device == 'cuda' else _apply_cpu_bf16)(cfg)
     if switches['channels_last'] or switches['compile_backbone']:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='TrainSpeedHook',
