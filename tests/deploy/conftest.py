@@ -76,21 +76,20 @@ QUICKSTART = 'configs/quickstart_convnext_atto_scenes.py'
 @pytest.fixture(scope='session')
 def trained_quickstart(tmp_path_factory: pytest.TempPathFactory,
                        scenes_root: str, repo_root: Path) -> dict:
-    """The quickstart model trained briefly (120 iterations, batch 8) on
+    """The quickstart model trained briefly (40 iterations, batch 4) on
     the small scenes dataset by mmengine's runner: config, checkpoint and
     the --cfg-options that point its splits at the data."""
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    iters = 120
+    iters = 40
     options = {f'{loader}.dataset.data_root': scenes_root
                for loader in ('train_dataloader', 'val_dataloader',
                               'test_dataloader')}
-    options.update({'train_dataloader.batch_size': 8,
+    options.update({'train_dataloader.batch_size': 4,
                     'train_cfg.max_iters': iters,
                     'train_cfg.val_interval': iters,
                     'default_hooks.checkpoint.interval': iters,
-                    'default_hooks.visualization': None,
                     'param_scheduler.1.end': iters})
     cfg = Config.fromfile(repo_root / QUICKSTART)
     cfg.merge_from_dict(options)
