@@ -22,6 +22,7 @@ from mmengine.config import Config
 
 from convseg.apis import init_model
 from convseg.checkpoint_reading import unsafe_checkpoint_loading
+from convseg.deploy.backends import BACKENDS
 from convseg.errors import ConvsegError
 
 #: errors whose message is the whole story for a user: convseg's own, and a
@@ -117,9 +118,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('checkpoint',
                         help='checkpoint file or URL, or an .onnx file')
     parser.add_argument(
-        '--backend', choices=['pytorch', 'onnxruntime'],
-        help='run the model with PyTorch or onnxruntime (default: '
-        'onnxruntime for an .onnx CHECKPOINT, see tools/export_onnx.py)')
+        '--backend', choices=list(BACKENDS),
+        help='run the model with PyTorch, onnxruntime or OpenVINO (default: '
+        'onnxruntime for an .onnx CHECKPOINT, see tools/export_onnx.py; '
+        'openvino for an .xml one, see tools/export_openvino.py)')
     parser.add_argument(
         '--device', default='cuda:0' if torch.cuda.is_available() else 'cpu',
         help='device to run on, e.g. cpu or cuda:0')

@@ -5,7 +5,8 @@
         [--warmup N] [--fast | --no-fast] [--precision fp32|bf16 ...]
         [--kernels OP=NAME ...] [--amp bf16|fp16|none] [--compile]
         [--test-mode config|whole|slide] [--stages] [--onnx FILE]
-        [--json OUT]
+        [--openvino FILE ... [--openvino-precision fp32|bf16 ...]]
+        [--reference] [--json OUT]
 
 infer: ``model.inference`` on a batch of random images, whole-image unless
 --test-mode says slide (or the config's mode). Without --fast/--no-fast the
@@ -22,8 +23,11 @@ the first, untimed run, or read from the kernel cache) are printed too.
 image: ``encode_decode`` (the network and the resize of its logits),
 ``inference_labels`` and ``inference_model`` (test pipeline, data
 preprocessor, network, labels), all interleaved, so that the API's
-overhead over the network shows. --onnx adds an exported file run by onnxruntime (same inputs, same
-interleaving) and its agreement with plain.
+overhead over the network shows. --onnx adds an exported file run by
+onnxruntime (same inputs, same interleaving) and its agreement with plain;
+--openvino adds OpenVINO files, each at every --openvino-precision hint, the
+same way. --reference adds mmseg's reference model of the same shapes
+(:mod:`convseg.benchmarks.reference`), or says why it is left out.
 
 train: one ``train_step`` (forward, backward, optimizer step) of the config's
 model and optimizer on random images and labels, with the backbone's
@@ -69,6 +73,7 @@ from convseg.benchmarks.reference import (ReferenceUnavailableError,
                                           build_reference)
 from convseg.benchmarks.timing import (PeakMemory, in_subprocess, summary,
                                        timed)
+from convseg.deploy.openvino_runtime import init_openvino_model
 from convseg.engine import fit_to_device
 from convseg.fast import (UnknownKernelError, check_precision,
                           prepare_for_inference)
@@ -156,6 +161,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(mmpretrain's ConvNeXt, mmseg's heads; "
                         'convseg.benchmarks.reference) of the same shapes, '
                         'interleaved, or say why it is left out')
+    parser.add_argument('--openvino',
+                        metavar='FILE',
+                        nargs='+',
+                        help='infer: also time these OpenVINO .xml files '
+                        '(from tools/export_openvino.py), each at every '
+                        '--openvino-precision, and their agreement with plain')
+    parser.add_argument('--openvino-precision',
+                        nargs='+',
+                        choices=['fp32', 'bf16'],
+                        default=['fp32'],
+                        help="OpenVINO's inference precision hints to run")
     parser.add_argument('--json',
                         metavar='OUT',
                         help='write the figures '
@@ -236,6 +252,13 @@ def run_infer(args: argparse.Namespace) -> dict[str, object]:
         else:
             variants[f'reference ({route})'] = reference.to(device).eval()
             variants[f'reference ({route})'].test_cfg = plain.test_cfg
+    for path in args.openvino or ():
+        for precision in args.openvino_precision:
+            name = f'openvino:{os.path.basename(path)}:{precision}'
+            variants[name] = init_openvino_model(args.config, path,
+                                                 args.device, cfg_options,
+                                                 precision)
+            variants[name].test_cfg.mode = plain.test_cfg.mode
     data = plain.data_preprocessor(
         random_batch(args.shape, args.batch, plain.decode_head.num_classes),
         False)
@@ -271,6 +294,10 @@ def run_infer(args: argparse.Namespace) -> dict[str, object]:
     if 'plain' in variants and 'onnxruntime' in variants:
         results['onnxruntime_agreement'] = agreement(logits['plain'],
                                                      logits['onnxruntime'])
+    for name in variants:
+        if name.startswith('openvino:') and 'plain' in variants:
+            results[name + '_agreement'] = agreement(logits['plain'],
+                                                     logits[name])
     for name, model in variants.items():
         chooser = getattr(model, 'kernel_chooser', None)
         if chooser is not None and chooser.decisions:
@@ -442,6 +469,11 @@ def report(args: argparse.Namespace, results: dict[str, object],
         print(f'onnxruntime: argmax equal on '
               f'{100 * agree["argmax_equal"]:.4f}% of pixels, max |ort - '
               f'plain| / max |plain| = {agree["max_rel_logit_diff"]:.2e}')
+    for name, agree in results.items():
+        if name.startswith('openvino:') and name.endswith('_agreement'):
+            print(f'{name[:-len("_agreement")]}: argmax equal on '
+                  f'{100 * agree["argmax_equal"]:.4f}% of pixels, max |ov - '
+                  f'plain| / max |plain| = {agree["max_rel_logit_diff"]:.2e}')
     if 'with_cp_memory_saving' in results:
         peak = -100 * results['with_cp_memory_saving']
         rise = -100 * results['with_cp_memory_rise_saving']

@@ -61,22 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def default_shape(model: torch.nn.Module) -> tuple[int, int]:
-    """The slide crop size of the model's test_cfg, else the training crop
-    size of its data preprocessor, else 512x512."""
-    test_cfg = model.test_cfg or {}
-    if test_cfg.get('mode') == 'slide':
-        return tuple(int(s) for s in test_cfg['crop_size'])
-    size = getattr(model.data_preprocessor, 'size', None)
-    return tuple(int(s) for s in size) if size else (512, 512)
-
-
 def run(args: argparse.Namespace) -> int:
     """Export, check, print the figures; returns the exit code."""
     for package in ('onnx', 'onnxruntime', 'onnxscript'):
         require(package)
     from convseg.apis import init_model
-    from convseg.deploy.export import compare_with_onnx, export_onnx
+    from convseg.deploy.export import (compare_with_onnx, default_shape,
+                                       export_onnx)
 
     model = init_model(args.config, args.checkpoint, fast=False)
     height, width = args.shape or default_shape(model)

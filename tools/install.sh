@@ -10,8 +10,9 @@
 #   the compiled ops), otherwise installs mmcv-lite. Both live in the same
 #   `mmcv` folder, so installing one over the other breaks it; that is why the
 #   flavour is an extra, chosen here, and not a plain dependency;
-# - installs convseg in editable mode, with the test and deploy extras on
-#   --tests (the deploy tests run in the suite);
+# - installs convseg in editable mode, with the test, deploy and openvino
+#   extras on --tests (the deploy tests run in the suite; openvino and nncf
+#   add about 30 s to a fresh install);
 # - writes convseg's start-up hook (convseg/mmcv_ops_hook.py) into the venv's
 #   site-packages. pip cannot place a .pth file for an editable install, so
 #   this script does it; `python -m convseg.mmcv_ops_hook` does the same.
@@ -25,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${CONVSEG_VENV:-.venv}
 EXTRAS=""
-[ "${1:-}" = "--tests" ] && EXTRAS="tests,deploy"
+[ "${1:-}" = "--tests" ] && EXTRAS="tests,deploy,openvino"
 if [ "${1:-}" = "--bench" ]; then
     VENV=${CONVSEG_BENCH_VENV:-.venv-bench}
     EXTRAS="bench"

@@ -73,7 +73,7 @@ def write_summary(cfg, data_root: str, overlay_dir: str, work_dir: str,
     import numpy as np
     from PIL import Image
 
-    from convseg.apis.inference import config_dataset_meta
+    from convseg.dataset_meta import config_dataset_meta
     from convseg.plots import summary_sheet
 
     meta = config_dataset_meta(cfg)

@@ -25,10 +25,12 @@ from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 
-from ..models.checkpoint_loading import load_segmentor_checkpoint
-from ..visualization import random_palette
+from ..dataset_meta import (config_dataset_meta, resolve_dataset_meta,
+                            test_dataset_cfg)
+from ..deploy.backends import choose_backend, init_deployed_model
 from ..fast import prepare_for_inference
 from ..imageio import ImageInput, load_image
+from ..models.checkpoint_loading import load_segmentor_checkpoint
 
 Result = Union[np.ndarray, tuple[np.ndarray, np.ndarray]]
 
@@ -48,68 +50,6 @@ def _load_config(config: str | Path | Config) -> Config:
         return copy.deepcopy(config)
     raise TypeError(f'config must be a file path or an mmengine Config, got '
                     f'{type(config).__name__}')
-
-
-def _dataset_cfg(cfg: Config) -> dict | None:
-    dataset = (cfg.get('test_dataloader') or {}).get('dataset')
-    while isinstance(dataset, dict) and 'type' in dataset:
-        if 'datasets' in dataset:
-            dataset = dataset['datasets'][0]
-        elif 'dataset' in dataset:
-            dataset = dataset['dataset']
-        else:
-            return dataset
-    return None
-
-
-def config_dataset_meta(cfg: Config) -> dict[str, Any]:
-    """Classes and palette of the test dataset in ``cfg`` ({} if none).
-
-    The dataset class's ``METAINFO`` updated by the config's ``metainfo``.
-    """
-    from mmseg.registry import DATASETS
-    dataset = _dataset_cfg(cfg)
-    if dataset is None:
-        return {}
-    kind = dataset['type']
-    dataset_cls = DATASETS.get(kind) if isinstance(kind, str) else kind
-    meta = dict(getattr(dataset_cls, 'METAINFO', {}) or {})
-    meta.update(dataset.get('metainfo') or {})
-    return meta
-
-
-def resolve_dataset_meta(num_classes: int,
-                         *sources: dict[str, Any] | None
-                         ) -> dict[str, Any]:
-    """Class names and palette for ``num_classes`` classes.
-
-    Each of ``classes`` and ``palette`` comes from the first source holding
-    ``num_classes`` entries of it; failing that, names are ``class i`` and
-    colours :func:`convseg.visualization.random_palette`.
-    """
-    classes = palette = None
-    for source in sources:
-        source = source or {}
-        found = source.get('classes')
-        if classes is None and found is not None:
-            if len(found) == num_classes:
-                classes = tuple(str(name) for name in found)
-            else:
-                print_log(f'ignoring {len(found)} class names that do not '
-                          f'match the model\'s {num_classes} classes',
-                          logger='current', level=logging.WARNING)
-        found = source.get('palette')
-        if palette is None and found is not None and len(found) >= num_classes:
-            palette = [tuple(int(c) for c in color)
-                       for color in found][:num_classes]
-    if classes is None:
-        print_log('no class names in the checkpoint or the config; using '
-                  '"class 0", "class 1", ...', logger='current',
-                  level=logging.WARNING)
-        classes = tuple(f'class {i}' for i in range(num_classes))
-    if palette is None:
-        palette = random_palette(num_classes)
-    return dict(classes=classes, palette=palette)
 
 
 def init_model(config: str | Path | Config,
@@ -133,16 +73,21 @@ def init_model(config: str | Path | Config,
     runs it in bf16 where the hardware has native bf16 (ValueError
     elsewhere, or with ``fast=False``). An ``.onnx``
     checkpoint (or ``backend='onnxruntime'``) gives a
-    :class:`convseg.deploy.runtime.OrtSegmentor` instead.
+    :class:`convseg.deploy.runtime.OrtSegmentor` instead, an ``.xml`` one
+    (or ``backend='openvino'``) a
+    :class:`convseg.deploy.openvino_runtime.OvSegmentor`, whose precision
+    hint is ``precision`` when it is not fp32, else the file's.
     """
     from mmseg.registry import MODELS
 
-    from ..deploy.runtime import init_ort_model, uses_onnxruntime
     if precision != 'fp32' and fast is False:
         raise ValueError(f'precision={precision!r} is a mode of the fast '
                          'path; it cannot be combined with fast=False')
-    if uses_onnxruntime(checkpoint, backend):
-        return init_ort_model(config, checkpoint, device, cfg_options)
+    backend = choose_backend(checkpoint, backend)
+    if backend != 'pytorch':
+        return init_deployed_model(
+            backend, config, checkpoint, device, cfg_options,
+            None if precision == 'fp32' else precision)
     cfg = _load_config(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -188,7 +133,7 @@ def build_test_pipeline(cfg: Config):
 
     steps = cfg.get('test_pipeline')
     if steps is None:
-        dataset = _dataset_cfg(cfg)
+        dataset = test_dataset_cfg(cfg)
         steps = None if dataset is None else dataset.get('pipeline')
     if steps is None:
         raise KeyError('the config has no test pipeline: set test_pipeline '

@@ -19,12 +19,10 @@ computes on that input, nothing is padded.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -33,10 +31,11 @@ from mmseg.models.decode_heads import UPerHead
 from mmseg.models.segmentors import EncoderDecoder
 
 from ..fileio import atomic_write_bytes
+from .contract import (INPUT_NAME, OUTPUT_NAMES, compare_outputs,
+                       head_threshold, metadata_strings)
 from .errors import UnsupportedExportError, require
+from .runtime import ort_session
 
-INPUT_NAME = 'image'
-OUTPUT_NAMES = ('logits', 'labels')
 #: smallest height and width a dynamic graph is exported for
 MIN_DYNAMIC_SIZE = 64
 MAX_DYNAMIC_SIZE = 8192
@@ -73,12 +72,6 @@ class BinAveragePool(nn.Module):
         rows = self.pool_matrix(x.shape[2], self.bins[0], x)
         cols = self.pool_matrix(x.shape[3], self.bins[1], x)
         return torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))
-
-
-def head_threshold(head: object) -> float:
-    """A one-channel head's sigmoid threshold (mmseg's default 0.3)."""
-    threshold = getattr(head, 'threshold', None)
-    return 0.3 if threshold is None else float(threshold)
 
 
 def _replace_adaptive_pools(module: nn.Module) -> None:
@@ -185,6 +178,16 @@ def find_untraceable(root: nn.Module, args: tuple, prefix: str) -> str:
     return prefix
 
 
+def default_shape(model: nn.Module) -> tuple[int, int]:
+    """The export size of ``model``: the slide crop size of its test_cfg,
+    else the training crop size of its data preprocessor, else 512x512."""
+    test_cfg = model.test_cfg or {}
+    if test_cfg.get('mode') == 'slide':
+        return tuple(int(s) for s in test_cfg['crop_size'])
+    size = getattr(model.data_preprocessor, 'size', None)
+    return tuple(int(s) for s in size) if size else (512, 512)
+
+
 def _dynamic_shapes() -> tuple[dict, ...]:
     dim = torch.export.Dim
     return ({0: dim('batch', min=1, max=MAX_DYNAMIC_BATCH),
@@ -244,56 +247,15 @@ def export_onnx(model: EncoderDecoder, path: str | os.PathLike,
 
 def set_metadata(proto: Any, meta: dict) -> None:
     """Store ``meta``'s classes and palette in an ONNX ``ModelProto``."""
-    values = dict(classes=[str(c) for c in meta.get('classes', ())],
-                  palette=[[int(v) for v in color]
-                           for color in meta.get('palette', ())])
-    for key, value in values.items():
-        if value:
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, json.dumps(value)
-
-
-def parse_metadata(props: dict[str, str]) -> dict[str, Any]:
-    """``dataset_meta`` (classes tuple, palette list of tuples) from an ONNX
-    file's metadata as a dict of strings; {} without them."""
-    meta: dict[str, Any] = {}
-    if 'classes' in props:
-        meta['classes'] = tuple(json.loads(props['classes']))
-    if 'palette' in props:
-        meta['palette'] = [tuple(c) for c in json.loads(props['palette'])]
-    return meta
-
-
-def reference_logits(model: EncoderDecoder,
-                     images: torch.Tensor) -> torch.Tensor:
-    """The PyTorch model's logits of RGB 0..255 ``images`` (N, 3, H, W),
-    through its own data preprocessor and ``encode_decode``, as mmseg's test
-    path runs it on BGR images."""
-    bgr = [image.flip(0) for image in images]
-    height, width = images.shape[2:]
-    data = model.data_preprocessor(dict(inputs=bgr), False)
-    metas = [dict(img_shape=(height, width), pad_shape=(height, width),
-                  ori_shape=(height, width)) for _ in bgr]
-    with torch.no_grad():
-        return model.encode_decode(data['inputs'], metas).float().cpu()
+    for key, value in metadata_strings(meta).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
 
 
 def compare_with_onnx(model: EncoderDecoder, path: str | os.PathLike,
                       images: torch.Tensor) -> dict[str, float]:
     """Run the ONNX file with onnxruntime and the PyTorch model on RGB
-    0..255 ``images``: ``max_rel_diff`` (max |ort - torch| / max |torch| of
-    the logits) and ``agreement`` (fraction of pixels whose ONNX label is
-    the PyTorch model's)."""
-    from .runtime import ort_session
-    session = ort_session(path)
-    logits, labels = session.run(
+    0..255 ``images``: :func:`~convseg.deploy.contract.compare_outputs`."""
+    logits, labels = ort_session(path).run(
         list(OUTPUT_NAMES), {INPUT_NAME: images.float().numpy()})
-    expected = reference_logits(model, images)
-    if expected.shape[1] == 1:
-        expected_labels = (expected[:, 0].sigmoid()
-                           > head_threshold(model.decode_head)).long()
-    else:
-        expected_labels = expected.argmax(dim=1)
-    diff = np.abs(logits - expected.numpy()).max()
-    return dict(max_rel_diff=float(diff / np.abs(expected.numpy()).max()),
-                agreement=float((labels == expected_labels.numpy()).mean()))
+    return compare_outputs(model, images, logits, labels)

@@ -1,0 +1,178 @@
+"""OpenVINO: files from tools/export_openvino.py run where PyTorch
+segmentors do and give their results (fp32), close ones (bf16 hint, int8);
+bad files are refused with messages that say what to do."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from convseg.apis import inference_labels, inference_model, init_model
+from convseg.deploy.errors import (DeployError, MissingDeployPackageError,
+                                   OnnxInputError)
+from convseg.deploy.openvino_runtime import OvSegmentor, read_rt_info
+
+pytest.importorskip('openvino', reason='the openvino extra is not '
+                    'installed: pip install -e ".[openvino]"')
+pytest.importorskip('nncf', reason='the openvino extra is not installed: '
+                    'pip install -e ".[openvino]"')
+
+from convseg.deploy.openvino_export import (convert_to_openvino,  # noqa: E402
+                                            save_openvino)
+from convseg.hardware import cpu_has_native_bf16  # noqa: E402
+
+CHECK = re.compile(r'^check batch (\d+), (\d+)x(\d+): max relative logit '
+                   r'difference (\S+) \((.*?)\), pixel agreement (\S+)% '
+                   r'\((.*?)\): (ok|FAILED)$', re.M)
+VAL = re.compile(r'^val split \((\d+) images\): float mIoU (\S+), int8 mIoU '
+                 r'(\S+) \(drop (\S+)\), pixel agreement (\S+)%$', re.M)
+
+
+def random_images(count: int, size: tuple[int, int], seed: int
+                  ) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            for _ in range(count)]
+
+
+@pytest.fixture(scope='session')
+def ov_file(tiny: dict, torch_model: torch.nn.Module) -> str:
+    """The tiny model as a dynamic OpenVINO file (fp32 hint)."""
+    path = tiny['root'] / 'dynamic.xml'
+    save_openvino(convert_to_openvino(torch_model, (64, 64), dynamic=True),
+                  path)
+    return str(path)
+
+
+def test_openvino_fp32_slide_inference_equals_pytorch(tiny, torch_model,
+                                                      ov_file):
+    model = init_model(tiny['config'], ov_file)
+    assert isinstance(model, OvSegmentor) and model.precision == 'fp32'
+    assert model.dataset_meta['classes'] == tuple(tiny['meta']['classes'])
+    images = random_images(2, (100, 150), seed=0)
+    expected = inference_model(torch_model, images)
+    for want, have in zip(expected, inference_model(model, images)):
+        scale = want.seg_logits.data.abs().max()
+        diff = (have.seg_logits.data - want.seg_logits.data).abs().max()
+        # measured 1.0e-6 (random weights, 64x64 windows)
+        assert diff / scale < 1e-5
+        assert (have.pred_sem_seg.data == want.pred_sem_seg.data
+                ).float().mean() >= 0.9999
+
+
+def test_file_keeps_classes_palette_and_precision(tiny, ov_file):
+    from convseg.deploy.openvino_runtime import read_openvino_model
+    info = read_rt_info(read_openvino_model(ov_file))
+    assert info['precision'] == 'fp32'
+    assert info['classes'] == ('["sky", "road", "tree", "car", "person"]')
+    assert info['palette'].startswith('[[70, 130, 180], [128, 64, 128]')
+
+
+def test_bad_files_are_refused_clearly(tiny, tmp_path, ov_file):
+    missing = tmp_path / 'none.xml'
+    with pytest.raises(FileNotFoundError) as err:
+        init_model(tiny['config'], str(missing))
+    assert str(err.value) == (
+        f'OpenVINO file {missing} does not exist; write {missing} and its '
+        '.bin with tools/export_openvino.py')
+    lonely = tmp_path / 'lonely.xml'
+    lonely.write_bytes(open(ov_file, 'rb').read())
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f'OpenVINO file {tmp_path / "lonely.bin"} does not exist')):
+        init_model(tiny['config'], str(lonely))
+    with pytest.raises(DeployError) as err:
+        init_model(tiny['config'], tiny['checkpoint'], backend='openvino')
+    assert str(err.value) == (
+        'backend openvino needs an OpenVINO .xml file (write one with '
+        f'tools/export_openvino.py), got {tiny["checkpoint"]}')
+    broken = tmp_path / 'broken.xml'
+    broken.write_text('<net>')
+    (tmp_path / 'broken.bin').write_bytes(b'')
+    with pytest.raises(OnnxInputError, match=re.escape(
+            f'{broken} is not an OpenVINO model that OpenVINO can read: ')):
+        init_model(tiny['config'], str(broken))
+
+
+def test_save_refuses_other_suffixes_and_leaves_nothing(tiny, torch_model,
+                                                       tmp_path):
+    model = convert_to_openvino(torch_model, (64, 64))
+    with pytest.raises(OnnxInputError) as err:
+        save_openvino(model, tmp_path / 'model.onnx')
+    assert str(err.value) == (
+        f'{tmp_path / "model.onnx"}: an OpenVINO model is written as an '
+        '.xml file (and a .bin beside it); name the output OUT.xml')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_openvino_names_the_extra(tiny, ov_file, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'openvino', None)
+    with pytest.raises(MissingDeployPackageError) as err:
+        init_model(tiny['config'], ov_file)
+    assert str(err.value).startswith('openvino is not installed (')
+    assert str(err.value).endswith(
+        '); the OpenVINO backend and its int8 quantization need the '
+        'openvino extra: pip install -e ".[openvino]"')
+
+
+def test_int8_and_bf16_on_a_trained_model(trained_quickstart, tmp_path,
+                                          run_script, scenes_root):
+    out = tmp_path / 'int8.xml'
+    result = run_script(
+        'tools/export_openvino.py', trained_quickstart['config'],
+        trained_quickstart['checkpoint'], out, '--int8', '--calib-images',
+        16, '--max-miou-drop', 2.0, '--cfg-options',
+        *trained_quickstart['cfg_options'])
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    count, float_miou, int8_miou, drop, agree = VAL.search(
+        result.stdout).groups()
+    assert int(count) == 4
+    # measured: float 16.33, int8 16.25 (drop 0.08), agreement 99.18%
+    assert float(float_miou) > 10
+    assert float(drop) <= 2.0
+    assert float(agree) >= 98.0
+    check = CHECK.search(result.stdout).groups()
+    assert check[:3] == ('1', '64', '64') and check[-1] == 'ok'
+    assert out.with_suffix('.bin').is_file()
+
+    trained = init_model(trained_quickstart['config'],
+                         trained_quickstart['checkpoint'], fast=False)
+    fp32_file = tmp_path / 'fp32.xml'
+    save_openvino(convert_to_openvino(trained, (64, 64)), fp32_file)
+    images = sorted(str(p) for p in
+                    (Path(scenes_root) / 'images' / 'validation').iterdir())
+    reference = inference_labels(trained, images)
+    int8 = inference_labels(init_model(trained_quickstart['config'],
+                                       str(out)), images)
+    agree = np.mean([(a == b).mean() for a, b in zip(reference, int8)])
+    assert agree >= 0.97
+    if cpu_has_native_bf16():
+        bf16 = inference_labels(init_model(
+            trained_quickstart['config'], str(fp32_file), precision='bf16'),
+            images)
+        agree = np.mean([(a == b).mean() for a, b in zip(reference, bf16)])
+        assert agree >= 0.99
+
+
+def test_benchmark_times_openvino_beside_pytorch(tmp_path, tiny, ov_file,
+                                                 run_script):
+    out = tmp_path / 'figures.json'
+    result = run_script('tools/benchmark.py', tiny['config'],
+                        '--checkpoint', tiny['checkpoint'], '--device', 'cpu',
+                        '--shape', 100, 150, '--batch', 1, '--repeat', 1,
+                        '--warmup', 1, '--test-mode', 'slide', '--no-fast',
+                        '--openvino', ov_file, '--json', out)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    figures = json.loads(out.read_text())['results']
+    name = 'openvino:dynamic.xml:fp32'
+    assert figures[name]['ms_per_batch'] > 0
+    agree = figures[name + '_agreement']
+    assert agree['argmax_equal'] >= 0.9999
+    assert agree['max_rel_logit_diff'] < 1e-5
+    line = re.search(rf'^{name}: argmax equal on (\S+)% of pixels',
+                     result.stdout, re.M)
+    assert float(line.group(1)) == round(100 * agree['argmax_equal'], 4)
