@@ -20,7 +20,7 @@ argmax is equal and max |fast - plain| / max |plain| over the logits.
 (AVX-512, avx512_bf16, AMX) and the fast path's kernel table (measured on
 the first, untimed run, or read from the kernel cache) are printed too.
 --stages adds, per model, a row for each stage of the API on one random
-image: ``encode_decode`` (the network and the resize of its logits),
+image: ``encode_decode`` (the network, the resize of its logits, argmax),
 ``inference_labels`` and ``inference_model`` (test pipeline, data
 preprocessor, network, labels), all interleaved, so that the API's
 overhead over the network shows. --onnx adds an exported file run by
