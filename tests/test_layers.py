@@ -61,15 +61,6 @@ LAYERS = {
     'convseg': 5,
 }
 
-#: known violations that other open work removes (importer, imported): the
-#: ONNX runtime takes the dataset-meta helpers from the inference API, which
-#: imports the runtime; the runtime and the exporter import each other.
-#: Delete at merge.
-PENDING_ELSEWHERE: set[tuple[str, str]] = {
-    ('convseg.deploy.runtime', 'convseg.apis.inference'),
-    ('convseg.deploy.export', 'convseg.deploy.runtime'),
-}
-
 
 def module_name(path: Path) -> str:
     """The dotted name of a module file of the package."""
@@ -128,21 +119,18 @@ def import_graph() -> dict[str, set[str]]:
 
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
     """'importer (layer a) -> imported (layer b)' for each import of a
-    higher layer, known pending ones left out."""
+    higher layer."""
     return sorted(
         f'{importer} (layer {layer_of(importer)}) -> {imported} '
         f'(layer {layer_of(imported)})'
         for importer, targets in graph.items() for imported in targets
-        if layer_of(imported) > layer_of(importer)
-        and (importer, imported) not in PENDING_ELSEWHERE)
+        if layer_of(imported) > layer_of(importer))
 
 
 def import_cycles(graph: dict[str, set[str]]) -> list[str]:
     """Each cycle among modules as 'a -> b -> a' (Tarjan's strongly
-    connected components), known pending edges left out."""
-    edges = {name: sorted(t for t in targets
-                          if (name, t) not in PENDING_ELSEWHERE)
-             for name, targets in graph.items()}
+    connected components)."""
+    edges = {name: sorted(targets) for name, targets in graph.items()}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
