@@ -58,7 +58,7 @@ def demo_tiny(tmp_path_factory, repo_root, tiny_config):
     """Config, checkpoint, the in-process model and the ADE20K palette."""
     root = tmp_path_factory.mktemp('demo')
     (root / 'tiny.py').write_text(CONFIG.format(
-        demo_tiny=str(tiny_config),
+        tiny=str(tiny_config),
         ade20k=str(repo_root / 'configs/_base_/datasets/ade20k.py')))
     init_default_scope('mmseg')
     from mmseg.registry import MODELS
