@@ -60,7 +60,7 @@ def test_download_then_offline_install_and_run(tmp_path, bash):
     assert '[test-gpu] installing' not in runs[1].stdout
     assert (target / 'addict' / '__init__.py').is_file()
     assert (target / 'yaml' / '__init__.py').is_file()
-    assert '17/18 tests collected (1 deselected)' in runs[1].stdout
+    assert '17/19 tests collected (2 deselected)' in runs[1].stdout
 
 
 def test_download_refuses_a_bad_version(bash):
