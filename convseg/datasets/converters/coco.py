@@ -129,14 +129,12 @@ def read_coco(sources: Sequence[str], images: Sequence[str] | None = None,
                 int(require(img, 'height', path, where)),
                 int(require(img, 'width', path, where)), split,
                 source=f'{path} ({where})')
-            if not osp.isfile(sample.image):
-                if skip_missing:
-                    dataset.counts['images missing (skipped)'] += 1
-                    continue
-                raise ConversionError(
+            if not dataset.has_image(
+                    sample.image, skip_missing,
                     f'{path}: {where} names {name}, which is not in '
                     f'{folder}; point --images at the image folder, or pass '
-                    '--skip-missing to leave it out')
+                    '--skip-missing to leave it out'):
+                continue
             check_declared_size(sample)
             by_id[int(img['id'])] = sample
             dataset.samples.append(sample)

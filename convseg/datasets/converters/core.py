@@ -84,6 +84,17 @@ class SourceDataset:
     colour_ids: dict[tuple[int, int, int], int] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
 
+    def has_image(self, image: str, skip_missing: bool, message: str) -> bool:
+        """True if ``image`` exists; else count it as skipped with
+        ``skip_missing``, or raise :class:`ConversionError` with ``message``
+        (which names the file and the remedy)."""
+        if osp.isfile(image):
+            return True
+        if skip_missing:
+            self.counts['images missing (skipped)'] += 1
+            return False
+        raise ConversionError(message)
+
 
 def class_colours(num: int) -> list[tuple[int, int, int]]:
     """Distinct colours for classes without their own (VOC's bit pattern)."""

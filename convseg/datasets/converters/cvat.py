@@ -127,13 +127,11 @@ def read_cvat_xml(path: str, images: str | None = None,
                         osp.join(images, name), int(img.get('height', 0)),
                         int(img.get('width', 0)), SUBSETS.get(subset),
                         source=f'{path} {where}')
-        if not osp.isfile(sample.image):
-            if skip_missing:
-                dataset.counts['images missing (skipped)'] += 1
-                continue
-            raise ConversionError(
+        if not dataset.has_image(
+                sample.image, skip_missing,
                 f'{path}: {where} is not in {images}; point --images at the '
-                'image folder or pass --skip-missing')
+                'image folder or pass --skip-missing'):
+            continue
         check_declared_size(sample)
         for index, el in enumerate(img):
             if el.tag not in ('box', 'polygon', 'polyline', 'points',

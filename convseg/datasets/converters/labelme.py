@@ -108,13 +108,11 @@ def read_labelme(folder: str, classes: Sequence[str] | None = None,
         image_path = osp.join(osp.dirname(path),
                               str(require(d, 'imagePath', path, 'the file'))
                               .replace('\\', '/'))
-        if not osp.isfile(image_path):
-            if skip_missing:
-                dataset.counts['images missing (skipped)'] += 1
-                continue
-            raise ConversionError(
+        if not dataset.has_image(
+                image_path, skip_missing,
                 f'{path}: imagePath names {image_path}, which does not '
-                'exist; put the image beside its JSON or pass --skip-missing')
+                'exist; put the image beside its JSON or pass --skip-missing'):
+            continue
         sample = Sample(osp.splitext(osp.basename(image_path))[0], image_path,
                         int(require(d, 'imageHeight', path, 'the file')),
                         int(require(d, 'imageWidth', path, 'the file')),
