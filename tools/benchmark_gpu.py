@@ -63,7 +63,7 @@ from convseg.benchmarks.reference import (ReferenceUnavailableError,
                                           reference_config)
 from convseg.benchmarks.timing import PeakMemory, summary, timed
 from convseg.benchmarks.timing import in_subprocess as _in_subprocess
-from convseg.datasets.synthetic import _scene_sample
+from convseg.datasets.synthetic import scene_sample
 from convseg.engine.train_speed import compile_backbone, to_channels_last
 from convseg.fast import prepare_for_inference
 from convseg.fileio import atomic_write_text
@@ -252,7 +252,7 @@ def scene_batches(shape: list[int], batch: int, count: int,
     for _ in range(count):
         data = random_batch(shape, batch, 6)
         for i, sample in enumerate(data['data_samples']):
-            image, label = _scene_sample(rng, *shape)
+            image, label = scene_sample(rng, *shape)
             data['inputs'][i] = torch.from_numpy(
                 np.ascontiguousarray(image[..., ::-1].transpose(2, 0, 1)))
             labels = label.astype(np.int64) - 1

@@ -176,7 +176,9 @@ def _build_lazily(ds_cfg: dict, key: str) -> Any:
                          f'({err})') from None
 
 
-def _resolve_split(cfg: Any, split: str) -> list[_Split]:
+def resolve_split(cfg: Any, split: str) -> list[_Split]:
+    """The datasets that the config's loader of ``split`` ('train', 'val'
+    or 'test') reads, one per dataset (a concatenation gives several)."""
     if split not in SPLITS:
         raise ValueError(f'unknown split {split!r}; choose one of '
                          f'{", ".join(SPLITS)}')
@@ -316,7 +318,7 @@ def check_dataset_layout(cfg: Any,
     layouts: dict[str, list[str]] = {}
     helps: list[str] = []
     for split in _splits_in(cfg, splits):
-        for info in _resolve_split(cfg, split):
+        for info in resolve_split(cfg, split):
             found = _layout_problems(info)
             for problem in found:
                 # splits sharing a folder (val and test) share a problem
@@ -529,7 +531,7 @@ def check_dataset(cfg: Any, split: str = 'train', full: bool = True,
     """
     problems: list[DatasetProblem] = []
     limit = max_image_pixels()
-    for info in _resolve_split(cfg, split):
+    for info in resolve_split(cfg, split):
         layout = _layout_problems(info)
         problems += layout + _num_classes_problems(cfg, info)
         if layout or not full:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..errors import ConvsegError
 from ..fileio import atomic_write, atomic_write_text
-from .checks import _resolve_split
+from .checks import resolve_split
 
 WEIGHTINGS = ('inverse', 'inverse-sqrt', 'median-frequency')
 
@@ -46,7 +46,7 @@ def _training_labels(raw: np.ndarray, reduce_zero_label: bool,
 def dataset_stats(cfg: Any, split: str = 'train',
                   ignore_index: int = 255) -> dict:
     """The statistics of ``split`` (see the module docstring) as a dict."""
-    infos = _resolve_split(cfg, split)
+    infos = resolve_split(cfg, split)
     if not infos:
         raise DatasetStatsError(
             f'the config has no {split} dataloader with a dataset')

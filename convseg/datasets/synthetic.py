@@ -451,7 +451,7 @@ _SCENE_OBJECTS = {1: ('blob', 'stripes'), 2: ('blob', 'checks'),
                   5: ('triangle', 'flat')}
 
 
-def _scene_sample(rng: np.random.Generator, h: int,
+def scene_sample(rng: np.random.Generator, h: int,
                   w: int) -> tuple[np.ndarray, np.ndarray]:
     """One scene: RGB uint8 (H, W, 3) image and uint8 (H, W) label 0..6."""
     scale = min(h, w) / 64
@@ -486,7 +486,7 @@ def _write_scene_range(img_dir: str, ann_dir: str, split: str, seed: int,
                        h: int, w: int, start: int, stop: int) -> None:
     """Write scenes ``start`` to ``stop - 1`` of ``split`` (one share)."""
     for i in range(start, stop):
-        image, label = _scene_sample(_rng(seed, split, i), h, w)
+        image, label = scene_sample(_rng(seed, split, i), h, w)
         Image.fromarray(image).save(
             osp.join(img_dir, f'scene_{i:06d}.jpg'), quality=95)
         Image.fromarray(label).save(osp.join(ann_dir, f'scene_{i:06d}.png'))
