@@ -42,12 +42,35 @@ fi
 PY="$VENV/bin/python"
 PIP="$PY -m pip --disable-pip-version-check -q"
 
+# uv resolves and installs the same packages as pip in seconds instead of
+# minutes (a fresh --tests install: about 20 s against 3.5 min). It is itself
+# a pip-installable wheel; where it cannot be had, pip does the work. uv does
+# not read pip's configuration, so the index, find-links and constraint
+# settings pip sees (pip.conf and PIP_* variables) are handed over as flags.
+# CONVSEG_NO_UV=1 keeps plain pip.
+if [ -z "${CONVSEG_NO_UV:-}" ] && { [ -x "$VENV/bin/uv" ] || $PIP install uv >/dev/null 2>&1; }; then
+    uv_flags=(--python "$PY" -q)
+    while IFS= read -r line; do
+        key=${line%%=*}; key=${key##*.}
+        value=${line#*=}; value=${value#\'}; value=${value%\'}
+        case "$key" in
+            index-url) uv_flags+=(--index-url "$value") ;;
+            extra-index-url) for v in $value; do uv_flags+=(--extra-index-url "$v"); done ;;
+            find-links) for v in $value; do uv_flags+=(--find-links "$v"); done ;;
+            constraint) for v in $value; do uv_flags+=(--constraint "$v"); done ;;
+        esac
+    done < <($PIP config list 2>/dev/null)
+    PIP_INSTALL=("$VENV/bin/uv" pip install "${uv_flags[@]}")
+else
+    PIP_INSTALL=($PIP install)
+fi
+
 if [ "$EXTRAS" = "bench" ]; then
     echo "[install] torch==2.14.1 torchvision==0.29.1 into $VENV (about 5.5 GB)"
-    $PIP install torch==2.14.1 torchvision==0.29.1
+    "${PIP_INSTALL[@]}" torch==2.14.1 torchvision==0.29.1
 elif ! "$PY" -c "import torch" 2>/dev/null; then
     echo "[install] torch not found: installing torch==2.13.0 (CPU build)"
-    $PIP install torch==2.13.0
+    "${PIP_INSTALL[@]}" torch==2.13.0
 fi
 
 if $PIP show mmcv >/dev/null 2>&1; then
@@ -59,7 +82,7 @@ fi
 
 extras=$(printf '%s\n' $flavour $EXTRAS | paste -sd, -)
 echo "[install] pip install -e .${extras:+[$extras]}"
-$PIP install -e ".${extras:+[$extras]}"
+"${PIP_INSTALL[@]}" -e ".${extras:+[$extras]}"
 # a start-up hook so that processes which never import convseg (mmseg's own
 # tools, `from mmseg.apis import init_model`) import mmseg on mmcv-lite too
 "$PY" -c "from convseg.mmcv_ops_hook import main; main()"
