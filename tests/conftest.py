@@ -49,10 +49,10 @@ FUSED_ADAMW_ON_CPU = Version(torch.__version__.split('+')[0]) >= Version('2.4')
 #: test id -> (whether this machine must run it, the variants it must record
 #: with ``record_property('variants', ...)``)
 MUST_RUN: dict[str, tuple[bool, frozenset[str]]] = {
-    'tests/apis/test_fast.py::'
+    'tests/fast/test_fast.py::'
     'test_bf16_precision_runs_bf16_and_returns_float32':
     (NATIVE_BF16, frozenset()),
-    'tests/apis/test_fast.py::'
+    'tests/fast/test_fast.py::'
     'test_tools_test_plain_by_default_and_fast_switch':
     (True, frozenset({'plain', 'fast', 'bf16'} if NATIVE_BF16 else
                      {'plain', 'fast'})),
@@ -246,7 +246,8 @@ def capability_gaps(collected: set[str], deselected: set[str],
     ``collected`` and ``deselected`` are test ids; ``outcomes`` maps an id to
     'skipped' when any of its phases skipped; ``variants`` holds what each
     test recorded. A test of a collected file missing from both sets was
-    renamed or removed: that is a gap too, so the table stays true.
+    renamed or removed, and so is a file that no longer exists (moved): both
+    are gaps, so that the table stays true.
     """
     files = {test_id.split('::')[0] for test_id in collected}
     gaps = []
@@ -254,9 +255,10 @@ def capability_gaps(collected: set[str], deselected: set[str],
         if not must or test_id in deselected:
             continue
         if test_id not in collected:
-            if test_id.split('::')[0] in files:
-                gaps.append(f'{test_id}: not collected (renamed? update '
-                            'MUST_RUN in tests/conftest.py)')
+            path = test_id.split('::')[0]
+            if path in files or not (REPO_ROOT / path).is_file():
+                gaps.append(f'{test_id}: not collected (renamed or moved? '
+                            'update MUST_RUN in tests/conftest.py)')
             continue
         if outcomes.get(test_id) == 'skipped':
             gaps.append(f'{test_id}: skipped, and this machine can run it')
@@ -291,12 +293,32 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             _VARIANTS.setdefault(test_id, set()).update(value.split())
 
 
+_COLLECTED: set[str] = set()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """Under pytest-xdist (``make test`` runs two workers), the controller
+    collects nothing itself: each worker hands over what it collected and
+    deselected (see :func:`pytest_sessionfinish`)."""
+    output = getattr(node, 'workeroutput', {})
+    _COLLECTED.update(output.get('convseg_collected', ()))
+    _DESELECTED.update(output.get('convseg_deselected', ()))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the session when a test this machine can run did not run."""
-    if not hasattr(session, 'items'):
+    workeroutput = getattr(session.config, 'workeroutput', None)
+    if workeroutput is not None:  # an xdist worker: report to the controller
+        workeroutput['convseg_collected'] = sorted(
+            _base_id(i.nodeid) for i in getattr(session, 'items', ()))
+        workeroutput['convseg_deselected'] = sorted(_DESELECTED)
         return
-    gaps = capability_gaps({_base_id(i.nodeid) for i in session.items},
-                           _DESELECTED, _OUTCOMES, _VARIANTS)
+    collected = _COLLECTED | {_base_id(i.nodeid)
+                              for i in getattr(session, 'items', ())}
+    if not collected:
+        return
+    gaps = capability_gaps(collected, _DESELECTED, _OUTCOMES, _VARIANTS)
     if gaps:
         reporter = session.config.pluginmanager.get_plugin('terminalreporter')
         lines = ['tests this machine can run did not run (native bf16: '

@@ -59,7 +59,7 @@ if [ -z "${CONVSEG_NO_UV:-}" ] && { [ -x "$VENV/bin/uv" ] || $PIP install uv >/d
             find-links) for v in $value; do uv_flags+=(--find-links "$v"); done ;;
             constraint) for v in $value; do uv_flags+=(--constraint "$v"); done ;;
         esac
-    done < <($PIP config list 2>/dev/null)
+    done < <("$PY" -m pip config list 2>/dev/null)  # (-q would hide the list)
     PIP_INSTALL=("$VENV/bin/uv" pip install "${uv_flags[@]}")
 else
     PIP_INSTALL=($PIP install)

@@ -67,8 +67,10 @@ def test_benchmark_gpu_recipe_on_cpu(tmp_path, run_script, tool):
                                      max_rel_logit_diff=0.0)
     # bf16 against fp32 on random weights: bf16's bounds. The logits show
     # that bf16 ran; the labels may all agree (the kernels are chosen by
-    # measurement, so their rounding differs between runs: 100% was seen)
-    assert bf16['agreement']['argmax_equal'] >= 0.99
+    # measurement, so their rounding differs between runs: 100% was seen on
+    # the AMD EPYC; 98.8% on the Xeon with AMX, whose bf16 GEMMs round
+    # otherwise; random weights leave small margins between classes)
+    assert bf16['agreement']['argmax_equal'] >= 0.97
     assert 1e-4 < bf16['agreement']['max_rel_logit_diff'] < 3e-2
     assert 'reference-fp16: AMP training needs a CUDA GPU' in done.stdout
     # each line comes out as it is measured, before the final table, so that
