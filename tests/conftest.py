@@ -26,16 +26,20 @@ torch that has it on CPU (2.4 and newer). See :data:`MUST_RUN`.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from packaging.version import Version
 
 from convseg.hardware import cpu_flags
@@ -115,10 +119,34 @@ def run_script() -> Callable[..., subprocess.CompletedProcess |
     return run_python_script
 
 
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder all workers of this session share: under pytest-xdist
+    each worker has its own base temp dir inside it; without, the base."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
+
+
+@contextlib.contextmanager
+def made_once(tmp_path_factory: pytest.TempPathFactory,
+              name: str) -> Iterator[tuple[Path, bool]]:
+    """``with made_once(factory, name) as (folder, ready):`` one folder per
+    session, made by the first worker that asks; the others wait on a lock
+    and get ``ready=True`` (a ``done`` file is written when the block ends
+    without an error)."""
+    folder = shared_dir(tmp_path_factory) / name
+    with FileLock(str(folder) + '.lock'):
+        done = folder / '.done'
+        ready = done.is_file()
+        folder.mkdir(exist_ok=True)
+        yield folder, ready
+        done.touch()
+
+
 @pytest.fixture(scope='session')
 def dataset(tmp_path_factory: pytest.TempPathFactory
             ) -> Callable[..., str]:
-    """``dataset(kind, **params)``: a generated dataset, once per session.
+    """``dataset(kind, **params)``: a generated dataset, once per session
+    (shared by the xdist workers).
 
     ``kind`` is ``'ade20k'``, ``'cityscapes'`` or ``'scenes'``; ``params``
     go to the matching ``convseg.datasets.generate_*``. Callers must not
@@ -128,14 +156,13 @@ def dataset(tmp_path_factory: pytest.TempPathFactory
                                   generate_scenes)
     generators = dict(ade20k=generate_ade20k, cityscapes=generate_cityscapes,
                       scenes=generate_scenes)
-    roots: dict[tuple[str, str], str] = {}
 
     def make(kind: str, **params: object) -> str:
-        key = (kind, repr(sorted(params.items())))
-        if key not in roots:
-            folder = tmp_path_factory.mktemp(f'{kind}_data')
-            roots[key] = generators[kind](str(folder), **params)
-        return roots[key]
+        key = repr(sorted(params.items()))
+        name = f'{kind}_data_' + hashlib.sha1(key.encode()).hexdigest()[:10]
+        with made_once(tmp_path_factory, name) as (folder, _):
+            # generate_* reuse a dataset made with the same settings
+            return generators[kind](str(folder), **params)
 
     return make
 
@@ -163,16 +190,26 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory,
                    run_script: Callable[..., subprocess.CompletedProcess]
                    ) -> dict:
     """``tools/quickstart.py`` on 32 + 8 scenes for 160 iterations, once per
-    session: ``result`` (the finished process), ``data`` (the dataset's
+    session (shared by the xdist workers): ``result`` (the finished process,
+    its args, return code and output), ``data`` (the dataset's
     root), ``work`` (its work dir, checkpoint ``iter_160.pth``), ``iters``."""
-    root = tmp_path_factory.mktemp('quickstart')
-    data_root, work_dir = root / 'data', root / 'work'
     iters = 160
-    result = run_script(
-        'tools/quickstart.py', '--num-train', 32, '--num-val', 8, '--iters',
-        iters, '--num-overlays', 2, '--data-root', data_root, '--work-dir',
-        work_dir, timeout=1200)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    with made_once(tmp_path_factory, 'quickstart') as (root, ready):
+        data_root, work_dir = root / 'data', root / 'work'
+        saved = root / 'result.json'
+        if ready:
+            result = subprocess.CompletedProcess(
+                **json.loads(saved.read_text()))
+        else:
+            result = run_script(
+                'tools/quickstart.py', '--num-train', 32, '--num-val', 8,
+                '--iters', iters, '--num-overlays', 2, '--data-root',
+                data_root, '--work-dir', work_dir, timeout=1200)
+            assert result.returncode == 0, (result.stdout[-3000:] +
+                                            result.stderr)
+            saved.write_text(json.dumps(dict(
+                args=result.args, returncode=result.returncode,
+                stdout=result.stdout, stderr=result.stderr)))
     return dict(result=result, data=data_root / 'synthetic_scenes',
                 work=work_dir, iters=iters)
 
