@@ -9,4 +9,3 @@ from .hooks import (AtomicCheckpointHook, CheckpointMatchHook,  # noqa: F401
                     ProgressBarHook, RandomStateHook, TrainSpeedHook)
 from .launch import fit_to_device  # noqa: F401
 from .layer_decay import LayerDecayOptimWrapperConstructor  # noqa: F401
-from .train_speed import apply_train_speed  # noqa: F401

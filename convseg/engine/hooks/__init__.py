@@ -13,8 +13,8 @@
 - ``LrLoggerHook`` (:mod:`.lr_logger_hook`): log the lr of chosen param groups.
 - ``ProgressBarHook`` (:mod:`.progress_bar_hook`): a progress bar with ETA for
   validation and testing.
-- ``TrainSpeedHook`` (:mod:`.train_speed_hook`): channels-last and a compiled
-  backbone for training, from the config's ``train_speed`` switches.
+- ``TrainSpeedHook`` (:mod:`.train_speed_hook`): the config's ``train_speed``
+  switches (fused AdamW, bf16, channels-last, a compiled backbone).
 """
 from .atomic_checkpoint_hook import (AtomicCheckpointHook,  # noqa: F401
                                      CheckpointSaveError)
