@@ -53,10 +53,10 @@ FUSED_ADAMW_ON_CPU = Version(torch.__version__.split('+')[0]) >= Version('2.4')
 #: test id -> (whether this machine must run it, the variants it must record
 #: with ``record_property('variants', ...)``)
 MUST_RUN: dict[str, tuple[bool, frozenset[str]]] = {
-    'tests/apis/test_fast.py::'
+    'tests/fast/test_fast.py::'
     'test_bf16_precision_runs_bf16_and_returns_float32':
     (NATIVE_BF16, frozenset()),
-    'tests/apis/test_fast.py::'
+    'tests/fast/test_fast.py::'
     'test_tools_test_plain_by_default_and_fast_switch':
     (True, frozenset({'plain', 'fast', 'bf16'} if NATIVE_BF16 else
                      {'plain', 'fast'})),
