@@ -67,6 +67,15 @@ def load_tool_config(config: str, cfg_options: dict | None = None,
     return cfg
 
 
+def ensure_custom_hook(cfg: Config, hook_type: str) -> None:
+    """Append ``dict(type=hook_type)`` to ``cfg.custom_hooks`` unless one of
+    that type is there: a tool relies on the hook even where a config
+    replaced ``configs/_base_/default_runtime.py``'s list."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(hook.get('type') == hook_type for hook in hooks):
+        cfg.custom_hooks = hooks + [dict(type=hook_type)]
+
+
 def add_no_fast_argument(parser: argparse.ArgumentParser) -> None:
     """``--no-fast``: run the model as built instead of the CPU fast path."""
     parser.add_argument(

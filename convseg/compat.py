@@ -17,8 +17,9 @@ all and is called once by ``import convseg``; it is idempotent.
    it cannot resume its own runs. Instead of switching safety off, exactly
    those types are allow-listed, and mmengine's loaders for local files and
    URLs are replaced, through its own ``CheckpointLoader`` registry, by
-   :mod:`convseg.checkpoint_reading`'s, which load weights-only and explain a
-   refusal. Can go when mmengine loads weights-only itself.
+   :func:`convseg.checkpoint_reading.read_checkpoint`, which loads
+   weights-only and explains a refusal (and also reads ``.safetensors``
+   files, so that ``load_from`` takes every file convseg's loaders take). Can go when mmengine loads weights-only itself.
 
 The checkpoint reading functions that used to live here
 (``load_checkpoint_file``, ``unsafe_checkpoint_loading``,
@@ -221,14 +222,14 @@ def install_mmcv_ops_shim(force: bool = False) -> bool:
 # --------------------------------------------------------------------------
 
 def _load_from_local(filename: str, map_location: Any = None) -> Any:
-    from .checkpoint_reading import load_checkpoint_file
-    return load_checkpoint_file(filename, map_location)
+    from .checkpoint_reading import read_checkpoint
+    return read_checkpoint(filename, map_location)
 
 
 def _load_from_http(filename: str, map_location: Any = None,
                     model_dir: Any = None) -> Any:
-    from .checkpoint_reading import download_checkpoint, load_checkpoint_file
-    return load_checkpoint_file(download_checkpoint(filename), map_location)
+    from .checkpoint_reading import read_checkpoint
+    return read_checkpoint(filename, map_location)
 
 
 def install_checkpoint_loading() -> None:

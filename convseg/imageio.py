@@ -16,8 +16,8 @@ and the PIL image opened from it give the same pixels:
   refused before any pixel is decoded (:class:`ImageTooLargeError`), so a
   small file that expands to gigabytes (a decompression bomb) cannot exhaust
   the memory. The limit is one setting shared by every convseg reader
-  (:func:`read_image`, the dataset checks, training with
-  ``skip_unreadable_images``): the environment variable
+  (:func:`read_image`, the dataset checks, training through
+  ``SkipUnreadable``): the environment variable
   ``CONVSEG_MAX_IMAGE_PIXELS``, else :data:`DEFAULT_MAX_IMAGE_PIXELS`. Being an
   environment variable, it reaches data-loader workers and every process of a
   distributed run.

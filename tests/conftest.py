@@ -3,6 +3,10 @@
 - ``repo_root``: the checkout's root folder.
 - ``tiny_config``: ``tests/data/tiny_upernet_convnext.py``, the one tiny
   model config that tests inherit from and override.
+- ``tiny_train_config``: ``tiny_train_config(path, data_root, **overrides)``
+  writes a config that trains the tiny model on an ADE20K-layout dataset
+  with the project's base configs (:data:`TINY_TRAIN_CONFIG`), each
+  override merged into it as mmengine merges a child config into its base.
 - ``dataset``: ``dataset('ade20k' | 'cityscapes' | 'scenes', **params)``
   generates a dataset once per session for each set of parameters and returns
   its root; ``ade20k_root``, ``cityscapes_root`` and ``scenes_root`` are the
@@ -110,6 +114,69 @@ def repo_root() -> Path:
 def tiny_config() -> Path:
     """The tiny UPerNet-ConvNeXt config under ``tests/data/``."""
     return TINY_CONFIG
+
+
+#: the tiny model trained on an ADE20K-layout folder (``{data_root}``) with
+#: the project's base configs, which bring convseg's hooks; fp32, no
+#: validation, a few iterations
+TINY_TRAIN_CONFIG = '''
+_base_ = [
+    {tiny!r},
+    {repo!r} + '/configs/_base_/datasets/ade20k.py',
+    {repo!r} + '/configs/_base_/default_runtime.py',
+    {repo!r} + '/configs/_base_/schedules/schedule_160k.py',
+    {repo!r} + '/configs/_base_/optimizers/adamw_layer_decay.py',
+]
+crop = (32, 32)
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(
+    data_preprocessor=dict(size=crop),
+    backbone=dict(drop_path_rate=0.2),
+    decode_head=dict(norm_cfg=norm_cfg),
+    auxiliary_head=dict(norm_cfg=norm_cfg),
+    test_cfg=dict(mode='whole'))
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={data_root!r}, pipeline=[
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', reduce_zero_label=True),
+        dict(type='RandomCrop', crop_size=crop),
+        dict(type='RandomFlip', prob=0.5),
+        dict(type='PackSegInputs'),
+    ]))
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+test_dataloader = dict(num_workers=0, persistent_workers=False,
+                       dataset=dict(data_root={data_root!r}))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-3))
+train_cfg = dict(max_iters=4, val_interval=1000)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
+randomness = dict(seed=0, deterministic=True)
+'''
+
+
+@pytest.fixture(scope='session')
+def tiny_train_config() -> Callable[..., Path]:
+    """``tiny_train_config(path, data_root, **overrides)``: write
+    :data:`TINY_TRAIN_CONFIG` for ``data_root`` beside ``path`` and, at
+    ``path``, a config that inherits it with ``overrides`` (dicts merge into
+    the base's, anything else replaces); returns ``path``."""
+
+    def write(path: Path, data_root: str | os.PathLike,
+              **overrides: object) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        base = path.with_name(path.stem + '_base.py')
+        base.write_text(TINY_TRAIN_CONFIG.format(
+            tiny=str(TINY_CONFIG), repo=str(REPO_ROOT),
+            data_root=str(data_root)))
+        lines = [f'_base_ = [{str(base)!r}]'] + [
+            f'{name} = {value!r}' for name, value in overrides.items()]
+        path.write_text('\n'.join(lines) + '\n')
+        return path
+
+    return write
 
 
 @pytest.fixture(scope='session')

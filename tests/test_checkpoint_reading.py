@@ -4,19 +4,16 @@ from __future__ import annotations
 import functools
 import http.server
 import os
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 import torch
 
 import convseg  # noqa: F401
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / 'models'))
-from published_layouts import (CLASSIFIER_KEYS, assert_landed,  # noqa: E402
-                               facebook_pairs, published_state_dict,
-                               small_backbone)
+from .models.published_layouts import (CLASSIFIER_KEYS, assert_landed,
+                                      facebook_pairs, published_state_dict,
+                                      small_backbone)
 
 
 @pytest.fixture

@@ -125,7 +125,7 @@ def test_foreign_pickled_object_is_refused_with_opt_in(tmp_path):
         checkpoint_reading.load_checkpoint_file(str(path))
     assert str(err.value) == (
         f'refusing to load checkpoint {path}: it holds a pickled object '
-        f'(test_compat._Foreign) that is not plain weights or one of the '
+        f'({__name__}._Foreign) that is not plain weights or one of the '
         f'types mmengine writes. Loading it could run code. Only if you trust '
         f'where the file comes from, load it inside '
         f'convseg.checkpoint_reading.unsafe_checkpoint_loading() or set '

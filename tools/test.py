@@ -24,21 +24,17 @@ import sys
 
 from mmengine.config import DictAction
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
 from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 
-from convseg.fast import prepare_for_inference
 from convseg.cli import (add_launch_arguments, add_precision_argument,
-                         check_launch_arguments,
+                         check_launch_arguments, ensure_custom_hook,
                          load_tool_config, run_tool)
 from convseg.datasets import check_dataset_layout
 from convseg.engine import fit_to_device
 from convseg.engine.launch import finish_distributed
 from convseg.engine.config_checks import check_model_config
-from convseg.models import ConvNeXt
-from convseg.models.checkpoint_loading import load_segmentor_checkpoint
 
 
 def parse_args() -> argparse.Namespace:
@@ -127,23 +123,18 @@ def main(args: argparse.Namespace) -> None:
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
 
+    # the runner loads the weights (mmengine's loaders, weights-only, URLs
+    # through the torch hub cache); CheckpointMatchHook maps other families'
+    # key names, checks classes and arch, and refuses incomplete weights
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    ensure_custom_hook(cfg, 'CheckpointMatchHook')
     fit_to_device(cfg)
 
     runner = Runner.from_cfg(cfg)
-    model = runner.model.module if is_model_wrapper(
-        runner.model) else runner.model
-    if args.tta:
-        model = model.module
-    # ConvNeXt checkpoints of any family through convseg's key maps, others
-    # (e.g. the ResNeXt baseline) as mmengine loads them, strictly
-    if isinstance(model.backbone, ConvNeXt):
-        load_segmentor_checkpoint(model, args.checkpoint)
-    else:
-        load_checkpoint(model, args.checkpoint, map_location='cpu',
-                        strict=True)
-    # --fast: same logits up to rounding, faster, on CPU (inference only:
-    # the model was built here)
-    on_cpu = next(model.parameters()).device.type == 'cpu'
+    # --fast: same logits up to rounding, faster, on CPU; FastInferenceHook
+    # prepares the model once the weights are loaded
+    on_cpu = next(runner.model.parameters()).device.type == 'cpu'
     if args.fast and not on_cpu:
         print_log('--fast applies on CPU only: running the model as '
                   'configured', logger='current', level=logging.WARNING)
@@ -152,13 +143,8 @@ def main(args: argparse.Namespace) -> None:
         if args.fast and on_cpu else 'the model as configured'),
               logger='current')
     if args.fast and on_cpu:
-        fast = prepare_for_inference(model.eval(),
-                                     precision=args.precision)
-        # the runner (or its DDP / TTA wrapper) runs the prepared model
-        owner, name = runner, 'model'
-        while getattr(owner, name) is not model:
-            owner, name = getattr(owner, name), 'module'
-        setattr(owner, name, fast)
+        runner.register_hook(
+            dict(type='FastInferenceHook', precision=args.precision))
     metrics = runner.test()
     finish_distributed()
 

@@ -20,12 +20,10 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from convseg.cli import (add_launch_arguments, check_launch_arguments,
-                         load_tool_config, run_tool)
-from convseg.datasets import (apply_skip_unreadable, check_dataset,
-                              check_dataset_layout)
+                         ensure_custom_hook, load_tool_config, run_tool)
+from convseg.datasets import check_dataset, check_dataset_layout
 from convseg.datasets.checks import SPLITS, DatasetCheckError
-from convseg.engine import (apply_train_speed, find_resume_checkpoint,
-                            fit_to_device)
+from convseg.engine import find_resume_checkpoint, fit_to_device
 from convseg.engine.launch import finish_distributed
 from convseg.engine.config_checks import check_model_config
 
@@ -89,7 +87,6 @@ def main(args: argparse.Namespace) -> None:
 
     # mistakes in the config and the dataset stop the run before it starts
     check_model_config(cfg.model)
-    apply_skip_unreadable(cfg)
     check_dataset_layout(cfg)
     if args.check_dataset:
         problems = [problem for split in ('train', 'val')
@@ -99,7 +96,9 @@ def main(args: argparse.Namespace) -> None:
             raise DatasetCheckError(problems)
 
     fit_to_device(cfg)
-    apply_train_speed(cfg)
+    # the train_speed switches, also where a config replaced the runtime's
+    # custom_hooks
+    ensure_custom_hook(cfg, 'TrainSpeedHook')
 
     runner = Runner.from_cfg(cfg)
     runner.train()

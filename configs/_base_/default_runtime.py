@@ -1,8 +1,7 @@
 default_scope = 'mmseg'
 # stock mmengine/mmseg tooling (Runner.from_cfg, mmseg's tools/train.py, mim)
-# imports convseg, which registers its parts (convseg/registry.py); the
-# top-level train_speed and skip_unreadable_images keys are read only by
-# convseg's tools/train.py, and stock tooling ignores them
+# imports convseg, which registers its parts (convseg/registry.py); every
+# key below works there too (train_speed through TrainSpeedHook)
 custom_imports = dict(imports=['convseg'], allow_failed_imports=False)
 env_cfg = dict(
     cudnn_benchmark=True,
@@ -30,9 +29,13 @@ custom_hooks = [
     dict(type='RandomStateHook'),
     dict(type='NonFiniteCheckHook'),
     dict(type='CheckpointMatchHook'),
+    # the train_speed switches below, applied to the built optimizer, optim
+    # wrapper and model (a config that replaces this list keeps it to keep
+    # them; convseg's tools/train.py adds it back)
+    dict(type='TrainSpeedHook'),
 ]
 # Training speed switches (convseg.engine.train_speed, applied by
-# tools/train.py), off until measured on a GPU: channels-last model,
+# TrainSpeedHook), off until measured on a GPU: channels-last model,
 # fused AdamW, bf16 instead of fp16 autocast where the GPU computes bf16
 # natively, torch.compile of the backbone (True, a backend name or a dict of
 # torch.compile arguments).

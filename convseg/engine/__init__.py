@@ -5,8 +5,7 @@ bf16 autocast optim wrapper and the hooks (one per module under
 from .checkpoint_files import find_resume_checkpoint  # noqa: F401
 from .cpu_autocast import CPUAutocastOptimWrapper  # noqa: F401
 from .hooks import (AtomicCheckpointHook, CheckpointMatchHook,  # noqa: F401
-                    LrLoggerHook, NonFiniteCheckHook, ProgressBarHook,
-                    RandomStateHook, TrainSpeedHook)
+                    FastInferenceHook, LrLoggerHook, NonFiniteCheckHook,
+                    ProgressBarHook, RandomStateHook, TrainSpeedHook)
 from .launch import fit_to_device  # noqa: F401
 from .layer_decay import LayerDecayOptimWrapperConstructor  # noqa: F401
-from .train_speed import apply_train_speed  # noqa: F401

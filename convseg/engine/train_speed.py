@@ -11,15 +11,17 @@ all False by default)::
         compile_backbone=True)   # torch.compile the backbone; or a backend
                                  # name, or a dict of torch.compile arguments
 
-``tools/train.py`` calls :func:`apply_train_speed` on the config before the
-runner is built: it turns the switches into mmengine settings (the
-optimizer's ``fused``, the optim wrapper's ``dtype``, or on a CPU with
-native bf16 the wrapper ``CPUAutocastOptimWrapper``) and, for the model-side
-ones, a ``TrainSpeedHook`` (:mod:`convseg.engine.hooks`) that calls
-:func:`to_channels_last` and :func:`compile_backbone`. A switch that cannot
-work on this machine (fused kernels on a device without them, bf16 on a GPU
-or CPU that only emulates it, bf16 without AMP on a GPU) is left off with a
-warning naming why. Each change is logged.
+``TrainSpeedHook`` (:mod:`convseg.engine.hooks`, in the custom hooks of
+``configs/_base_/default_runtime.py``) reads them from the runner's config,
+so they work wherever the runner is built: ``Runner.from_cfg(cfg).train()``,
+mmseg's tools/train.py, convseg's. ``Runner.train()`` builds the optim
+wrapper before the first hook runs, so the optimizer switches change the
+built objects in place (:func:`use_fused_adamw`, :func:`use_bf16`) at
+``before_run``; the model-side ones (:func:`to_channels_last`,
+:func:`compile_backbone`) apply at ``before_train``, after a resume. A
+switch that cannot work on this machine (fused kernels on a device without
+them, bf16 on a GPU or CPU that only emulates it, bf16 without AMP on a
+GPU) is left off with a warning naming why. Each change is logged.
 """
 from __future__ import annotations
 
@@ -30,14 +32,14 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.optim import OptimWrapper
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
-from convseg.errors import ConvsegError
-from convseg.hardware import (cpu_has_native_bf16, cpu_model,
-                              cuda_has_native_bf16)
+from ..errors import ConvsegError
+from ..hardware import cpu_has_native_bf16, cpu_model, cuda_has_native_bf16
+from .cpu_autocast import CPUAutocastOptimWrapper
 
 SWITCHES = ('channels_last', 'fused_adamw', 'bf16', 'compile_backbone')
-FUSED_OPTIMIZERS = ('Adam', 'AdamW')
+FUSED_OPTIMIZERS = (torch.optim.Adam, torch.optim.AdamW)
 
 
 class TrainSpeedConfigError(ConvsegError, ValueError):
@@ -84,70 +86,67 @@ def read_switches(cfg: Config) -> dict[str, Any]:
     return switches
 
 
-def _apply_fused(cfg: Config, device: str) -> None:
-    optimizer = cfg.optim_wrapper.optimizer
-    if optimizer.get('type') not in FUSED_OPTIMIZERS:
-        _log(f'train_speed.fused_adamw: the optimizer is '
-             f'{optimizer.get("type")!r}, not Adam/AdamW; left as it is',
-             logging.WARNING)
+def use_fused_adamw(optimizer: torch.optim.Optimizer, device: str) -> None:
+    """Switch a built Adam/AdamW to torch's fused kernel, in place.
+
+    What ``fused=True`` at construction sets: each param group's (and the
+    defaults') ``fused``, no ``foreach``, and the flag that lets a
+    ``GradScaler`` leave unscaling to the fused step. Anything else, or a
+    device without the kernel, is left as it is with a warning.
+    """
+    name = type(optimizer).__name__
+    if not isinstance(optimizer, FUSED_OPTIMIZERS):
+        _log(f'train_speed.fused_adamw: the optimizer is {name!r}, not '
+             'Adam/AdamW; left as it is', logging.WARNING)
     elif not fused_adamw_available(device):
         _log(f'train_speed.fused_adamw: torch {torch.__version__} has no '
              f'fused AdamW for {device}; using the default kernel',
              logging.WARNING)
     else:
-        optimizer.fused = True
-        optimizer.pop('foreach', None)
-        _log(f'train_speed: fused {optimizer.type} on {device}')
+        for group in [optimizer.defaults, *optimizer.param_groups]:
+            group['fused'] = True
+            group['foreach'] = None
+        optimizer._step_supports_amp_scaling = True
+        _log(f'train_speed: fused {name} on {device}')
 
 
-def _apply_cpu_bf16(cfg: Config) -> None:
-    wrapper = cfg.optim_wrapper
-    if wrapper.get('type') != 'OptimWrapper':
-        _log(f'train_speed.bf16: optim wrapper {wrapper.get("type")!r} is '
-             'left as it is (CPU bf16 autocast replaces only OptimWrapper)',
-             logging.WARNING)
-    elif not cpu_has_native_bf16():
-        _log(f'train_speed.bf16: this CPU ({cpu_model()}) has no native bf16 '
-             '(avx512_bf16 or AMX); it trains in fp32', logging.WARNING)
-    else:
-        wrapper.type = 'CPUAutocastOptimWrapper'
-        _log(f'train_speed: bf16 autocast on the CPU ({cpu_model()})')
+def use_bf16(optim_wrapper: OptimWrapper, device: str) -> None:
+    """Make a built optim wrapper autocast to bf16, in place.
 
-
-def _apply_bf16(cfg: Config) -> None:
-    wrapper = cfg.optim_wrapper
-    if wrapper.get('type') != 'AmpOptimWrapper':
-        _log(f'train_speed.bf16: the run has no mixed precision (optim '
-             f'wrapper {wrapper.get("type")!r}, not AmpOptimWrapper); it '
-             'trains in fp32', logging.WARNING)
-    elif not cuda_has_native_bf16():
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() \
-            else 'this machine'
-        _log(f'train_speed.bf16: {gpu} has no native bf16 (a GPU of compute '
-             'capability 8.0 or newer); AMP stays fp16', logging.WARNING)
-    else:
-        wrapper.dtype = 'bfloat16'
-        _log('train_speed: AMP in bf16')
-
-
-def apply_train_speed(cfg: Config) -> None:
-    """Turn ``cfg.train_speed`` into mmengine settings, in place.
-
-    Call it after :func:`convseg.engine.fit_to_device` (which may have
-    replaced AMP by fp32 on a machine without CUDA).
+    On a GPU, an ``AmpOptimWrapper`` casts to bf16 instead of fp16 (its
+    ``cast_dtype``); on a CPU with native bf16, a plain ``OptimWrapper``
+    becomes a :class:`CPUAutocastOptimWrapper`. In place, because the param
+    schedulers that ``Runner.train()`` builds before any hook runs count
+    the steps of this very wrapper. Anything else is left as it is with a
+    warning.
     """
-    switches = read_switches(cfg)
-    device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    if switches['fused_adamw']:
-        _apply_fused(cfg, device)
-    if switches['bf16']:
-        (_apply_bf16 if device == 'cuda' else _apply_cpu_bf16)(cfg)
-    if switches['channels_last'] or switches['compile_backbone']:
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='TrainSpeedHook',
-                 channels_last=switches['channels_last'],
-                 compile_backbone=switches['compile_backbone'])
-        ]
+    kind = type(optim_wrapper).__name__
+    if device not in ('cpu', 'cuda'):
+        _log(f'train_speed.bf16: the model is on {device}; the switch knows '
+             'CPU and CUDA only, so it trains as configured', logging.WARNING)
+    elif device == 'cpu':
+        if type(optim_wrapper) is not OptimWrapper:
+            _log(f'train_speed.bf16: optim wrapper {kind!r} is left as it is '
+                 '(CPU bf16 autocast replaces only OptimWrapper)',
+                 logging.WARNING)
+        elif not cpu_has_native_bf16():
+            _log(f'train_speed.bf16: this CPU ({cpu_model()}) has no native '
+                 'bf16 (avx512_bf16 or AMX); it trains in fp32',
+                 logging.WARNING)
+        else:
+            CPUAutocastOptimWrapper.adopt(optim_wrapper)
+            _log(f'train_speed: bf16 autocast on the CPU ({cpu_model()})')
+    elif not isinstance(optim_wrapper, AmpOptimWrapper):
+        _log(f'train_speed.bf16: the run has no mixed precision (optim '
+             f'wrapper {kind!r}, not AmpOptimWrapper); it trains in fp32',
+             logging.WARNING)
+    elif not cuda_has_native_bf16():
+        _log(f'train_speed.bf16: {torch.cuda.get_device_name(0)} has no '
+             'native bf16 (a GPU of compute capability 8.0 or newer); AMP '
+             'stays fp16', logging.WARNING)
+    else:
+        optim_wrapper.cast_dtype = torch.bfloat16
+        _log('train_speed: AMP in bf16')
 
 
 def to_channels_last(model: nn.Module,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,6 +258,29 @@ def check_num_classes(state_dict: Mapping[str, torch.Tensor],
                 f'prefix=\'backbone.\', checkpoint=...).')
 
 
+def check_complete(keys: Iterable[str], model_keys: Iterable[str],
+                   source: str, strict: bool = False) -> None:
+    """Raise :class:`CheckpointMismatchError` if a checkpoint with weights
+    ``keys`` lacks some of the model's (``model_keys``), or with ``strict``
+    also if it has weights the model lacks (what
+    ``load_state_dict(strict=True)`` refuses, with a clearer message).
+    """
+    keys, model_keys = list(keys), list(model_keys)
+    present, wanted = set(keys), set(model_keys)
+    missing = [k for k in model_keys if k not in present]
+    if missing:
+        raise CheckpointMismatchError(
+            f'checkpoint {source} lacks {len(missing)} weights of the model: '
+            f'{_first_keys(missing)}. Check that the config matches the '
+            'checkpoint (heads, auxiliary head, arch).')
+    unexpected = [k for k in keys if k not in wanted]
+    if strict and unexpected:
+        raise CheckpointMismatchError(
+            f'checkpoint {source} has {len(unexpected)} weights the model '
+            f'lacks: {_first_keys(unexpected)}. Check that the config '
+            'matches the checkpoint (backbone, heads, auxiliary head).')
+
+
 def load_segmentor_checkpoint(model: nn.Module,
                               checkpoint: Checkpoint,
                               map_location: Any = 'cpu') -> dict:
@@ -285,12 +308,7 @@ def load_segmentor_checkpoint(model: nn.Module,
     check_num_classes(result.state_dict, model_state, source)
     check_fits(result.state_dict, model_state, result.sources, source,
                prefix='backbone.')
-    missing = [k for k in model_state if k not in result.state_dict]
-    if missing:
-        raise CheckpointMismatchError(
-            f'checkpoint {source} lacks {len(missing)} weights of the model: '
-            f'{_first_keys(missing)}. Check that the config matches the '
-            'checkpoint (heads, auxiliary head, arch).')
+    check_complete(result.state_dict, model_state, source)
     outcome = model.load_state_dict(result.state_dict, strict=False)
     meta = raw.get('meta') if isinstance(raw, Mapping) else None
     dataset_meta = dataset_meta_from(meta)

@@ -13,7 +13,6 @@ import convseg  # noqa: F401
 from convseg.datasets import generate_ade20k, generate_cityscapes
 from convseg.datasets.checks import (DatasetCheckError, DatasetLayoutError,
                                      check_dataset, check_dataset_layout)
-from convseg.datasets.skip_unreadable import apply_skip_unreadable
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -318,6 +317,14 @@ def test_num_classes_of_heads_against_dataset(ade, config_for):
 # skipping unreadable images in training
 # ---------------------------------------------------------------------------
 
+def skipping_pipeline(pipeline: list) -> list:
+    """``pipeline`` with its two loaders wrapped in ``SkipUnreadable``."""
+    assert [s['type'] for s in pipeline[:2]] == [
+        'LoadImageFromFile', 'LoadAnnotations']
+    return [dict(type='SkipUnreadable', transforms=pipeline[:2])
+            ] + pipeline[2:]
+
+
 def test_training_skips_unreadable_images_when_asked(ade, config_for):
     from mmengine.registry import DefaultScope
     from mmseg.registry import DATASETS
@@ -329,18 +336,12 @@ def test_training_skips_unreadable_images_when_asked(ade, config_for):
     original = list(cfg.train_dataloader.dataset.pipeline)
     assert [s['type'] for s in original[:3]] == [
         'LoadImageFromFile', 'LoadAnnotations', 'RandomResize']
-    assert apply_skip_unreadable(cfg) is False
     with DefaultScope.overwrite_default_scope('mmseg'):
         plain = DATASETS.build(cfg.train_dataloader.dataset)
         with pytest.raises(AssertionError,
                            match=f'failed to load image: {img}'):
             plain[1]
-        cfg.skip_unreadable_images = True
-        assert apply_skip_unreadable(cfg) is True
-        assert apply_skip_unreadable(cfg) is True  # wraps only once
-        assert cfg.train_dataloader.dataset.pipeline == [
-            dict(type='SkipUnreadable', transforms=original[:2])
-        ] + original[2:]
+        cfg.train_dataloader.dataset.pipeline = skipping_pipeline(original)
         skipping = DATASETS.build(cfg.train_dataloader.dataset)
         sample = skipping[1]  # another image is drawn instead
     assert sample['data_samples'].img_path != img
@@ -360,8 +361,8 @@ def test_training_skips_oversized_images_by_the_shared_limit(
     Image.fromarray(np.ones((40, 60), np.uint8)).save(ann.format(3))
     monkeypatch.setenv('CONVSEG_MAX_IMAGE_PIXELS', '2000')
     cfg = config_for('upernet_convnext_t_ade20k.py', ade)
-    cfg.skip_unreadable_images = True
-    apply_skip_unreadable(cfg)
+    cfg.train_dataloader.dataset.pipeline = skipping_pipeline(
+        cfg.train_dataloader.dataset.pipeline)
     with DefaultScope.overwrite_default_scope('mmseg'):
         dataset = DATASETS.build(cfg.train_dataloader.dataset)
         drawn = [dataset[i]['data_samples'].img_path for i in range(4)]

@@ -146,33 +146,35 @@ def check_rule(model: nn.Module,
 
 
 @pytest.fixture(scope='module')
-def tiny() -> nn.Module:
+def upernet_tiny() -> nn.Module:
     return build_model(segmentor_cfg('tiny'))
 
 
 @pytest.fixture(scope='module')
-def base() -> nn.Module:
+def upernet_base() -> nn.Module:
     return build_model(segmentor_cfg('base'))
 
 
 @pytest.fixture(scope='module')
-def atto() -> nn.Module:
+def upernet_atto() -> nn.Module:
     return build_model(segmentor_cfg('atto'))
 
 
 # ----------------------------------------------------------- the rule
 @pytest.mark.parametrize('decay_type', ['stage_wise', 'layer_wise'])
-def test_convnext_tiny_num_layers_6(tiny: nn.Module, decay_type: str) -> None:
-    wrapper = build(tiny, optim_cfg(decay_type, 6))
+def test_convnext_tiny_num_layers_6(upernet_tiny: nn.Module,
+                                    decay_type: str) -> None:
+    wrapper = build(upernet_tiny, optim_cfg(decay_type, 6))
     assert type(wrapper) is OptimWrapper
     assert type(wrapper.optimizer) is torch.optim.AdamW
-    check_rule(tiny, wrapper, 6, decay_type)
+    check_rule(upernet_tiny, wrapper, 6, decay_type)
 
 
 @pytest.mark.parametrize('decay_type', ['stage_wise', 'layer_wise'])
-def test_convnext_base_num_layers_12(base: nn.Module, decay_type: str) -> None:
-    wrapper = build(base, optim_cfg(decay_type, 12))
-    check_rule(base, wrapper, 12, decay_type)
+def test_convnext_base_num_layers_12(upernet_base: nn.Module,
+                                     decay_type: str) -> None:
+    wrapper = build(upernet_base, optim_cfg(decay_type, 12))
+    check_rule(upernet_base, wrapper, 12, decay_type)
 
 
 @pytest.mark.parametrize(
@@ -203,7 +205,7 @@ def test_convnext_base_num_layers_12(base: nn.Module, decay_type: str) -> None:
 def test_hand_computed_values(request: pytest.FixtureRequest, arch: str,
                               decay_type: str, num_layers: int, name: str,
                               power: int, weight_decay: float) -> None:
-    model = request.getfixturevalue(arch)
+    model = request.getfixturevalue(f'upernet_{arch}')
     wrapper = build(model, optim_cfg(decay_type, num_layers))
     group = groups_by_param(wrapper)[id(model.get_parameter(name))]
     assert math.isclose(group['lr'], BASE_LR * 0.9**power, rel_tol=1e-12)
@@ -211,11 +213,11 @@ def test_hand_computed_values(request: pytest.FixtureRequest, arch: str,
 
 
 def test_num_layers_12_puts_the_backbone_far_below_the_heads(
-        base: nn.Module) -> None:
-    wrapper = build(base, optim_cfg('stage_wise', 12))
+        upernet_base: nn.Module) -> None:
+    wrapper = build(upernet_base, optim_cfg('stage_wise', 12))
     owner = groups_by_param(wrapper)
     backbone, heads = set(), set()
-    for name, param in base.named_parameters():
+    for name, param in upernet_base.named_parameters():
         scale = owner[id(param)]['lr'] / BASE_LR
         if re.match(r'backbone\.(downsample_layers|stages)\.', name):
             backbone.add(round(math.log(scale, 0.9), 9))
@@ -236,10 +238,11 @@ def test_convnext_v2_grn_parameters_get_no_weight_decay() -> None:
     check_rule(model, wrapper, 5, 'layer_wise')
 
 
-def test_decay_rate_1_gives_every_group_the_base_lr(atto: nn.Module) -> None:
+def test_decay_rate_1_gives_every_group_the_base_lr(
+        upernet_atto: nn.Module) -> None:
     cfg = optim_cfg('stage_wise', 4)
     cfg['paramwise_cfg']['decay_rate'] = 1.0
-    wrapper = build(atto, cfg)
+    wrapper = build(upernet_atto, cfg)
     assert {g['lr'] for g in wrapper.optimizer.param_groups} == {BASE_LR}
     assert len(wrapper.optimizer.param_groups) == 2 * 6
 
@@ -293,23 +296,25 @@ def test_frozen_stages_are_left_out_and_one_table_is_logged() -> None:
 
 
 # ------------------------------------------------ standard options on top
-def test_custom_keys_apply_on_top(tiny: nn.Module) -> None:
+def test_custom_keys_apply_on_top(upernet_tiny: nn.Module) -> None:
     custom_keys = {
         'decode_head': dict(lr_mult=10.0),
         'backbone.stages.3': dict(lr_mult=0.5, decay_mult=0.2),
     }
-    wrapper = build(tiny, optim_cfg('stage_wise', 6, custom_keys=custom_keys))
-    check_rule(tiny, wrapper, 6, 'stage_wise', mults={
+    wrapper = build(upernet_tiny,
+                    optim_cfg('stage_wise', 6, custom_keys=custom_keys))
+    check_rule(upernet_tiny, wrapper, 6, 'stage_wise', mults={
         'decode_head.': (10.0, 1.0),
         'backbone.stages.3.': (0.5, 0.2),
     })
     conv_seg = groups_by_param(wrapper)[id(
-        tiny.get_parameter('decode_head.conv_seg.weight'))]
+        upernet_tiny.get_parameter('decode_head.conv_seg.weight'))]
     assert conv_seg['lr'] == pytest.approx(10 * BASE_LR)
     assert conv_seg['lr_mult'] == 10.0
 
 
-def test_config_file_as_a_user_writes_it(tmp_path, atto: nn.Module) -> None:
+def test_config_file_as_a_user_writes_it(tmp_path,
+                                         upernet_atto: nn.Module) -> None:
     config = tmp_path / 'schedule.py'
     config.write_text(
         "default_scope = 'mmseg'\n"
@@ -321,12 +326,12 @@ def test_config_file_as_a_user_writes_it(tmp_path, atto: nn.Module) -> None:
         "    paramwise_cfg=dict(decay_rate=0.9, decay_type='layer_wise',\n"
         "                       num_layers=6))\n")
     cfg = Config.fromfile(str(config))
-    wrapper = build(atto, cfg.optim_wrapper)
-    check_rule(atto, wrapper, 6, 'layer_wise')
+    wrapper = build(upernet_atto, cfg.optim_wrapper)
+    check_rule(upernet_atto, wrapper, 6, 'layer_wise')
 
 
-def test_schedulers_keep_the_layer_ratios(atto: nn.Module) -> None:
-    wrapper = build(atto, optim_cfg('stage_wise', 6))
+def test_schedulers_keep_the_layer_ratios(upernet_atto: nn.Module) -> None:
+    wrapper = build(upernet_atto, optim_cfg('stage_wise', 6))
     start = [g['lr'] for g in wrapper.optimizer.param_groups]
     with DefaultScope.overwrite_default_scope('mmseg'):
         schedulers = [
@@ -369,11 +374,13 @@ def test_ddp_wrapped_model_module_prefix(tmp_path) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='runs where no GPU is')
-def test_amp_optim_wrapper_type_is_passed_to_mmengine(atto: nn.Module) -> None:
+def test_amp_optim_wrapper_type_is_passed_to_mmengine(
+        upernet_atto: nn.Module) -> None:
     # Without a GPU mmengine's AmpOptimWrapper refuses to be built; reaching
     # its check shows the constructor built the wrapper type the config asked.
     with pytest.raises(AssertionError, match='AmpOptimizerWrapper'):
-        build(atto, optim_cfg('stage_wise', 6, wrapper='AmpOptimWrapper'))
+        build(upernet_atto,
+              optim_cfg('stage_wise', 6, wrapper='AmpOptimWrapper'))
 
 
 # ------------------------------------------------------------ bad settings
@@ -433,7 +440,7 @@ def test_num_layers_below_the_backbone_minimum(request: pytest.FixtureRequest,
                                                arch: str, decay_type: str,
                                                num_layers: int,
                                                minimum: int) -> None:
-    model = request.getfixturevalue(arch)
+    model = request.getfixturevalue(f'upernet_{arch}')
     with pytest.raises(ValueError) as error:
         build(model, optim_cfg(decay_type, num_layers))
     assert str(error.value) == (
@@ -472,8 +479,9 @@ def test_backbone_without_the_hook() -> None:
         'DefaultOptimWrapperConstructor.')
 
 
-def test_every_group_is_a_distinct_layer_decay_kind(tiny: nn.Module) -> None:
-    wrapper = build(tiny, optim_cfg('layer_wise', 6))
+def test_every_group_is_a_distinct_layer_decay_kind(
+        upernet_tiny: nn.Module) -> None:
+    wrapper = build(upernet_tiny, optim_cfg('layer_wise', 6))
     kinds = Counter((g['layer_id'], g['weight_decay'] == 0.0)
                     for g in wrapper.optimizer.param_groups)
     assert max(kinds.values()) == 1
@@ -481,11 +489,12 @@ def test_every_group_is_a_distinct_layer_decay_kind(tiny: nn.Module) -> None:
                              for nd in (False, True)]
 
 
-def test_convnext_without_decay_type_and_num_layers(atto: nn.Module) -> None:
+def test_convnext_without_decay_type_and_num_layers(
+        upernet_atto: nn.Module) -> None:
     cfg = optim_cfg()
     cfg['paramwise_cfg'] = dict(decay_rate=0.9)
     with pytest.raises(ValueError) as error:
-        build(atto, cfg)
+        build(upernet_atto, cfg)
     assert str(error.value) == (
         "paramwise_cfg is missing 'decay_type', 'num_layers' (decay_type: "
         "'stage_wise' or 'layer_wise'; num_layers: an integer >= 1), "

@@ -16,16 +16,16 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.model import revert_sync_batchnorm
-from mmengine.optim import build_optim_wrapper
+from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 import convseg  # noqa: F401
-from convseg.engine import apply_train_speed
-from convseg.engine import train_speed
+from convseg.engine import CPUAutocastOptimWrapper, train_speed
 from convseg.engine.train_speed import (TrainSpeedConfigError,
                                         compile_backbone,
-                                        fused_adamw_available,
-                                        to_channels_last)
+                                        fused_adamw_available, read_switches,
+                                        to_channels_last, use_bf16,
+                                        use_fused_adamw)
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmengine.structures import PixelData
@@ -155,10 +155,9 @@ def test_channels_last_converts_resumed_optimizer_state(
                     reason='this torch has no fused AdamW on CPU')
 def test_fused_adamw_trains_like_default(reference, quickstart_cfg) -> None:
     start, losses, _, after_first = reference
-    cfg = quickstart_cfg(fused_adamw=True)
-    apply_train_speed(cfg)
-    assert cfg.optim_wrapper.optimizer.fused is True
-    model, optim_wrapper = build(cfg, start)
+    model, optim_wrapper = build(quickstart_cfg(), start)
+    assert not any(g['fused'] for g in optim_wrapper.optimizer.param_groups)
+    use_fused_adamw(optim_wrapper.optimizer, 'cpu')
     assert all(g['fused'] for g in optim_wrapper.optimizer.param_groups)
     fused_losses, _, fused_after_first = train(model, optim_wrapper, 3)
     assert fused_losses[0] == losses[0]
@@ -183,32 +182,16 @@ def test_compile_backbone_trains_like_default(reference,
     assert compiled_losses == pytest.approx(losses[:2], rel=1e-4)
 
 
-def test_switches_off_by_default_change_nothing(quickstart_cfg) -> None:
-    cfg = quickstart_cfg()
-    before = copy.deepcopy(cfg.to_dict())
-    apply_train_speed(cfg)
-    assert cfg.to_dict() == before
-
-
-def test_apply_adds_one_hook_for_the_model_switches(quickstart_cfg) -> None:
-    cfg = quickstart_cfg(channels_last=True,
-                         compile_backbone=dict(backend='eager'))
-    hooks = len(cfg.custom_hooks)
-    apply_train_speed(cfg)
-    assert cfg.custom_hooks[hooks:] == [
-        dict(type='TrainSpeedHook', channels_last=True,
-             compile_backbone=dict(backend='eager'))]
-
-
-def applied(cfg: Config) -> list[tuple[int, str]]:
-    """Apply ``cfg``'s switches; the (level, message) pairs they logged."""
+def applied(optim_wrapper: OptimWrapper) -> list[tuple[int, str]]:
+    """Apply the bf16 switch on CPU; the (level, message) pairs it
+    logged."""
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append
     logger = MMLogger.get_current_instance()
     logger.addHandler(handler)
     try:
-        apply_train_speed(cfg)
+        use_bf16(optim_wrapper, 'cpu')
     finally:
         logger.removeHandler(handler)
     return [(r.levelno, r.getMessage()) for r in records]
@@ -224,25 +207,28 @@ def test_cpu_bf16_without_native_bf16_warns_and_stays_fp32(
         quickstart_cfg, monkeypatch) -> None:
     monkeypatch.setattr(train_speed, 'cpu_has_native_bf16', lambda: False)
     monkeypatch.setattr(train_speed, 'cpu_model', lambda: 'Old CPU')
-    cfg = quickstart_cfg(bf16=True)
-    assert applied(cfg) == [(
+    _, optim_wrapper = build(quickstart_cfg())
+    assert applied(optim_wrapper) == [(
         logging.WARNING,
         'train_speed.bf16: this CPU (Old CPU) has no native bf16 '
         '(avx512_bf16 or AMX); it trains in fp32')]
-    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    assert type(optim_wrapper) is OptimWrapper
 
 
 @on_cpu
 def test_cpu_bf16_leaves_another_wrapper_with_a_warning(
         quickstart_cfg, monkeypatch) -> None:
     monkeypatch.setattr(train_speed, 'cpu_has_native_bf16', lambda: True)
-    cfg = quickstart_cfg(bf16=True)
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    assert applied(cfg) == [(
+    cfg = quickstart_cfg()
+    # AmpOptimWrapper cannot be built without a GPU; any other wrapper is
+    # left alone the same way
+    cfg.optim_wrapper.type = 'CPUAutocastOptimWrapper'
+    _, optim_wrapper = build(cfg)
+    assert applied(optim_wrapper) == [(
         logging.WARNING,
-        "train_speed.bf16: optim wrapper 'AmpOptimWrapper' is left as it is "
-        '(CPU bf16 autocast replaces only OptimWrapper)')]
-    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+        "train_speed.bf16: optim wrapper 'CPUAutocastOptimWrapper' is left "
+        'as it is (CPU bf16 autocast replaces only OptimWrapper)')]
+    assert type(optim_wrapper) is CPUAutocastOptimWrapper
 
 
 @on_cpu
@@ -251,11 +237,13 @@ def test_cpu_bf16_trains_in_bf16_near_fp32(reference, quickstart_cfg,
     start, losses, grads, _ = reference
     monkeypatch.setattr(train_speed, 'cpu_has_native_bf16', lambda: True)
     monkeypatch.setattr(train_speed, 'cpu_model', lambda: 'New CPU')
-    cfg = quickstart_cfg(bf16=True)
-    assert applied(cfg) == [
+    model, optim_wrapper = build(quickstart_cfg(), start)
+    optimizer = optim_wrapper.optimizer
+    assert applied(optim_wrapper) == [
         (logging.INFO, 'train_speed: bf16 autocast on the CPU (New CPU)')]
-    assert cfg.optim_wrapper.type == 'CPUAutocastOptimWrapper'
-    model, optim_wrapper = build(cfg, start)
+    # the same wrapper object (the param schedulers hold it), now autocasting
+    assert type(optim_wrapper) is CPUAutocastOptimWrapper
+    assert optim_wrapper.optimizer is optimizer
     seen = []
     for conv in (model.backbone.downsample_layers[0][0],
                  model.decode_head.conv_seg):
@@ -284,7 +272,7 @@ def test_cpu_bf16_trains_in_bf16_near_fp32(reference, quickstart_cfg,
 def test_bad_switch_is_named(train_speed: dict, message: str,
                              quickstart_cfg) -> None:
     with pytest.raises(TrainSpeedConfigError) as err:
-        apply_train_speed(quickstart_cfg(**train_speed))
+        read_switches(quickstart_cfg(**train_speed))
     assert str(err.value) == message
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from gpu_helpers import check_ok, scenes_config
+from .gpu_helpers import check_ok, scenes_config
 
 #: iterations of the model the inference tests compare on: enough for the
 #: quickstart model to segment the scenes (see trained_scenes)

@@ -18,7 +18,7 @@ import time
 import pytest
 import torch
 
-from gpu_helpers import check_ok, scenes_config
+from .gpu_helpers import check_ok, scenes_config
 
 ITERS, INTERVAL, GROWTH = 60, 5, 10
 SCALER = dict(init_scale=16.0, growth_interval=GROWTH)

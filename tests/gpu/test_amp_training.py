@@ -18,7 +18,7 @@ from mmengine.registry import init_default_scope
 
 import convseg  # noqa: F401
 from mmseg.registry import MODELS
-from gpu_helpers import REPO, random_batch
+from .gpu_helpers import REPO, random_batch
 
 CONFIG = osp.join(REPO, 'configs', 'upernet_convnext_t_ade20k.py')
 NUM_LAYERS, DECAY_RATE, BASE_LR, BASE_WD = 6, 0.9, 1e-4, 0.05

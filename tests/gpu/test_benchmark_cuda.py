@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from gpu_helpers import check_ok
+from .gpu_helpers import check_ok
 
 T_CONFIG = 'configs/upernet_convnext_t_ade20k.py'
 

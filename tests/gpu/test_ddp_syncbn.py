@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from gpu_helpers import REPO, check_ok, scenes_config
+from .gpu_helpers import REPO, check_ok, scenes_config
 
 ITERS = 20
 HANG_DUMP_S = 150

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from gpu_helpers import REPO
+from .gpu_helpers import REPO
 
 # test id -> (native bf16, NCCL, GPUs)
 NEEDS = {

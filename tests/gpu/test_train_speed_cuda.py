@@ -14,7 +14,7 @@ import os
 import pytest
 import torch
 
-from gpu_helpers import REPO, check_ok, scenes_config
+from .gpu_helpers import REPO, check_ok, scenes_config
 
 ITERS = 10
 PROBE = '''

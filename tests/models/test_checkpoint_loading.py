@@ -15,10 +15,10 @@ from convseg.models.checkpoint_loading import (dataset_meta_from,
                                                load_backbone_weights,
                                                load_segmentor_checkpoint)
 from convseg.models.convnext import ConvNeXt
-from published_layouts import (CLASSIFIER_KEYS, DEPTHS, DIMS, assert_landed,
-                               facebook_pairs, openmmlab_pairs,
-                               published_state_dict, small_backbone,
-                               timm_pairs)
+from .published_layouts import (CLASSIFIER_KEYS, DEPTHS, DIMS, assert_landed,
+                                facebook_pairs, openmmlab_pairs,
+                                published_state_dict, small_backbone,
+                                timm_pairs)
 
 
 def test_timm_safetensors_through_init_cfg(tmp_path):

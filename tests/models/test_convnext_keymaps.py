@@ -11,9 +11,9 @@ import convseg  # noqa: F401
 from convseg.errors import CheckpointFormatError
 from convseg.models.checkpoint_loading import load_backbone_weights
 from convseg.models.convnext_keymaps import convert_state_dict, detect_family
-from published_layouts import (CLASSIFIER_KEYS, DEPTHS, DIMS, LAYOUTS,
-                               assert_landed, facebook_pairs,
-                               published_state_dict, small_backbone, wrap)
+from .published_layouts import (CLASSIFIER_KEYS, DEPTHS, DIMS, LAYOUTS,
+                                assert_landed, facebook_pairs,
+                                published_state_dict, small_backbone, wrap)
 
 
 @pytest.mark.parametrize('family', ['facebook', 'openmmlab', 'timm'])

@@ -33,51 +33,29 @@ CONVERT = 'tools/convert_checkpoint.py'
 DEMO = 'demo/image_demo.py'
 MAX_ITERS = 6
 
-CONFIG = '''
-_base_ = [
-    '{tiny}',
-    '{repo}/configs/_base_/datasets/ade20k.py',
-    '{repo}/configs/_base_/default_runtime.py',
-    '{repo}/configs/_base_/schedules/schedule_160k.py',
-    '{repo}/configs/_base_/optimizers/adamw_layer_decay.py',
-]
-crop = (32, 32)
-norm_cfg = dict(type='BN', requires_grad=True)
-model = dict(
-    data_preprocessor=dict(size=crop),
-    backbone=dict(drop_path_rate=0.2),
-    decode_head=dict(norm_cfg=norm_cfg),
-    auxiliary_head=dict(norm_cfg=norm_cfg),
-    test_cfg=dict(mode='whole'))
-train_pipeline = [
+# the shared tiny training config (tests/conftest.py) with random resize,
+# crop, flip and photometric distortion, one loader worker, a poly schedule
+TRAIN_PIPELINE = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='RandomResize', scale=(64, 64), ratio_range=(0.5, 2.0),
          keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop, cat_max_ratio=0.75),
+    dict(type='RandomCrop', crop_size=(32, 32), cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs'),
 ]
-train_dataloader = dict(
-    batch_size=2, num_workers=1, persistent_workers=False,
-    dataset=dict(data_root='{data_root}', pipeline=train_pipeline))
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
-test_dataloader = dict(num_workers=0, persistent_workers=False,
-                       dataset=dict(data_root='{data_root}'))
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(lr=1e-2))
-param_scheduler = [dict(type='PolyLR', power=1.0, eta_min=0.0,
-                        by_epoch=False, begin=0, end=8)]
-train_cfg = dict(max_iters={max_iters}, val_interval=1000)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
-randomness = dict(seed=0, deterministic=True)
-'''
+OVERRIDES = dict(
+    train_dataloader=dict(num_workers=1,
+                          dataset=dict(pipeline=TRAIN_PIPELINE)),
+    optim_wrapper=dict(optimizer=dict(lr=1e-2)),
+    param_scheduler=[dict(type='PolyLR', power=1.0, eta_min=0.0,
+                          by_epoch=False, begin=0, end=8)],
+    train_cfg=dict(max_iters=MAX_ITERS))
 
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory, repo_root, tiny_config, run_script):
+def setup(tmp_path_factory, tiny_train_config, run_script):
     """Data, config and one uninterrupted run of MAX_ITERS iterations.
 
     The data is this module's own: a test moves one of its files.
@@ -85,9 +63,7 @@ def setup(tmp_path_factory, repo_root, tiny_config, run_script):
     root = tmp_path_factory.mktemp('reliability')
     data_root = generate_ade20k(str(root / 'data'), num_train=8, num_val=2,
                                 size=(48, 64))
-    config = root / 'tiny.py'
-    config.write_text(CONFIG.format(repo=repo_root, tiny=tiny_config,
-                                    data_root=data_root, max_iters=MAX_ITERS))
+    config = tiny_train_config(root / 'tiny.py', data_root, **OVERRIDES)
     work = root / 'uninterrupted'
     result = run_script(TRAIN, config, '--work-dir', work)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr

@@ -8,15 +8,18 @@
   loss; never save NaN/inf weights.
 - ``CheckpointMatchHook`` (:mod:`.checkpoint_match_hook`): refuse a checkpoint
   whose classes or arch do not fit the model before it is loaded.
+- ``FastInferenceHook`` (:mod:`.fast_inference_hook`): test through the
+  inference fast path (``tools/test.py --fast``).
 - ``LrLoggerHook`` (:mod:`.lr_logger_hook`): log the lr of chosen param groups.
 - ``ProgressBarHook`` (:mod:`.progress_bar_hook`): a progress bar with ETA for
   validation and testing.
-- ``TrainSpeedHook`` (:mod:`.train_speed_hook`): channels-last and a compiled
-  backbone for training, from the config's ``train_speed`` switches.
+- ``TrainSpeedHook`` (:mod:`.train_speed_hook`): the config's ``train_speed``
+  switches (fused AdamW, bf16, channels-last, a compiled backbone).
 """
 from .atomic_checkpoint_hook import (AtomicCheckpointHook,  # noqa: F401
                                      CheckpointSaveError)
 from .checkpoint_match_hook import CheckpointMatchHook  # noqa: F401
+from .fast_inference_hook import FastInferenceHook  # noqa: F401
 from .lr_logger_hook import LrLoggerHook  # noqa: F401
 from .non_finite_check_hook import (NonFiniteCheckHook,  # noqa: F401
                                     NonFiniteLossError,

@@ -8,6 +8,14 @@ into an error naming both numbers. A whole segmentation checkpoint whose
 backbone uses another family's key names (OpenMMLab's, timm's...) is mapped
 to convseg's names first; a backbone-only checkpoint is refused with the way
 to start from it.
+
+For a test run (``Runner.test()``, as ``tools/test.py`` and mmseg's own
+tools/test.py run it with ``load_from``) the hook also refuses, before the
+first image, a checkpoint that lacks weights of the model, which mmengine's
+non-strict loading would leave at their initialisation; for a model without
+convseg's ConvNeXt backbone (the ResNeXt baseline), also one with weights the
+model lacks, as strict loading would. The checkpoint's classes and palette
+become the model's ``dataset_meta``.
 """
 from __future__ import annotations
 
@@ -18,12 +26,14 @@ from typing import Any
 import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmseg.registry import HOOKS
 
 from ...checkpoint_reading import extract_state_dict
 from ...errors import CheckpointFormatError
-from ...models.checkpoint_loading import check_fits, check_num_classes
+from ...models.checkpoint_loading import (check_complete, check_fits,
+                                          check_num_classes,
+                                          dataset_meta_from)
 from ...models.convnext_keymaps import (FAMILIES, convert, detect_family,
                                         is_segmentor_state_dict)
 
@@ -40,6 +50,12 @@ def _family(state_dict: Mapping[str, Any]) -> str | None:
         return None
 
 
+def has_convnext_backbone(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s backbone has convseg's ConvNeXt key names."""
+    return any(k.startswith('backbone.stages.') and
+               k.endswith('.dwconv.weight') for k in model.state_dict())
+
+
 def map_checkpoint_to_model(model: torch.nn.Module,
                             checkpoint: dict[str, Any],
                             source: str = 'being loaded') -> None:
@@ -51,8 +67,7 @@ def map_checkpoint_to_model(model: torch.nn.Module,
     heads raises :class:`CheckpointFormatError` naming its family and how to
     start from it. Anything else is left as it is.
     """
-    if not any(k.startswith('backbone.stages.')
-               and k.endswith('.dwconv.weight') for k in model.state_dict()):
+    if not has_convnext_backbone(model):
         return
     state_dict = _strip_wrapper(extract_state_dict(checkpoint, str(source)))
     family = _family(state_dict)
@@ -94,7 +109,13 @@ def check_checkpoint_matches_model(model: torch.nn.Module,
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if is_model_wrapper(model) else model
+    """The segmentor inside a DDP wrapper and / or a test-time-augmentation
+    model (mmengine loads weights through both the same way)."""
+    if is_model_wrapper(model):
+        model = model.module
+    if isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
 
 
 @HOOKS.register_module()
@@ -108,11 +129,37 @@ class CheckpointMatchHook(Hook):
     from it. Then a head with another number of classes or a backbone of
     another arch raises ``CheckpointMismatchError`` naming both values,
     where mmengine alone would only warn and go on with random weights.
+    Before a test, a checkpoint that lacks weights of the model (or, for a
+    model without convseg's ConvNeXt backbone, has others) raises
+    ``CheckpointMismatchError`` too; training may start from a partial
+    checkpoint, as mmengine allows.
     """
 
+    def __init__(self) -> None:
+        # the last load's key names, source and strictness, for before_test
+        self._loaded: tuple[list, list, str, bool] | None = None
+
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        """Map ``checkpoint``'s keys, then compare it with the model."""
+        """Map ``checkpoint``'s keys, compare it with the model, hand
+        mmengine the weights under ``state_dict`` and take the checkpoint's
+        dataset meta."""
         source = str(runner.cfg.get('load_from') or 'being loaded')
         model = _unwrap(runner.model)
         map_checkpoint_to_model(model, checkpoint, source)
         check_checkpoint_matches_model(model, checkpoint, source)
+        # mmengine reads checkpoint['state_dict'] or the checkpoint itself;
+        # Facebook's releases keep their weights under 'model'
+        state_dict = _strip_wrapper(extract_state_dict(checkpoint, source))
+        checkpoint['state_dict'] = state_dict
+        dataset_meta = dataset_meta_from(checkpoint.get('meta'))
+        if dataset_meta is not None:
+            model.dataset_meta = dataset_meta
+        self._loaded = (list(state_dict), list(model.state_dict()), source,
+                        not has_convnext_backbone(model))
+
+    def before_test(self, runner) -> None:
+        """Refuse to test with weights the checkpoint did not have."""
+        if self._loaded is not None:
+            keys, model_keys, source, strict = self._loaded
+            self._loaded = None
+            check_complete(keys, model_keys, source, strict=strict)
