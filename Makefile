@@ -15,11 +15,18 @@ install:
 install-tests:
 	bash tools/install.sh --tests
 
+# One pytest-xdist worker per core, one OpenMP thread each (most of the
+# suite's time is tool processes that run on one thread: serially, one core
+# would idle); a test file stays on one worker, so that its module fixtures
+# are built once. TEST_JOBS=0 runs in one process.
+TEST_JOBS ?= auto
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
+
 test: install-tests
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 test-quick: install-tests
-	$(PY) -m pytest -q -m 'not end_to_end' tests
+	$(PYTEST) -m 'not end_to_end' tests
 
 quickstart: install
 	$(PY) tools/quickstart.py
