@@ -23,6 +23,8 @@ from convseg.apis import (inference, inference_labels, inference_model,
 from convseg.imageio import ImageReadError
 from convseg.visualization import random_palette
 
+from ..helpers import randomize_bn_stats
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY_MODEL = f"""
 _base_ = [{str(ROOT / 'configs/_base_/models/upernet_convnext.py')!r}{{extra}}]
@@ -58,12 +60,7 @@ def files(tmp_path_factory):
     from mmseg.registry import MODELS
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(root / 'ade.py').model)
-    generator = torch.Generator().manual_seed(1)
-    for name, buffer in model.named_buffers():
-        if name.endswith('running_mean'):
-            buffer.copy_(torch.randn(buffer.shape, generator=generator) * .1)
-        elif name.endswith('running_var'):
-            buffer.copy_(torch.rand(buffer.shape, generator=generator) + .5)
+    randomize_bn_stats(model)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     meta = dict(classes=[f'thing {i}' for i in range(150)],
                 palette=[[i, 255 - i, (7 * i) % 256] for i in range(150)])

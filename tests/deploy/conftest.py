@@ -12,6 +12,8 @@ import convseg  # noqa: F401
 from convseg.apis import init_model
 from convseg.deploy.export import export_onnx
 
+from ..helpers import randomize_bn_stats
+
 NUM_CLASSES = 5
 CONFIG = """
 _base_ = [{base!r}]
@@ -37,12 +39,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory,
                                     classes=NUM_CLASSES))
     torch.manual_seed(0)
     model = init_model(str(config), None, fast=False)
-    generator = torch.Generator().manual_seed(1)
-    for name, buffer in model.named_buffers():
-        if name.endswith('running_mean'):
-            buffer.copy_(torch.randn(buffer.shape, generator=generator) * .1)
-        elif name.endswith('running_var'):
-            buffer.copy_(torch.rand(buffer.shape, generator=generator) + .5)
+    randomize_bn_stats(model)
     checkpoint = root / 'tiny.pth'
     save_checkpoint(dict(state_dict=model.state_dict(),
                          meta=dict(dataset_meta=META)), str(checkpoint))

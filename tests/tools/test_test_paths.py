@@ -18,6 +18,8 @@ from PIL import Image
 
 import convseg  # noqa: F401
 
+from ..helpers import randomize_bn_stats
+
 CONFIG = """
 _base_ = [{tiny!r}, {ade!r}, {runtime!r}, {schedule!r}, {optimizer!r}]
 norm_cfg = dict(type='BN', requires_grad=True)
@@ -49,12 +51,7 @@ def test_default_run_is_the_plain_model_and_fast_is_logged(
     from mmseg.registry import MODELS
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
-    generator = torch.Generator().manual_seed(1)
-    for name, buffer in model.named_buffers():
-        if name.endswith('running_mean'):
-            buffer.copy_(torch.randn(buffer.shape, generator=generator) * .1)
-        elif name.endswith('running_var'):
-            buffer.copy_(torch.rand(buffer.shape, generator=generator) + .5)
+    randomize_bn_stats(model)
     save_checkpoint(dict(state_dict=model.state_dict(), meta={}),
                     str(tmp_path / 'tiny.pth'))
 

@@ -18,21 +18,11 @@ from PIL import Image
 
 import convseg  # noqa: F401
 
+from ..helpers import openmmlab_names, randomize_bn_stats
+
 #: the environment without proxies, so that 127.0.0.1 is asked directly
 NO_PROXY = dict(http_proxy='', https_proxy='', HTTP_PROXY='', HTTPS_PROXY='',
                 all_proxy='', ALL_PROXY='', no_proxy='*', NO_PROXY='*')
-
-
-def openmmlab_names(state: dict) -> dict:
-    """convseg's ConvNeXt keys spelled as mmseg's own ConvNeXt spells them."""
-    names = {'.dwconv.': '.depthwise_conv.', '.pwconv1.': '.pointwise_conv1.',
-             '.pwconv2.': '.pointwise_conv2.'}
-    renamed = {}
-    for key, value in state.items():
-        for ours, theirs in names.items():
-            key = key.replace(ours, theirs)
-        renamed[key] = value
-    return renamed
 
 
 @pytest.fixture(scope='module')
@@ -46,12 +36,7 @@ def model_files(tmp_path_factory, tiny_train_config, dataset):
     from mmseg.registry import MODELS
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(str(config)).model)
-    generator = torch.Generator().manual_seed(1)
-    for name, buffer in model.named_buffers():
-        if name.endswith('running_mean'):
-            buffer.copy_(torch.randn(buffer.shape, generator=generator) * .1)
-        elif name.endswith('running_var'):
-            buffer.copy_(torch.rand(buffer.shape, generator=generator) + .5)
+    randomize_bn_stats(model)
     return dict(root=root, config=config, state=model.state_dict())
 
 

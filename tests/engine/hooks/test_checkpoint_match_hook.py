@@ -6,17 +6,7 @@ import torch
 import convseg  # noqa: F401
 from convseg.errors import CheckpointFormatError
 
-
-def _openmmlab_names(state):
-    """convseg's ConvNeXt keys spelled as mmseg's own ConvNeXt spells them."""
-    names = {'.dwconv.': '.depthwise_conv.', '.pwconv1.': '.pointwise_conv1.',
-             '.pwconv2.': '.pointwise_conv2.'}
-    renamed = {}
-    for key, value in state.items():
-        for ours, theirs in names.items():
-            key = key.replace(ours, theirs)
-        renamed[key] = value
-    return renamed
+from ...helpers import openmmlab_names
 
 
 def test_load_from_maps_an_openmmlab_segmentation_checkpoint(
@@ -27,7 +17,7 @@ def test_load_from_maps_an_openmmlab_segmentation_checkpoint(
                if v.is_floating_point() else v
                for k, v in runner.model.state_dict().items()}
     source = tmp_path / 'upernet_convnext_mmseg.pth'
-    foreign = _openmmlab_names(trained)
+    foreign = openmmlab_names(trained)
     assert 'backbone.stages.0.0.depthwise_conv.weight' in foreign
     torch.save({'state_dict': foreign, 'meta': {}}, source)
     runner, _ = build_runner(tmp_path, ade_48x48,
@@ -47,7 +37,7 @@ def test_load_from_a_backbone_checkpoint_names_family_and_remedy(
                 for k, v in runner.model.state_dict().items()
                 if k.startswith('backbone.')}
     source = tmp_path / 'convnext_in1k.pth'
-    torch.save({'model': _openmmlab_names(backbone)}, source)
+    torch.save({'model': openmmlab_names(backbone)}, source)
     runner, _ = build_runner(tmp_path, ade_48x48,
                              edit=lambda cfg: setattr(cfg, 'load_from',
                                                       str(source)))
