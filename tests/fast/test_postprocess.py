@@ -41,7 +41,7 @@ CASES = {
     'whole': ((64, 96), {'model.test_cfg': dict(mode='whole')}),
     'whole, padded': ((50, 70), {
         'model.test_cfg': dict(mode='whole'),
-        'model.data_preprocessor.size': (64, 96)}),
+        'model.data_preprocessor.test_cfg': dict(size=(64, 96))}),
     'whole, resized by the pipeline': ((45, 70), {
         'model.test_cfg': dict(mode='whole'),
         'test_pipeline': [dict(type='LoadImageFromFile'),
@@ -56,7 +56,7 @@ CASES = {
                           dict(type='PackSegInputs')]}),
     'whole, flipped vertically, padded': ((50, 70), {
         'model.test_cfg': dict(mode='whole'),
-        'model.data_preprocessor.size': (64, 96),
+        'model.data_preprocessor.test_cfg': dict(size=(64, 96)),
         'test_pipeline': [dict(type='LoadImageFromFile'),
                           dict(type='RandomFlip', prob=1.0,
                                direction='vertical'),
@@ -143,9 +143,12 @@ def mmseg_logits(model, image):
         dict(inputs=[packed['inputs']],
              data_samples=[packed['data_samples']]), False)
     meta = data['data_samples'][0].metainfo
+    padding = meta.get('img_padding_size',
+                       meta.get('padding_size', [0, 0, 0, 0]))
+    assert (padding != [0, 0, 0, 0]) == bool(model.data_preprocessor.test_cfg)
     with torch.no_grad():
         logits = EncoderDecoder.inference(model, data['inputs'], [meta])[0]
-    left, right, top, bottom = meta.get('padding_size', [0, 0, 0, 0])
+    left, right, top, bottom = padding
     logits = logits[:, top:logits.shape[1] - bottom,
                     left:logits.shape[2] - right]
     if meta.get('flip'):
