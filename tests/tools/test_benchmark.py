@@ -44,12 +44,19 @@ def test_infer_compares_plain_and_fast_in_one_run(run_script, tmp_path):
         assert len(results[variant]['times_ms']) == 3
         _check_timing(results[variant], batch=2)
         # a row per stage of the API, each timed as often
-        for stage in ('encode_decode', 'inference_labels', 'inference_model'):
+        for stage in ('encode_decode', 'inference_labels', 'inference_model',
+                      'inference_model+logits'):
             row = results[f'{variant}/{stage}']
             assert len(row['times_ms']) == 3
             assert row['ms_per_batch'] == pytest.approx(
                 statistics.median(row['times_ms']), abs=0.051)
             assert f'{variant}/{stage}: ' in stdout
+        # the API's labels are its own encode_decode's argmax, every pixel
+        agree = results[f'{variant}/labels_agreement']
+        assert agree['own'] == 1.0
+        assert agree['plain'] >= 0.999
+        assert f'{variant:>27}  ' in stdout
+    assert 'API stages, ms per batch' in stdout
     assert results['speedup'] == pytest.approx(
         results['plain']['ms_per_batch'] / results['fast']['ms_per_batch'],
         rel=0.01)
