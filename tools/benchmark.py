@@ -323,7 +323,7 @@ STAGES = ('encode_decode', 'inference_labels', 'inference_model',
 def run_stages(args: argparse.Namespace,
                variants: dict[str, torch.nn.Module]) -> dict[str, dict]:
     """``NAME/STAGE`` figures of each model's API stages, interleaved, and
-    ``NAME/labels_agreement``: the fraction of pixels where its
+    ``NAME/labels_equal``: the fraction of pixels where its
     ``inference_labels`` equal the argmax of its own ``encode_decode``
     (``own``) and the plain model's ``inference_labels`` (``plain``)."""
     device = torch.device(args.device)
@@ -368,7 +368,7 @@ def run_stages(args: argparse.Namespace,
         if 'plain' in variants:
             plain = np.stack(outputs['plain/inference_labels'])
             agree['plain'] = float((labels == plain).mean())
-        results[f'{name}/labels_agreement'] = agree
+        results[f'{name}/labels_equal'] = agree
     return results
 
 
@@ -389,7 +389,7 @@ def print_stages(results: dict[str, object]) -> None:
         for stage in STAGES:
             ms = results[f'{name}/{stage}']['ms_per_batch']
             cells.append(f'{ms:>13.1f} ({ms / base:5.2f}x)')
-        agree = results[f'{name}/labels_agreement']
+        agree = results[f'{name}/labels_equal']
         equal = f'{100 * agree["own"]:.3f}%' + (
             f' / {100 * agree["plain"]:.3f}%' if 'plain' in agree else '')
         print(f'{name:>27}  ' + '  '.join(f'{c:>22}' for c in cells) +

@@ -52,7 +52,7 @@ def test_infer_compares_plain_and_fast_in_one_run(run_script, tmp_path):
                 statistics.median(row['times_ms']), abs=0.051)
             assert f'{variant}/{stage}: ' in stdout
         # the API's labels are its own encode_decode's argmax, every pixel
-        agree = results[f'{variant}/labels_agreement']
+        agree = results[f'{variant}/labels_equal']
         assert agree['own'] == 1.0
         assert agree['plain'] >= 0.999
         assert f'{variant:>27}  ' in stdout
