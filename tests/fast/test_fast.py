@@ -60,7 +60,11 @@ def default_kernels(monkeypatch, tmp_path):
 
 
 KERNEL_CHOICES = [(op, name) for op, names in KERNELS.items()
-                  for name in names]
+                  for name, kernel in names.items()
+                  if torch.float32 in kernel.dtypes]
+BF16_KERNEL_CHOICES = [(op, name) for op, names in KERNELS.items()
+                       for name, kernel in names.items()
+                       if torch.bfloat16 in kernel.dtypes]
 
 
 def calibrate_batchnorm(model: EncoderDecoder, seed: int) -> None:
@@ -230,8 +234,8 @@ def test_chooser_keeps_the_fastest_and_the_default_within_the_margin(
         tmp_path, monkeypatch):
     monkeypatch.setenv(fast_kernels.CACHE_ENV, str(tmp_path / 'k.json'))
     clock = FakeClock()
-    chooser = KernelChooser(measure=True, clock=clock)
-    x = torch.empty(1, 4, 5, 8)
+    chooser = KernelChooser(measure=True, clock=clock, dtype=torch.bfloat16)
+    x = torch.empty(1, 4, 5, 8, dtype=torch.bfloat16)
     calls = []
     fastest = chooser.choose('pointwise', x, 16,
                              clock.runner({'mkl': 0.02, 'onednn': 0.002,
@@ -242,13 +246,14 @@ def test_chooser_keeps_the_fastest_and_the_default_within_the_margin(
         calls.count('onednn_linear') == 1 + fast_kernels.REPEATS
     assert calls[3:9] == ['mkl', 'onednn', 'onednn_linear', 'onednn_linear',
                           'onednn', 'mkl']
-    key = 'pointwise 8->16 1x4x5 float32'
+    key = 'pointwise 8->16 1x4x5 bfloat16'
     assert chooser.decisions[key] == dict(
         kernel='onednn', ms=dict(mkl=20.0, onednn=2.0, onednn_linear=30.0),
         source='measured')
     # within the margin, the default (mkl) stays
-    within = KernelChooser(measure=True, clock=clock)
-    assert within.choose('pointwise', torch.empty(1, 4, 6, 8), 16,
+    within = KernelChooser(measure=True, clock=clock, dtype=torch.bfloat16)
+    assert within.choose('pointwise',
+                         torch.empty(1, 4, 6, 8, dtype=torch.bfloat16), 16,
                          clock.runner({'mkl': 0.02, 'onednn': 0.0195,
                                        'onednn_linear': 0.0196},
                                       [])) == 'mkl'
@@ -264,7 +269,7 @@ def test_chooser_keeps_the_fastest_and_the_default_within_the_margin(
                                'mkl 20.0 ms, onednn 2.0 ms, onednn_linear '
                                '30.0 ms')
     # a decision cached before a candidate joined the table is measured again
-    again = KernelChooser(measure=True, clock=clock)
+    again = KernelChooser(measure=True, clock=clock, dtype=torch.bfloat16)
     data = json.loads((tmp_path / 'k.json').read_text())
     for entry in data[fast_kernels.machine_key()].values():
         del entry['ms']['onednn_linear']
@@ -348,6 +353,21 @@ def test_bf16_precision_runs_bf16_and_returns_float32(plain):
     conv = prepared.fast_head.fpn_convs[0].conv
     assert conv.kernel_for(torch.empty(1, 32, 32, 64,
                                        dtype=torch.bfloat16)) == 'direct'
+
+
+@pytest.mark.skipif(not fast_cpu.cpu_has_native_bf16(),
+                    reason='this CPU has no native bf16')
+@pytest.mark.parametrize('op,name', BF16_KERNEL_CHOICES)
+def test_every_forced_bf16_kernel_agrees(plain, op, name):
+    prepared = prepare_for_inference(copy.deepcopy(plain), precision='bf16',
+                                     kernels={op: name})
+    images = torch.randn(1, 3, 80, 80,
+                         generator=torch.Generator().manual_seed(13))
+    with torch.no_grad():
+        reference = plain.inference(images, metas_for(80, 80))
+        result = prepared.inference(images, metas_for(80, 80))
+    # the bounds of test_bf16_precision_runs_bf16_and_returns_float32
+    assert_agree(reference, result, BF16_BOUND, 0.98, 0.3)
 
 
 def test_bf16_is_refused_without_native_support(plain, monkeypatch):
