@@ -204,7 +204,9 @@ def test_measured_kernels_agree_and_are_cached(plain, tmp_path,
     assert sorted(stored) == sorted(decisions)
     for key, entry in decisions.items():
         assert entry['source'] == 'measured'
-        assert set(entry['ms']) == set(KERNELS[key.split()[0]])
+        assert set(entry['ms']) == {
+            name for name, kernel in KERNELS[key.split()[0]].items()
+            if torch.float32 in kernel.dtypes}
         assert stored[key]['kernel'] == entry['kernel']
     # a second model reads the decisions instead of timing again
     again = prepare_for_inference(copy.deepcopy(plain), measure=True)
