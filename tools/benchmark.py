@@ -21,9 +21,12 @@ argmax is equal and max |fast - plain| / max |plain| over the logits.
 the first, untimed run, or read from the kernel cache) are printed too.
 --stages adds, per model, a row for each stage of the API on one random
 image: ``encode_decode`` (the network, the resize of its logits, argmax),
-``inference_labels`` and ``inference_model`` (test pipeline, data
-preprocessor, network, labels), all interleaved, so that the API's
-overhead over the network shows. --onnx adds an exported file run by
+``inference_labels``, ``inference_model`` and ``inference_model`` with
+``return_logits=True`` (test pipeline, data preprocessor, network, labels),
+all interleaved, printed side by side as multiples of ``encode_decode``, so
+that the API's overhead over the network shows; with each model's labels'
+agreement with its own ``encode_decode`` argmax and with the plain model's
+labels. --onnx adds an exported file run by
 onnxruntime (same inputs, same interleaving) and its agreement with plain;
 --openvino adds OpenVINO files, each at every --openvino-precision hint, the
 same way. --reference adds mmseg's reference model of the same shapes
@@ -313,12 +316,16 @@ def run_infer(args: argparse.Namespace) -> dict[str, object]:
     return results
 
 
-STAGES = ('encode_decode', 'inference_labels', 'inference_model')
+STAGES = ('encode_decode', 'inference_labels', 'inference_model',
+          'inference_model+logits')
 
 
 def run_stages(args: argparse.Namespace,
                variants: dict[str, torch.nn.Module]) -> dict[str, dict]:
-    """``NAME/STAGE`` figures of each model's API stages, interleaved."""
+    """``NAME/STAGE`` figures of each model's API stages, interleaved, and
+    ``NAME/labels_equal``: the fraction of pixels where its
+    ``inference_labels`` equal the argmax of its own ``encode_decode``
+    (``own``) and the plain model's ``inference_labels`` (``plain``)."""
     device = torch.device(args.device)
     gen = np.random.default_rng(0)
     images = [
@@ -336,20 +343,57 @@ def run_stages(args: argparse.Namespace,
         metas = [sample.metainfo for sample in data['data_samples']]
         calls[f'{name}/encode_decode'] = (
             lambda model=model, inputs=inputs, metas=metas: model.
-            encode_decode(inputs, metas).argmax(1))
+            encode_decode(inputs, copy.deepcopy(metas)).argmax(1))
         calls[f'{name}/inference_labels'] = (
             lambda model=model: inference_labels(model, images))
         calls[f'{name}/inference_model'] = (
             lambda model=model: inference_model(model, images))
+        calls[f'{name}/inference_model+logits'] = (
+            lambda model=model: inference_model(model, images,
+                                                return_logits=True))
     times: dict[str, list[float]] = {key: [] for key in calls}
+    outputs: dict[str, object] = {}
     keys = list(calls)
     with torch.no_grad():
         for key in keys:
-            calls[key]()
+            outputs[key] = calls[key]()
         for rep in range(args.repeat):
             for key in (keys if rep % 2 == 0 else keys[::-1]):
                 times[key].append(timed(calls[key], device))
-    return {key: summary(t, args.batch) for key, t in times.items()}
+    results = {key: summary(t, args.batch) for key, t in times.items()}
+    for name in variants:
+        labels = np.stack(outputs[f'{name}/inference_labels'])
+        own = outputs[f'{name}/encode_decode'].cpu().numpy()
+        agree = dict(own=float((labels == own).mean()))
+        if 'plain' in variants:
+            plain = np.stack(outputs['plain/inference_labels'])
+            agree['plain'] = float((labels == plain).mean())
+        results[f'{name}/labels_equal'] = agree
+    return results
+
+
+def print_stages(results: dict[str, object]) -> None:
+    """The API stages of each model side by side, each as ms per batch and
+    as a multiple of its ``encode_decode`` (network, resize, argmax)."""
+    names = [key[:-len('/encode_decode')] for key in results
+             if key.endswith('/encode_decode')]
+    if not names:
+        return
+    print('API stages, ms per batch (x its encode_decode + argmax); labels '
+          'equal to its own encode_decode argmax / to plain\'s labels:')
+    print(f'{"model":>27}  ' + '  '.join(f'{s:>22}' for s in STAGES) +
+          '  labels equal')
+    for name in names:
+        base = results[f'{name}/encode_decode']['ms_per_batch']
+        cells = []
+        for stage in STAGES:
+            ms = results[f'{name}/{stage}']['ms_per_batch']
+            cells.append(f'{ms:>13.1f} ({ms / base:5.2f}x)')
+        agree = results[f'{name}/labels_equal']
+        equal = f'{100 * agree["own"]:.3f}%' + (
+            f' / {100 * agree["plain"]:.3f}%' if 'plain' in agree else '')
+        print(f'{name:>27}  ' + '  '.join(f'{c:>22}' for c in cells) +
+              f'  {equal}')
 
 
 # --------------------------------------------------------------- training
@@ -461,6 +505,7 @@ def report(args: argparse.Namespace, results: dict[str, object],
         print(f'agreement ({name}): argmax equal on '
               f'{100 * agree["argmax_equal"]:.4f}% of pixels, max |{name} - '
               f'plain| / max |plain| = {agree["max_rel_logit_diff"]:.2e}')
+    print_stages(results)
     for name, table in results.get('kernels', {}).items():
         print(f'kernels of {name} (op, shape, kernel, how chosen, timings):')
         print(table)

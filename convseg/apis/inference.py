@@ -19,7 +19,6 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
@@ -29,6 +28,9 @@ from ..dataset_meta import (config_dataset_meta, resolve_dataset_meta,
                             test_dataset_cfg)
 from ..deploy.backends import choose_backend, init_deployed_model
 from ..fast import prepare_for_inference
+from ..fast.postprocess import (original_size, predictions, resize_logits,
+                                restore_logits, single_window_logits,
+                                unflip, unpad)
 from ..imageio import ImageInput, load_image
 from ..models.checkpoint_loading import load_segmentor_checkpoint
 
@@ -151,30 +153,23 @@ def build_test_pipeline(cfg: Config):
     return Compose([TRANSFORMS.build(step) for step in pipeline])
 
 
-def _resize(logits: torch.Tensor, size: tuple[int, int],
-            align_corners: bool) -> torch.Tensor:
-    """Bilinear resizing of (C, h, w) logits; none where already ``size``
-    (the same values: resizing to the same size is the identity)."""
-    if tuple(logits.shape[1:]) == tuple(size):
-        return logits
-    return F.interpolate(logits[None], size=size, mode='bilinear',
-                         align_corners=align_corners)[0]
-
-
 def _resized_argmax(logits: torch.Tensor, size: tuple[int, int],
                     align_corners: bool) -> torch.Tensor:
     """argmax over classes of ``logits`` (C, h, w) resized to ``size``.
 
-    Resizes a few classes at a time so that big images never hold all C
-    full-resolution maps; equal to ``_resize(logits).argmax(0)``.
+    Resizes a few classes at a time where all C full-resolution maps
+    would pass :data:`RESIZE_BUDGET`; equal to
+    ``resize_logits(logits).argmax(0)`` (for channels-last logits up to
+    float rounding, which may move near-ties: PyTorch's channels-last
+    resize rounds by the channel count).
     """
     step = max(1, RESIZE_BUDGET // max(1, size[0] * size[1]))
     if tuple(logits.shape[1:]) == tuple(size) or step >= logits.shape[0]:
-        return _resize(logits, size, align_corners).argmax(dim=0)
+        return resize_logits(logits, size, align_corners).argmax(dim=0)
     best = labels = None
     for start in range(0, logits.shape[0], step):
-        values, index = _resize(logits[start:start + step], size,
-                                align_corners).max(dim=0)
+        values, index = resize_logits(logits[start:start + step], size,
+                                      align_corners).max(dim=0)
         if best is None:
             best, labels = values, index
         else:
@@ -184,30 +179,49 @@ def _resized_argmax(logits: torch.Tensor, size: tuple[int, int],
     return labels
 
 
+def _labels(model: torch.nn.Module, logits: torch.Tensor,
+            meta: dict) -> torch.Tensor:
+    """(H, W) int64 label map at the original size from one image's
+    logits, as mmseg's ``postprocess_result`` makes ``pred_sem_seg``,
+    never holding all classes' full-size logits beyond the budget."""
+    size = original_size(meta)
+    align_corners = bool(getattr(model, 'align_corners', False))
+    if logits.shape[0] == 1:
+        scores = resize_logits(restore_logits(logits, meta), size,
+                               align_corners).sigmoid()
+        return (scores[0] > model.decode_head.threshold).long()
+    logits = unpad(logits, meta)
+    if tuple(logits.shape[1:]) == size:
+        # flipping the labels, not the C maps: the same argmax
+        return unflip(logits.argmax(dim=0, keepdim=True), meta)[0]
+    return _resized_argmax(unflip(logits, meta), size, align_corners)
+
+
 def _postprocess(model: torch.nn.Module, logits: torch.Tensor, meta: dict,
                  return_scores: bool) -> Result:
     """Label map (and scores) at the original size from one image's logits."""
-    left, right, top, bottom = meta.get(
-        'img_padding_size', meta.get('padding_size', [0, 0, 0, 0]))
-    height, width = logits.shape[1:]
-    logits = logits[:, top:height - bottom, left:width - right]
-    if meta.get('flip'):
-        logits = logits.flip(dims=(2, ) if meta.get('flip_direction') ==
-                             'horizontal' else (1, ))
-    size = tuple(int(s) for s in meta['ori_shape'][:2])
-    align_corners = bool(getattr(model, 'align_corners', False))
+    if not return_scores:
+        return _labels(model, logits, meta).cpu().numpy().astype(np.int64)
+    logits = resize_logits(restore_logits(logits, meta), original_size(meta),
+                           bool(getattr(model, 'align_corners', False)))
     if logits.shape[0] == 1:
-        scores = _resize(logits, size, align_corners).sigmoid()
+        scores = logits.sigmoid()
         labels = (scores[0] > model.decode_head.threshold).long()
-    elif return_scores:
-        scores = _resize(logits, size, align_corners).softmax(dim=0)
-        labels = scores.argmax(dim=0)
     else:
-        labels = _resized_argmax(logits, size, align_corners)
-    label_map = labels.cpu().numpy().astype(np.int64)
-    if return_scores:
-        return label_map, scores.float().cpu().numpy()
-    return label_map
+        scores = logits.softmax(dim=0)
+        labels = scores.argmax(dim=0)
+    return (labels.cpu().numpy().astype(np.int64),
+            scores.float().cpu().numpy())
+
+
+def _logits(model: torch.nn.Module, data: dict) -> torch.Tensor:
+    """The model's logits (N, C, H, W) of a preprocessed batch by its
+    ``test_cfg`` mode (a single sliding window as one ``encode_decode``)."""
+    metas = [sample.metainfo for sample in data['data_samples']]
+    logits = single_window_logits(model, data['inputs'], metas)
+    if logits is None:
+        logits = model.inference(data['inputs'], metas)
+    return logits
 
 
 def _batches(model: torch.nn.Module, items: list[ImageInput],
@@ -245,26 +259,57 @@ def _batches(model: torch.nn.Module, items: list[ImageInput],
         yield packed_batch()
 
 
+def _samples(model: torch.nn.Module, batch: dict,
+             return_logits: bool) -> list[Any]:
+    """mmseg's ``SegDataSample`` results of one batch, as ``test_step``
+    gives them, with ``seg_logits`` only if ``return_logits``."""
+    from mmengine.structures import PixelData
+    data = model.data_preprocessor(batch, False)
+    samples = data['data_samples']
+    logits = _logits(model, data)
+    align_corners = bool(getattr(model, 'align_corners', False))
+    for sample, image_logits in zip(samples, logits):
+        meta = sample.metainfo
+        if return_logits:
+            pred, kept = predictions(
+                model, resize_logits(restore_logits(image_logits, meta),
+                                     original_size(meta), align_corners))
+            sample.set_data(dict(seg_logits=PixelData(data=kept)))
+        elif image_logits.shape[0] == 1:
+            pred = _labels(model, image_logits, meta)[None].to(image_logits)
+        else:
+            pred = _labels(model, image_logits, meta)[None]
+        sample.set_data(dict(pred_sem_seg=PixelData(data=pred)))
+    return samples
+
+
 def inference_model(model: torch.nn.Module,
                     inputs: ImageInput | Sequence[ImageInput],
-                    channel_order: str = 'bgr', batch_size: int = 4
-                    ) -> Any | list[Any]:
+                    channel_order: str = 'bgr', batch_size: int = 4,
+                    return_logits: bool = False) -> Any | list[Any]:
     """Segment one image or a list of images, as ``mmseg.apis`` does.
 
     Returns, like ``mmseg.apis.inference_model``, one mmseg
     ``SegDataSample`` for one input and a list for a list: its
-    ``pred_sem_seg.data`` is the (1, H, W) int64 label map and
-    ``seg_logits.data`` the (C, H, W) logits, both at the input's size, so
-    mmseg's ``SegLocalVisualizer`` and ``show_result_pyplot`` draw it. The
-    results come from the model's own ``test_step``. Inputs are as for
-    :func:`inference_labels`, which returns numpy label maps instead.
+    ``pred_sem_seg.data`` is the (1, H, W) int64 label map at the input's
+    size, so mmseg's ``SegLocalVisualizer`` and ``show_result_pyplot`` draw
+    it; with ``return_logits`` also ``seg_logits.data``, the (C, H, W)
+    logits at that size (sigmoid scores for a one-channel head), as mmseg
+    always gives them. Off by default: they cost C floats per pixel per
+    result (150 x 512 x 512: 150 MiB) and nothing reads them to draw or
+    score. The results equal those of mmseg's ``test_step`` on the model.
+    Inputs are as for :func:`inference_labels`, which returns numpy label
+    maps instead.
     """
+    if not isinstance(return_logits, bool):
+        raise TypeError(f'return_logits must be True or False, got '
+                        f'{return_logits!r}')
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
     results: list[Any] = []
     with torch.no_grad():
         for batch in _batches(model, items, channel_order, batch_size):
-            results.extend(model.test_step(batch))
+            results.extend(_samples(model, batch, return_logits))
     return results[0] if single else results
 
 
@@ -291,9 +336,8 @@ def inference_labels(model: torch.nn.Module,
     with torch.no_grad():
         for batch in _batches(model, items, channel_order, batch_size):
             data = model.data_preprocessor(batch, False)
-            metas = [sample.metainfo for sample in data['data_samples']]
-            logits = model.inference(data['inputs'], metas)
-            for index, meta in enumerate(metas):
-                results.append(
-                    _postprocess(model, logits[index], meta, return_scores))
+            logits = _logits(model, data)
+            for sample, image_logits in zip(data['data_samples'], logits):
+                results.append(_postprocess(model, image_logits,
+                                            sample.metainfo, return_scores))
     return results[0] if single else results

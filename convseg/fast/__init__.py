@@ -22,6 +22,9 @@ forward pass by :class:`FastUPerHead`. One module per technique:
 * :mod:`.uper_head`: the UPerHead forward pass built from those;
 * :mod:`.segmentor`: the prepared model, sharing the plain model's modules
   (its state dict is the plain model's; the derived weights are not saved);
+* :mod:`.postprocess`: from logits to mmseg's results without the
+  full-resolution passes that change no value (a single slide window's
+  bookkeeping, resizing to the same size), also used by :mod:`convseg.apis`;
 * :mod:`.gpu`: on GPU, mixed precision (logits in float32), channels-last,
   ``cudnn.benchmark`` and optionally ``torch.compile`` of the backbone.
 

@@ -5,13 +5,17 @@ import copy
 
 import torch
 import torch.nn as nn
+from mmengine.structures import PixelData
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.structures import SegDataSample
 
 from .backbone import FastConvNeXt
 from .errors import (EDITED_WEIGHTS_ERROR, PREPARED_TRAINING_ERROR,
                      STALE_WEIGHTS_ERROR)
 from .kernels import KernelChooser
+from .postprocess import (original_size, predictions, resize_logits,
+                          restore_logits, single_window_logits)
 from .uper_head import FastUPerHead
 
 
@@ -52,7 +56,10 @@ class FastEncoderDecoder(EncoderDecoder):
     ``fast_channels_last`` feeds the backbone channels-last images; the
     fast head runs in its own dtype (float32, or bfloat16 for bf16).
     Training, loading weights, and inference after the weights changed in
-    place raise a RuntimeError.
+    place raise a RuntimeError. ``inference`` runs a single sliding window
+    as one ``encode_decode`` and ``postprocess_result`` resizes no logits
+    to the size they have: the same results as mmseg's, without those
+    full-resolution passes (:mod:`.postprocess`).
     """
 
     def __init__(self,
@@ -110,6 +117,39 @@ class FastEncoderDecoder(EncoderDecoder):
         """Logits (N, num_classes, H, W) of images (N, C, H, W)."""
         return self.decode_head.predict_by_feat(self._fast_logits(inputs),
                                                 batch_img_metas)
+
+    def inference(self, inputs: torch.Tensor,
+                  batch_img_metas: list[dict]) -> torch.Tensor:
+        """Logits (N, num_classes, H, W) by ``test_cfg.mode``, as mmseg's
+        ``inference``; one sliding window runs as one ``encode_decode``."""
+        logits = single_window_logits(self, inputs, batch_img_metas)
+        if logits is None:
+            logits = super().inference(inputs, batch_img_metas)
+        return logits
+
+    def postprocess_result(self,
+                           seg_logits: torch.Tensor,
+                           data_samples: list | None = None) -> list:
+        """mmseg's ``SegDataSample`` results (``pred_sem_seg`` and
+        ``seg_logits`` at each image's original size, as mmseg's
+        ``postprocess_result``), without resizing logits to the size they
+        already have."""
+        if data_samples is None:
+            data_samples = [SegDataSample() for _ in seg_logits]
+            metas = [None] * len(seg_logits)
+        else:
+            metas = [sample.metainfo for sample in data_samples]
+        for sample, logits, meta in zip(data_samples, seg_logits, metas):
+            if meta is not None:
+                logits = resize_logits(restore_logits(logits, meta),
+                                       original_size(meta),
+                                       self.align_corners)
+            pred, kept = predictions(self, logits)
+            sample.set_data({
+                'seg_logits': PixelData(data=kept),
+                'pred_sem_seg': PixelData(data=pred)
+            })
+        return data_samples
 
     def _forward(self,
                  inputs: torch.Tensor,

@@ -345,7 +345,7 @@ def test_inference_model_returns_mmseg_results(model, plain, tmp_path):
     path = tmp_path / 'sample.png'
     cv2.imwrite(str(path), image)
     reference = mmseg_inference_model(plain, str(path))
-    ours = inference_model(plain, path)
+    ours = inference_model(plain, path, return_logits=True)
     assert type(ours) is SegDataSample
     assert ours.pred_sem_seg.data.shape == (1, 70, 101)
     assert ours.pred_sem_seg.data.dtype == torch.int64
@@ -355,13 +355,21 @@ def test_inference_model_returns_mmseg_results(model, plain, tmp_path):
     torch.testing.assert_close(ours.pred_sem_seg.data,
                                reference.pred_sem_seg.data, rtol=0, atol=0)
     assert ours.ori_shape == reference.ori_shape == (70, 101)
-    fast = inference_model(model, [image, image[:33, :47]], batch_size=2)
+    fast = inference_model(model, [image, image[:33, :47]], batch_size=2,
+                           return_logits=True)
     assert [type(r) for r in fast] == [SegDataSample, SegDataSample]
     torch.testing.assert_close(fast[0].seg_logits.data,
                                reference.seg_logits.data, rtol=0, atol=1e-5)
     assert fast[1].pred_sem_seg.data.shape == (1, 33, 47)
     np.testing.assert_array_equal(fast[0].pred_sem_seg.data[0].numpy(),
                                   inference_labels(model, image))
+    lean = inference_model(plain, path)
+    assert 'seg_logits' not in lean and 'pred_sem_seg' in lean
+    torch.testing.assert_close(lean.pred_sem_seg.data,
+                               reference.pred_sem_seg.data, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="return_logits must be True or "
+                       "False, got 'yes'"):
+        inference_model(plain, path, return_logits='yes')
 
 
 def test_mmseg_visualizer_draws_our_result(model, tmp_path):

@@ -28,8 +28,8 @@ def test_slide_inference_through_onnxruntime_equals_pytorch(
     assert isinstance(ort_model, OrtSegmentor)
     assert ort_model.test_cfg.mode == 'slide'
     images = random_images(3, (100, 150), seed=0)
-    expected = inference_model(torch_model, images)
-    got = inference_model(ort_model, images)
+    expected = inference_model(torch_model, images, return_logits=True)
+    got = inference_model(ort_model, images, return_logits=True)
     for want, have in zip(expected, got):
         scale = want.seg_logits.data.abs().max()
         diff = (have.seg_logits.data - want.seg_logits.data).abs().max()

@@ -60,7 +60,11 @@ def default_kernels(monkeypatch, tmp_path):
 
 
 KERNEL_CHOICES = [(op, name) for op, names in KERNELS.items()
-                  for name in names]
+                  for name, kernel in names.items()
+                  if torch.float32 in kernel.dtypes]
+BF16_KERNEL_CHOICES = [(op, name) for op, names in KERNELS.items()
+                       for name, kernel in names.items()
+                       if torch.bfloat16 in kernel.dtypes]
 
 
 def calibrate_batchnorm(model: EncoderDecoder, seed: int) -> None:
@@ -200,7 +204,9 @@ def test_measured_kernels_agree_and_are_cached(plain, tmp_path,
     assert sorted(stored) == sorted(decisions)
     for key, entry in decisions.items():
         assert entry['source'] == 'measured'
-        assert set(entry['ms']) == set(KERNELS[key.split()[0]])
+        assert set(entry['ms']) == {
+            name for name, kernel in KERNELS[key.split()[0]].items()
+            if torch.float32 in kernel.dtypes}
         assert stored[key]['kernel'] == entry['kernel']
     # a second model reads the decisions instead of timing again
     again = prepare_for_inference(copy.deepcopy(plain), measure=True)
@@ -230,25 +236,28 @@ def test_chooser_keeps_the_fastest_and_the_default_within_the_margin(
         tmp_path, monkeypatch):
     monkeypatch.setenv(fast_kernels.CACHE_ENV, str(tmp_path / 'k.json'))
     clock = FakeClock()
-    chooser = KernelChooser(measure=True, clock=clock)
-    x = torch.empty(1, 4, 5, 8)
+    chooser = KernelChooser(measure=True, clock=clock, dtype=torch.bfloat16)
+    x = torch.empty(1, 4, 5, 8, dtype=torch.bfloat16)
     calls = []
     fastest = chooser.choose('pointwise', x, 16,
-                             clock.runner({'mkl': 0.02, 'onednn': 0.002},
-                                          calls))
+                             clock.runner({'mkl': 0.02, 'onednn': 0.002,
+                                           'onednn_linear': 0.03}, calls))
     assert fastest == 'onednn'
     # each candidate: one warm-up and REPEATS timed runs, interleaved
     assert calls.count('mkl') == calls.count('onednn') == \
-        1 + fast_kernels.REPEATS
-    assert calls[2:6] == ['mkl', 'onednn', 'onednn', 'mkl']
-    key = 'pointwise 8->16 1x4x5 float32'
-    assert chooser.decisions[key] == dict(kernel='onednn',
-                                          ms=dict(mkl=20.0, onednn=2.0),
-                                          source='measured')
+        calls.count('onednn_linear') == 1 + fast_kernels.REPEATS
+    assert calls[3:9] == ['mkl', 'onednn', 'onednn_linear', 'onednn_linear',
+                          'onednn', 'mkl']
+    key = 'pointwise 8->16 1x4x5 bfloat16'
+    assert chooser.decisions[key] == dict(
+        kernel='onednn', ms=dict(mkl=20.0, onednn=2.0, onednn_linear=30.0),
+        source='measured')
     # within the margin, the default (mkl) stays
-    within = KernelChooser(measure=True, clock=clock)
-    assert within.choose('pointwise', torch.empty(1, 4, 6, 8), 16,
-                         clock.runner({'mkl': 0.02, 'onednn': 0.0195},
+    within = KernelChooser(measure=True, clock=clock, dtype=torch.bfloat16)
+    assert within.choose('pointwise',
+                         torch.empty(1, 4, 6, 8, dtype=torch.bfloat16), 16,
+                         clock.runner({'mkl': 0.02, 'onednn': 0.0195,
+                                       'onednn_linear': 0.0196},
                                       [])) == 'mkl'
     assert fast_kernels.pick({'mkl': 1.0, 'onednn': 0.96}, 'mkl') == 'mkl'
     assert fast_kernels.pick({'mkl': 1.0, 'onednn': 0.94}, 'mkl') == 'onednn'
@@ -259,7 +268,19 @@ def test_chooser_keeps_the_fastest_and_the_default_within_the_margin(
                               'onednn')
     assert calls == []
     assert chooser.table() == (f'  {key:<44} {"onednn":<16} (measured)  '
-                               'mkl 20.0 ms, onednn 2.0 ms')
+                               'mkl 20.0 ms, onednn 2.0 ms, onednn_linear '
+                               '30.0 ms')
+    # a decision cached before a candidate joined the table is measured again
+    again = KernelChooser(measure=True, clock=clock, dtype=torch.bfloat16)
+    data = json.loads((tmp_path / 'k.json').read_text())
+    for entry in data[fast_kernels.machine_key()].values():
+        del entry['ms']['onednn_linear']
+    (tmp_path / 'k.json').write_text(json.dumps(data))
+    calls.clear()
+    assert again.choose('pointwise', x, 16, clock.runner(
+        {'mkl': 0.02, 'onednn': 0.03, 'onednn_linear': 0.002},
+        calls)) == 'onednn_linear'
+    assert calls.count('onednn_linear') == 1 + fast_kernels.REPEATS
 
 
 def test_defaults_follow_the_table():
@@ -269,8 +290,9 @@ def test_defaults_follow_the_table():
     assert chooser.default('conv3x3', 63, 64, 16, 16) == 'direct'
     assert chooser.default('pointwise', 64, 64, 16, 16) == 'mkl'
     bf16 = KernelChooser(measure=False, dtype=torch.bfloat16)
-    assert bf16.candidates == {'conv3x3': ('direct', ),
-                               'pointwise': ('mkl', 'onednn')}
+    assert bf16.candidates == {'conv3x3': ('direct', 'direct_packed'),
+                               'pointwise': ('mkl', 'onednn',
+                                             'onednn_linear')}
     assert bf16.default('conv3x3', 64, 64, 16, 16) == 'direct'
 
 
@@ -292,7 +314,8 @@ def test_unknown_forced_kernel_is_named(plain):
         prepare_for_inference(plain, kernels={'conv3x3': 'fft'})
     assert str(err.value) == (
         "unknown kernel conv3x3='fft'; the candidates are conv3x3: "
-        'winograd_mkl|winograd_onednn|direct, pointwise: mkl|onednn')
+        'winograd_mkl|winograd_onednn|direct|direct_packed, pointwise: '
+        'mkl|onednn|onednn_linear')
     assert isinstance(err.value, ValueError)
     with pytest.raises(UnknownKernelError) as err:
         KernelChooser(force={'pointwse': 'mkl'})
@@ -334,6 +357,21 @@ def test_bf16_precision_runs_bf16_and_returns_float32(plain):
                                        dtype=torch.bfloat16)) == 'direct'
 
 
+@pytest.mark.skipif(not fast_cpu.cpu_has_native_bf16(),
+                    reason='this CPU has no native bf16')
+@pytest.mark.parametrize('op,name', BF16_KERNEL_CHOICES)
+def test_every_forced_bf16_kernel_agrees(plain, op, name):
+    prepared = prepare_for_inference(copy.deepcopy(plain), precision='bf16',
+                                     kernels={op: name})
+    images = torch.randn(1, 3, 80, 80,
+                         generator=torch.Generator().manual_seed(13))
+    with torch.no_grad():
+        reference = plain.inference(images, metas_for(80, 80))
+        result = prepared.inference(images, metas_for(80, 80))
+    # the bounds of test_bf16_precision_runs_bf16_and_returns_float32
+    assert_agree(reference, result, BF16_BOUND, 0.98, 0.3)
+
+
 def test_bf16_is_refused_without_native_support(plain, monkeypatch):
     monkeypatch.setattr(fast_cpu, 'cpu_flags',
                         lambda: frozenset({'avx2', 'avx512f'}))
@@ -362,7 +400,7 @@ def test_bf16_refuses_forced_winograd(plain, monkeypatch):
     assert str(err.value) == (
         "kernel conv3x3='winograd_onednn' is not accurate enough in "
         'torch.bfloat16; the candidates in torch.bfloat16 are conv3x3: '
-        'direct, pointwise: mkl|onednn')
+        'direct|direct_packed, pointwise: mkl|onednn|onednn_linear')
 
 
 def test_init_model_precision_needs_the_fast_path(config, checkpoint):

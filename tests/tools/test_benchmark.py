@@ -9,6 +9,7 @@ import os
 import statistics
 
 import pytest
+import torch
 
 from convseg.hardware import cpu_has_native_bf16, cpu_model, isa_summary
 from convseg.fast.kernels import CACHE_ENV, KERNELS
@@ -44,12 +45,19 @@ def test_infer_compares_plain_and_fast_in_one_run(run_script, tmp_path):
         assert len(results[variant]['times_ms']) == 3
         _check_timing(results[variant], batch=2)
         # a row per stage of the API, each timed as often
-        for stage in ('encode_decode', 'inference_labels', 'inference_model'):
+        for stage in ('encode_decode', 'inference_labels', 'inference_model',
+                      'inference_model+logits'):
             row = results[f'{variant}/{stage}']
             assert len(row['times_ms']) == 3
             assert row['ms_per_batch'] == pytest.approx(
                 statistics.median(row['times_ms']), abs=0.051)
             assert f'{variant}/{stage}: ' in stdout
+        # the API's labels are its own encode_decode's argmax, every pixel
+        agree = results[f'{variant}/labels_equal']
+        assert agree['own'] == 1.0
+        assert agree['plain'] >= 0.999
+        assert f'{variant:>27}  ' in stdout
+    assert 'API stages, ms per batch' in stdout
     assert results['speedup'] == pytest.approx(
         results['plain']['ms_per_batch'] / results['fast']['ms_per_batch'],
         rel=0.01)
@@ -70,8 +78,9 @@ def test_infer_compares_plain_and_fast_in_one_run(run_script, tmp_path):
     for line in table:
         op, kernel, source = line.split()[0], line.split()[4], line.split()[5]
         assert kernel in KERNELS[op] and source == '(measured)'
-        for candidate in KERNELS[op]:
-            if op == 'pointwise' or 'float32' in line:
+        # the fast variant is float32: its candidates are the float32 ones
+        for candidate, entry in KERNELS[op].items():
+            if torch.float32 in entry.dtypes:
                 assert f'{candidate} ' in line.split('(measured)')[1]
     stored = json.loads((tmp_path / 'kernels.json').read_text())
     assert sum(len(v) for v in stored.values()) == len(table)
