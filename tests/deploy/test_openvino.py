@@ -166,7 +166,8 @@ def test_benchmark_times_openvino_beside_pytorch(tmp_path, tiny, ov_file,
                         '--checkpoint', tiny['checkpoint'], '--device', 'cpu',
                         '--shape', 100, 150, '--batch', 1, '--repeat', 1,
                         '--warmup', 1, '--test-mode', 'slide', '--no-fast',
-                        '--openvino', ov_file, '--json', out)
+                        '--openvino', ov_file, '--openvino-precision',
+                        'fp32', '--json', out)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     figures = json.loads(out.read_text())['results']
     name = 'openvino:dynamic.xml:fp32'
