@@ -224,12 +224,17 @@ def dataset(tmp_path_factory: pytest.TempPathFactory
     generators = dict(ade20k=generate_ade20k, cityscapes=generate_cityscapes,
                       scenes=generate_scenes)
 
+    roots: dict[tuple[str, str], str] = {}
+
     def make(kind: str, **params: object) -> str:
-        key = repr(sorted(params.items()))
-        name = f'{kind}_data_' + hashlib.sha1(key.encode()).hexdigest()[:10]
-        with made_once(tmp_path_factory, name) as (folder, _):
-            # generate_* reuse a dataset made with the same settings
-            return generators[kind](str(folder), **params)
+        key = (kind, repr(sorted(params.items())))
+        if key not in roots:
+            name = f'{kind}_data_' + hashlib.sha1(
+                key[1].encode()).hexdigest()[:10]
+            with made_once(tmp_path_factory, name) as (folder, _):
+                # generate_* reuse a dataset made with the same settings
+                roots[key] = generators[kind](str(folder), **params)
+        return roots[key]
 
     return make
 
