@@ -13,7 +13,10 @@
   default small ones. Tests that change files in a dataset generate their own
   under ``tmp_path``.
 - ``run_script``: runs a tool or demo with this interpreter, from the
-  repository root, with one OpenMP thread and unbuffered output.
+  repository root, with one OpenMP thread and unbuffered output: in a fork of
+  a warm interpreter (``tests/tool_server.py``, one per pytest process) where
+  the run allows it, else as a process; ``CONVSEG_TEST_FORK=0`` runs every
+  tool as a process.
 - ``quickstart_run``: ``tools/quickstart.py`` run once per session on a
   small setting; its dataset, work dir and trained checkpoint.
 - ``png_bomb``: writes a small, valid PNG that declares any size
@@ -31,12 +34,17 @@ torch that has it on CPU (2.4 and newer). See :data:`MUST_RUN`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
+import select
+import signal
 import struct
 import subprocess
 import sys
+import tempfile
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -89,6 +97,11 @@ def run_python_script(script: str | os.PathLike, *args: object,
     :func:`script_env`. The result is a finished ``CompletedProcess`` with
     text stdout/stderr, or, with ``background=True``, the running ``Popen``
     (stdout/stderr piped unless given).
+
+    A script run to its end, with no ``popen`` arguments and only
+    :data:`RUN_TIME_ENV` variables added, runs in a fork of the tool server
+    (the imports paid once a pytest process); ``-c`` code, background runs
+    and the rest start a process.
     """
     first = str(script)
     if not first.startswith('-'):
@@ -100,8 +113,95 @@ def run_python_script(script: str | os.PathLike, *args: object,
         popen.setdefault('stderr', subprocess.PIPE)
         return subprocess.Popen(argv, cwd=REPO_ROOT, env=full_env, text=True,
                                 **popen)
-    return subprocess.run(argv, cwd=REPO_ROOT, env=full_env, text=True,
-                          capture_output=True, timeout=timeout, **popen)
+    if popen:
+        return subprocess.run(argv, cwd=REPO_ROOT, env=full_env, text=True,
+                              capture_output=True, timeout=timeout, **popen)
+    return run_argv(argv, full_env, timeout, added_env=env or {})
+
+
+def run_argv(argv: list[str], env: dict[str, str], timeout: float,
+             added_env: dict[str, str] | None = None,
+             ) -> subprocess.CompletedProcess:
+    """``argv`` run to its end from the repository root with the whole
+    environment ``env``, text output captured: in a fork of the tool server
+    when it is ``python SCRIPT ...`` and ``added_env`` (what the caller
+    added to the suite's environment) holds only :data:`RUN_TIME_ENV`
+    variables, else as a process."""
+    if (argv[0] == sys.executable and len(argv) > 1
+            and not argv[1].startswith('-')
+            and set(added_env or ()) <= RUN_TIME_ENV
+            and os.environ.get('CONVSEG_TEST_FORK', '1') != '0'):
+        return _tool_server().run(argv[1:], REPO_ROOT, env, timeout)
+    return subprocess.run(argv, cwd=REPO_ROOT, env=env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+#: environment variables that tools read when they run, not when a module is
+#: imported: a tool given only these can run in a fork of the warm server
+RUN_TIME_ENV = frozenset({
+    'TORCH_HOME', 'CONVSEG_KERNEL_CACHE', 'CONVSEG_MEASURE_KERNELS',
+    'CONVSEG_MAX_IMAGE_PIXELS', 'CONVSEG_UNSAFE_LOAD'})
+
+
+class ToolServer:
+    """The client of ``tests/tool_server.py``: one warm interpreter per
+    pytest process, started at its first request; each tool runs in a fork
+    of it (see that module for what a fork keeps and what it does not)."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.folder = Path(tempfile.mkdtemp(prefix='convseg_tools_'))
+
+    def _server(self) -> subprocess.Popen:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                [sys.executable, str(REPO_ROOT / 'tests' / 'tool_server.py')],
+                cwd=REPO_ROOT, env=script_env(), stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, bufsize=0)
+        return self.process
+
+    def _reply(self, server: subprocess.Popen, deadline: float) -> dict:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([server.stdout], [], [], max(left, 0))
+        if not ready:
+            raise TimeoutError
+        line = server.stdout.readline()    # unbuffered: this line only
+        if not line:
+            raise RuntimeError(
+                f'tests/tool_server.py ended (exit {server.wait()}); '
+                'run with CONVSEG_TEST_FORK=0 to run tools as processes')
+        return json.loads(line)
+
+    def run(self, argv: list[str], cwd: Path, env: dict[str, str],
+            timeout: float) -> subprocess.CompletedProcess:
+        """``python ARGV...`` in ``cwd`` with ``env``, as a finished
+        ``CompletedProcess`` (``subprocess.run``'s ``TimeoutExpired`` after
+        ``timeout`` seconds, the child killed)."""
+        server = self._server()
+        out, err = self.folder / 'stdout', self.folder / 'stderr'
+        deadline = time.monotonic() + timeout + 60   # the first start
+        server.stdin.write(json.dumps({
+            'argv': argv, 'cwd': str(cwd), 'env': env, 'stdout': str(out),
+            'stderr': str(err)}).encode() + b'\n')
+        pid = self._reply(server, deadline)['pid']
+        deadline = time.monotonic() + timeout
+        try:
+            code = self._reply(server, deadline)['returncode']
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)
+            self._reply(server, time.monotonic() + 60)
+            raise subprocess.TimeoutExpired(
+                [sys.executable, *argv], timeout,
+                out.read_text(errors='replace'),
+                err.read_text(errors='replace')) from None
+        return subprocess.CompletedProcess(
+            [sys.executable, *argv], code, out.read_text(errors='replace'),
+            err.read_text(errors='replace'))
+
+
+@functools.cache
+def _tool_server() -> ToolServer:
+    return ToolServer()
 
 
 @pytest.fixture(scope='session')

@@ -56,7 +56,7 @@ LAYERS = {
     'convseg.models': 2, 'convseg.datasets': 2, 'convseg.evaluation': 2,
     'convseg.engine': 3, 'convseg.fast': 3,
     'convseg.deploy': 3, 'convseg.benchmarks': 3,
-    'convseg.apis': 4, 'convseg.cli': 4,
+    'convseg.apis': 4, 'convseg.cli': 4, 'convseg.warm_fork': 4,
     # the package itself imports its layers to register their parts
     'convseg': 5,
 }

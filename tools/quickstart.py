@@ -2,7 +2,10 @@
 
     python tools/quickstart.py            # what `make quickstart` runs
 
-End to end on CPU with the real tools, each as its own process:
+End to end on CPU with the real tools, each run as ``python TOOL ...`` would
+run it, in a fork of this process (convseg.warm_fork: the imports, about 18 s
+a tool on a 2-vCPU Xeon, are paid once; CONVSEG_NO_FORK=1 starts each tool as
+its own process):
 
 1. generate the synthetic scene dataset (ADE20K layout) under ``data/``;
 2. train a small UPerNet-ConvNeXt with ``tools/train.py``;
@@ -25,7 +28,6 @@ import json
 import os
 import os.path as osp
 import shutil
-import subprocess
 import sys
 import time
 
@@ -59,8 +61,9 @@ def run(step: str, cmd: list[str]) -> None:
 
     Exits, naming the step, when it fails.
     """
-    print(f'\n==> {step}\n$ {" ".join(cmd)}', flush=True)
-    returncode = subprocess.call(cmd, cwd=REPO)
+    from convseg.warm_fork import run_script
+    print(f'\n==> {step}\n$ python {" ".join(cmd)}', flush=True)
+    returncode = run_script(cmd, cwd=REPO)
     if returncode != 0:
         sys.exit(f'quickstart: {step} failed (exit status {returncode}); its '
                  'output is above.')
@@ -104,6 +107,10 @@ def main() -> None:
     import convseg  # noqa: F401  (registers the dataset type)
     from mmengine.config import Config
 
+    from convseg.warm_fork import fork_available, import_tool_modules
+    if fork_available():
+        import_tool_modules()
+
     from convseg.datasets import generate_scenes
 
     cfg = Config.fromfile(args.config)
@@ -129,12 +136,11 @@ def main() -> None:
         f'default_hooks.logger.interval={max(1, min(100, iters // 25))}',
         f'default_hooks.checkpoint.interval={iters}',
         f'param_scheduler.1.end={iters}']
-    python = sys.executable
     work_dir = osp.abspath(args.work_dir)
 
     t = time.time()
     run('2. training with tools/train.py',
-        [python, 'tools/train.py', args.config, '--work-dir', work_dir,
+        ['tools/train.py', args.config, '--work-dir', work_dir,
          '--cfg-options', *train_options])
     timings['train'] = time.time() - t
     checkpoint = osp.join(work_dir, f'iter_{iters}.pth')
@@ -144,7 +150,7 @@ def main() -> None:
     t = time.time()
     test_dir = osp.join(work_dir, 'test')
     run('3. evaluating with tools/test.py',
-        [python, 'tools/test.py', args.config, checkpoint, '--work-dir',
+        ['tools/test.py', args.config, checkpoint, '--work-dir',
          test_dir, '--cfg-options', *options])
     timings['test'] = time.time() - t
     metrics_file = osp.join(test_dir, f'iter_{iters}_metrics.json')
@@ -160,7 +166,7 @@ def main() -> None:
     for name in sorted(os.listdir(val_dir))[:args.num_overlays]:
         shutil.copy(osp.join(val_dir, name), inputs_dir)
     run('4. overlays of validation images with demo/image_demo.py',
-        [python, osp.join('demo', 'image_demo.py'), inputs_dir, args.config,
+        [osp.join('demo', 'image_demo.py'), inputs_dir, args.config,
          checkpoint, '--device', 'cpu', '--out-dir', overlay_dir])
     timings['overlays'] = time.time() - t
 

@@ -170,7 +170,16 @@ def to_channels_last(model: nn.Module,
 def compile_backbone(model: nn.Module, options: bool | str | dict) -> None:
     """``torch.compile`` ``model.backbone`` in place (its state-dict keys do
     not change); ``options`` is True, a backend name ('inductor',
-    'aot_eager', ...) or a dict of torch.compile arguments."""
+    'aot_eager', ...) or a dict of torch.compile arguments.
+
+    Shapes are static unless ``options`` says ``dynamic``: a training crop
+    does not change, and after the backbone's code had been compiled for
+    another input size in the same process, torch 2.13's automatic dynamic
+    shapes failed in inductor (``cannot determine truth value of
+    Relational``); a new size compiles anew instead.
+    """
     if isinstance(options, str):
         options = dict(backend=options)
-    model.backbone.compile(**(options if isinstance(options, dict) else {}))
+    options = dict(options) if isinstance(options, dict) else {}
+    options.setdefault('dynamic', False)
+    model.backbone.compile(**options)

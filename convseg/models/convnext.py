@@ -143,7 +143,8 @@ class ConvNeXt(BaseModule):
     Input (N, in_channels, H, W); output a tuple with, for each ``i`` in
     ``out_indices``, a map (N, dims[i], H / 2**(i+2), W / 2**(i+2)) (strides
     4, 8, 16, 32), each normalised by its own channels-first LayerNorm
-    ``norm{i}`` (eps 1e-6).
+    ``norm{i}`` (eps 1e-6). With ``stem_stride=2`` the first map is at
+    stride 2 and the others stay at 8, 16, 32.
 
     Args:
         arch: a name in :data:`arch_settings` (atto ... huge). Ignored when
@@ -167,6 +168,11 @@ class ConvNeXt(BaseModule):
             their downsampling layers and output norms. Frozen parts get no
             gradients and stay in eval mode through :meth:`train`.
         with_cp: gradient checkpointing per block while training.
+        stem_stride: 4 (the official stem: 4x4 patches, then 2x2 between
+            stages), or 2 or 1: stem patches of that size, and the first
+            downsampling layer takes the rest of the way to stride 8, so
+            stage 0 runs at a finer stride (for small inputs; official
+            checkpoints fit stride 4 only).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
             prefix=None)`` loads weights of any supported checkpoint family
             through
@@ -196,6 +202,7 @@ class ConvNeXt(BaseModule):
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
                  with_cp: bool = False,
+                 stem_stride: int = 4,
                  init_cfg: dict | None = None,
                  in_chans: int | None = None,
                  pretrained: str | None = None,
@@ -235,18 +242,26 @@ class ConvNeXt(BaseModule):
         self.layer_scale_init_value = layer_scale_init_value
         self.use_grn = use_grn
         self.with_cp = with_cp
+        if stem_stride not in (1, 2, 4):
+            raise ValueError(
+                f'stem_stride must be 4 (official), 2 or 1, got '
+                f'{stem_stride!r}.')
+        self.stem_stride = stem_stride
 
         dims = self.dims
         self.downsample_layers = nn.ModuleList([
             nn.Sequential(
-                nn.Conv2d(in_channels, dims[0], kernel_size=4, stride=4),
+                nn.Conv2d(in_channels, dims[0], kernel_size=stem_stride,
+                          stride=stem_stride),
                 LayerNorm2d(dims[0], eps=1e-6))
         ])
         for i in range(1, 4):
+            step = 8 // stem_stride if i == 1 else 2
             self.downsample_layers.append(
                 nn.Sequential(
                     LayerNorm2d(dims[i - 1], eps=1e-6),
-                    nn.Conv2d(dims[i - 1], dims[i], kernel_size=2, stride=2)))
+                    nn.Conv2d(dims[i - 1], dims[i], kernel_size=step,
+                              stride=step)))
 
         rates = torch.linspace(0,
                                drop_path_rate,

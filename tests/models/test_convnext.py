@@ -62,6 +62,22 @@ def test_out_indices_subset_returns_those_stages_only():
     assert norms == {'norm1', 'norm3'}
 
 
+@pytest.mark.parametrize('stem_stride, first', [(4, 16), (2, 32), (1, 64)])
+def test_stem_stride_sets_stage_0_only(stem_stride, first):
+    model = ConvNeXt(stem_stride=stem_stride, **SMALL).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, 64, 64))
+    assert [tuple(o.shape) for o in outs] == [
+        (2, 8, first, first), (2, 16, 8, 8), (2, 32, 4, 4), (2, 64, 2, 2)]
+    # the stem's patches and the first downsampling take 8 pixels together
+    stem = model.downsample_layers[0][0]
+    down = model.downsample_layers[1][1]
+    assert (stem.kernel_size, stem.stride) == ((stem_stride,) * 2,) * 2
+    assert (down.kernel_size, down.stride) == ((8 // stem_stride,) * 2,) * 2
+    assert n_params(model) - n_params(ConvNeXt(**SMALL)) == (
+        3 * 8 * (stem_stride**2 - 16) + 8 * 16 * ((8 // stem_stride)**2 - 4))
+
+
 # --------------------------------------------------------- architectures
 @pytest.mark.parametrize('arch', list(PUBLISHED_ARCHS))
 def test_arch_table_matches_published_widths(arch):
@@ -546,6 +562,7 @@ def test_layer_id_errors():
     (dict(out_indices=[1, 1]),
      'out_indices must be distinct stage indices in 0..3, got [1, 1].'),
     (dict(frozen_stages=5), 'frozen_stages must be an int in -1..4, got 5.'),
+    (dict(stem_stride=3), 'stem_stride must be 4 (official), 2 or 1, got 3.'),
     (dict(drop_path_rate=1.0), 'drop_path_rate must be in [0, 1), got 1.0.'),
     (dict(pretrained='a.pth',
           init_cfg=dict(type='Pretrained', checkpoint='b.pth')),

@@ -32,6 +32,7 @@ import convseg  # noqa: F401
 from convseg import checkpoint_reading
 from convseg.datasets import generate_ade20k, generate_cityscapes
 from mmseg.registry import MODELS
+from tests.conftest import run_argv
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / 'tools'
@@ -121,10 +122,11 @@ def env(**more):
 
 
 def run(args, tmp, timeout=300, **more):
-    result = subprocess.run([str(a) for a in args], cwd=REPO,
-                            env=env(TORCH_HOME=str(tmp / 'hub'), **more),
-                            capture_output=True, text=True, timeout=timeout)
-    return result
+    """``args`` run from the repository root in :func:`env` with its own
+    hub (a Python tool in a fork of the suite's tool server)."""
+    return run_argv([str(a) for a in args],
+                    env(TORCH_HOME=str(tmp / 'hub'), **more), timeout,
+                    added_env={'TORCH_HOME': '', **more})
 
 
 def ok(result):
