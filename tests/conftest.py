@@ -88,15 +88,16 @@ def script_env(**more: str) -> dict[str, str]:
 def run_python_script(script: str | os.PathLike, *args: object,
                       env: dict[str, str] | None = None,
                       background: bool = False, timeout: float = 600,
-                      **popen: object,
+                      umask: int | None = None, **popen: object,
                       ) -> subprocess.CompletedProcess | subprocess.Popen:
     """Run ``python SCRIPT ARGS...`` from the repository root.
 
     ``script`` is a path relative to the root (``'tools/train.py'``), an
     absolute path, or ``'-c'`` followed by code. ``env`` adds variables to
-    :func:`script_env`. The result is a finished ``CompletedProcess`` with
-    text stdout/stderr, or, with ``background=True``, the running ``Popen``
-    (stdout/stderr piped unless given).
+    :func:`script_env`. ``umask`` sets the tool's file-mode mask. The
+    result is a finished ``CompletedProcess`` with text stdout/stderr, or,
+    with ``background=True``, the running ``Popen`` (stdout/stderr piped
+    unless given).
 
     A script run to its end, with no ``popen`` arguments and only
     :data:`RUN_TIME_ENV` variables added, runs in a fork of the tool server
@@ -108,6 +109,8 @@ def run_python_script(script: str | os.PathLike, *args: object,
         first = str(REPO_ROOT / first)
     argv = [sys.executable, first, *map(str, args)]
     full_env = script_env(**(env or {}))
+    if umask is not None and (background or popen):
+        popen['preexec_fn'] = lambda: os.umask(umask)
     if background:
         popen.setdefault('stdout', subprocess.PIPE)
         popen.setdefault('stderr', subprocess.PIPE)
@@ -116,24 +119,28 @@ def run_python_script(script: str | os.PathLike, *args: object,
     if popen:
         return subprocess.run(argv, cwd=REPO_ROOT, env=full_env, text=True,
                               capture_output=True, timeout=timeout, **popen)
-    return run_argv(argv, full_env, timeout, added_env=env or {})
+    return run_argv(argv, full_env, timeout, added_env=env or {},
+                    umask=umask)
 
 
 def run_argv(argv: list[str], env: dict[str, str], timeout: float,
              added_env: dict[str, str] | None = None,
-             ) -> subprocess.CompletedProcess:
+             umask: int | None = None) -> subprocess.CompletedProcess:
     """``argv`` run to its end from the repository root with the whole
     environment ``env``, text output captured: in a fork of the tool server
     when it is ``python SCRIPT ...`` and ``added_env`` (what the caller
     added to the suite's environment) holds only :data:`RUN_TIME_ENV`
-    variables, else as a process."""
+    variables, else as a process. ``umask``: the tool's file-mode mask
+    (else the suite's)."""
     if (argv[0] == sys.executable and len(argv) > 1
             and not argv[1].startswith('-')
             and set(added_env or ()) <= RUN_TIME_ENV
             and os.environ.get('CONVSEG_TEST_FORK', '1') != '0'):
-        return _tool_server().run(argv[1:], REPO_ROOT, env, timeout)
-    return subprocess.run(argv, cwd=REPO_ROOT, env=env, text=True,
-                          capture_output=True, timeout=timeout)
+        return _tool_server().run(argv[1:], REPO_ROOT, env, timeout, umask)
+    return subprocess.run(
+        argv, cwd=REPO_ROOT, env=env, text=True, capture_output=True,
+        timeout=timeout,
+        preexec_fn=None if umask is None else lambda: os.umask(umask))
 
 
 #: environment variables that tools read when they run, not when a module is
@@ -173,8 +180,10 @@ class ToolServer:
         return json.loads(line)
 
     def run(self, argv: list[str], cwd: Path, env: dict[str, str],
-            timeout: float) -> subprocess.CompletedProcess:
-        """``python ARGV...`` in ``cwd`` with ``env``, as a finished
+            timeout: float, umask: int | None = None,
+            ) -> subprocess.CompletedProcess:
+        """``python ARGV...`` in ``cwd`` with ``env`` (and ``umask``, else
+        the server's), as a finished
         ``CompletedProcess`` (``subprocess.run``'s ``TimeoutExpired`` after
         ``timeout`` seconds, the child killed)."""
         server = self._server()
@@ -182,7 +191,7 @@ class ToolServer:
         deadline = time.monotonic() + timeout + 60   # the first start
         server.stdin.write(json.dumps({
             'argv': argv, 'cwd': str(cwd), 'env': env, 'stdout': str(out),
-            'stderr': str(err)}).encode() + b'\n')
+            'stderr': str(err), 'umask': umask}).encode() + b'\n')
         pid = self._reply(server, deadline)['pid']
         deadline = time.monotonic() + timeout
         try:

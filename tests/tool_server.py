@@ -16,7 +16,7 @@ is imported.
 
 Protocol, one JSON object per line on the server's stdin and stdout:
 request ``{"argv": [...], "cwd": ..., "env": {...}, "stdout": PATH,
-"stderr": PATH}``; replies ``{"pid": N}`` then ``{"returncode": N}``
+"stderr": PATH, "umask": N or null}``; replies ``{"pid": N}`` then ``{"returncode": N}``
 (negative: killed by that signal, as ``subprocess`` reports it).
 """
 from __future__ import annotations
@@ -57,6 +57,8 @@ def serve() -> list[str] | None:
             os.environ.clear()
             os.environ.update(request['env'])
             os.chdir(request['cwd'])
+            if request.get('umask') is not None:
+                os.umask(request['umask'])
             return request['argv']
         replies.write(json.dumps({'pid': pid}) + '\n')
         replies.flush()

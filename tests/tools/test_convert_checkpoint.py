@@ -120,7 +120,7 @@ def openmmlab_segmentor_shapes() -> dict[str, tuple]:
 
 @pytest.fixture(scope='module')
 def converted(tmp_path_factory, run_script):
-    """Write one source per family, convert all concurrently."""
+    """Write one source per family, convert each with the tool."""
     from safetensors.torch import save_file
     from transformers import ConvNextV2Config, ConvNextV2Model
 
@@ -153,15 +153,12 @@ def converted(tmp_path_factory, run_script):
     hf.eval().save_pretrained(tmp / 'hf_model')
     sources['hf'] = (tmp / 'hf_model', hf)
 
-    procs = {name: run_script(TOOL, src, tmp / f'{name}_convseg.pth',
-                              '--from', 'auto' if name == 'hf' else name,
-                              background=True,
-                              preexec_fn=lambda: os.umask(0o022))
-             for name, (src, _) in sources.items()}
     results = {}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        results[name] = (proc.returncode, out, err,
+    for name, (src, _) in sources.items():
+        done = run_script(TOOL, src, tmp / f'{name}_convseg.pth', '--from',
+                          'auto' if name == 'hf' else name, umask=0o022,
+                          timeout=300)
+        results[name] = (done.returncode, done.stdout, done.stderr,
                          tmp / f'{name}_convseg.pth')
     return sources, results
 
