@@ -18,9 +18,12 @@ install-tests:
 # One pytest-xdist worker per core, one OpenMP thread each (most of the
 # suite's time is tool processes that run on one thread: serially, one core
 # would idle); a test file stays on one worker, so that its module fixtures
-# are built once. TEST_JOBS=0 runs in one process.
+# are built once (the slowest files go first: tests/conftest.py's
+# SLOW_FIRST). TEST_JOBS=0 runs in one process; PYTEST_ARGS adds options,
+# e.g. PYTEST_ARGS=--durations=30.
 TEST_JOBS ?= auto
-PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
+PYTEST_ARGS ?=
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 test: install-tests
 	$(PYTEST) tests

@@ -61,6 +61,8 @@ def test_bad_sizes_are_named(kwargs: dict, message: str) -> None:
 def test_segmentor_trains_and_predicts_at_full_resolution(repo_root) -> None:
     cfg = Config.fromfile(str(repo_root / CONFIG))
     cfg.model.decode_head.type = 'PixelShuffleUPerHead'
+    # the shuffle takes the finest level (the stem's stride) to stride 1
+    cfg.model.decode_head.upsample = cfg.model.backbone.get('stem_stride', 4)
     init_default_scope('mmseg')
     torch.manual_seed(0)
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
