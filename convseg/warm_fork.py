@@ -23,6 +23,7 @@ import runpy
 import subprocess
 import sys
 import traceback
+from collections.abc import Callable
 
 #: what convseg's tools import first (the slow part of a tool's start)
 TOOL_MODULES = (
@@ -81,21 +82,30 @@ def finish_child(code: int) -> None:
         os._exit(code & 0xFF)
 
 
-def run_script(argv: list[str], cwd: str | None = None) -> int:
-    """``python ARGV...`` in ``cwd``, its output on ours; its exit status
-    (negative: the signal that killed it, as ``subprocess`` reports it)."""
-    if not fork_available():
-        return subprocess.call([sys.executable, *argv], cwd=cwd)
+def fork_script(argv: list[str],
+                prepare: Callable[[], None] | None = None) -> int:
+    """Fork; the child calls ``prepare()`` (redirects, environment), runs
+    ``argv`` = [SCRIPT, ARGS...] as ``python`` would and ends with its exit
+    status. Returns the child's pid (to ``os.waitpid``)."""
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            if cwd is not None:
-                os.chdir(cwd)
+            if prepare is not None:
+                prepare()
             code = run_in_child(argv)
         finally:
             finish_child(code)
+    return pid
+
+
+def run_script(argv: list[str], cwd: str | None = None) -> int:
+    """``python ARGV...`` in ``cwd``, its output on ours; its exit status
+    (negative: the signal that killed it, as ``subprocess`` reports it)."""
+    if not fork_available():
+        return subprocess.call([sys.executable, *argv], cwd=cwd)
+    pid = fork_script(argv, None if cwd is None else lambda: os.chdir(cwd))
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)

@@ -109,38 +109,37 @@ def run_python_script(script: str | os.PathLike, *args: object,
         first = str(REPO_ROOT / first)
     argv = [sys.executable, first, *map(str, args)]
     full_env = script_env(**(env or {}))
-    if umask is not None and (background or popen):
-        popen['preexec_fn'] = lambda: os.umask(umask)
     if background:
+        if umask is not None:
+            popen['preexec_fn'] = lambda: os.umask(umask)
         popen.setdefault('stdout', subprocess.PIPE)
         popen.setdefault('stderr', subprocess.PIPE)
         return subprocess.Popen(argv, cwd=REPO_ROOT, env=full_env, text=True,
                                 **popen)
-    if popen:
-        return subprocess.run(argv, cwd=REPO_ROOT, env=full_env, text=True,
-                              capture_output=True, timeout=timeout, **popen)
     return run_argv(argv, full_env, timeout, added_env=env or {},
-                    umask=umask)
+                    umask=umask, **popen)
 
 
 def run_argv(argv: list[str], env: dict[str, str], timeout: float,
              added_env: dict[str, str] | None = None,
-             umask: int | None = None) -> subprocess.CompletedProcess:
+             umask: int | None = None,
+             **popen: object) -> subprocess.CompletedProcess:
     """``argv`` run to its end from the repository root with the whole
     environment ``env``, text output captured: in a fork of the tool server
     when it is ``python SCRIPT ...`` and ``added_env`` (what the caller
     added to the suite's environment) holds only :data:`RUN_TIME_ENV`
-    variables, else as a process. ``umask``: the tool's file-mode mask
-    (else the suite's)."""
-    if (argv[0] == sys.executable and len(argv) > 1
+    variables and no ``popen`` arguments (``subprocess.run``'s) are given,
+    else as a process. ``umask``: the tool's file-mode mask (else the
+    suite's)."""
+    if (not popen and argv[0] == sys.executable and len(argv) > 1
             and not argv[1].startswith('-')
             and set(added_env or ()) <= RUN_TIME_ENV
             and os.environ.get('CONVSEG_TEST_FORK', '1') != '0'):
         return _tool_server().run(argv[1:], REPO_ROOT, env, timeout, umask)
-    return subprocess.run(
-        argv, cwd=REPO_ROOT, env=env, text=True, capture_output=True,
-        timeout=timeout,
-        preexec_fn=None if umask is None else lambda: os.umask(umask))
+    if umask is not None:
+        popen['preexec_fn'] = lambda: os.umask(umask)
+    return subprocess.run(argv, cwd=REPO_ROOT, env=env, text=True,
+                          capture_output=True, timeout=timeout, **popen)
 
 
 #: environment variables that tools read when they run, not when a module is

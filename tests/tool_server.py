@@ -23,14 +23,30 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
-from convseg.warm_fork import finish_child, import_tool_modules, run_in_child
+from convseg.warm_fork import fork_script, import_tool_modules
 
 
-def serve() -> list[str] | None:
-    """Answer requests until stdin closes (returns None) or, in a forked
-    child, return the request's argv after redirecting the child."""
+def redirect(request: dict) -> None:
+    """In the child: stdout/stderr to the request's files, its environment,
+    working directory and umask."""
+    out = os.open(request['stdout'], os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                  0o644)
+    err = os.open(request['stderr'], os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                  0o644)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    os.close(out)
+    os.close(err)
+    os.environ.clear()
+    os.environ.update(request['env'])
+    os.chdir(request['cwd'])
+    if request.get('umask') is not None:
+        os.umask(request['umask'])
+
+
+def serve() -> None:
+    """Answer requests until stdin closes; each runs in a forked child."""
     import_tool_modules()
     # the protocol moves off fds 0/1, which the children take over
     requests = os.fdopen(os.dup(0), 'r')
@@ -40,36 +56,20 @@ def serve() -> list[str] | None:
     os.dup2(2, 1)
     for line in requests:
         request = json.loads(line)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
+
+        def prepare(request=request) -> None:
             requests.close()
             replies.close()
-            out = os.open(request['stdout'],
-                          os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            err = os.open(request['stderr'],
-                          os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(out, 1)
-            os.dup2(err, 2)
-            os.close(out)
-            os.close(err)
-            os.environ.clear()
-            os.environ.update(request['env'])
-            os.chdir(request['cwd'])
-            if request.get('umask') is not None:
-                os.umask(request['umask'])
-            return request['argv']
+            redirect(request)
+
+        pid = fork_script(request['argv'], prepare)
         replies.write(json.dumps({'pid': pid}) + '\n')
         replies.flush()
         _, status = os.waitpid(pid, 0)
         replies.write(json.dumps(
             {'returncode': os.waitstatus_to_exitcode(status)}) + '\n')
         replies.flush()
-    return None
 
 
 if __name__ == '__main__':
-    argv = serve()
-    if argv is not None:
-        finish_child(run_in_child(argv))
+    serve()
