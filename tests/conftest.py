@@ -44,6 +44,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -142,11 +143,44 @@ def run_argv(argv: list[str], env: dict[str, str], timeout: float,
                           capture_output=True, timeout=timeout, **popen)
 
 
+def run_snippets_in_forks(folder: Path, prelude: str,
+                          snippets: dict[str, str], *,
+                          env: dict[str, str] | None = None,
+                          snippet_env: dict[str, dict[str, str]] | None = None,
+                          parallel: bool = False, timeout: float = 600,
+                          ) -> dict[str, subprocess.CompletedProcess]:
+    """Checks that each need a fresh interpreter, run in one: a new
+    interpreter (``env`` added to :func:`script_env`) runs ``prelude``,
+    then each snippet as a script in a fork of itself (tests/fork_snippets.py),
+    one after the other or, with ``parallel``, all at once;
+    ``snippet_env[name]``: variables set in that snippet's fork. Returns each
+    snippet's exit status and output; fails the test if the interpreter
+    itself failed or printed to stderr."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = folder / 'spec.json'
+    spec.write_text(json.dumps(dict(
+        prelude=textwrap.dedent(prelude),
+        snippets={k: textwrap.dedent(v) for k, v in snippets.items()},
+        env=snippet_env or {}, parallel=parallel, folder=str(folder))))
+    driver = subprocess.run(
+        [sys.executable, str(REPO_ROOT / 'tests' / 'fork_snippets.py'),
+         str(spec)], cwd=REPO_ROOT, env=script_env(**(env or {})),
+        capture_output=True, text=True, timeout=timeout)
+    assert driver.returncode == 0 and driver.stderr == '', driver.stderr
+    statuses = json.loads((folder / 'statuses.json').read_text())
+    return {name: subprocess.CompletedProcess(
+        [name], statuses[name], (folder / f'{name}.out').read_text(),
+        (folder / f'{name}.err').read_text()) for name in snippets}
+
+
 #: environment variables that tools read when they run, not when a module is
 #: imported: a tool given only these can run in a fork of the warm server
 RUN_TIME_ENV = frozenset({
     'TORCH_HOME', 'CONVSEG_KERNEL_CACHE', 'CONVSEG_MEASURE_KERNELS',
-    'CONVSEG_MAX_IMAGE_PIXELS', 'CONVSEG_UNSAFE_LOAD'})
+    'CONVSEG_MAX_IMAGE_PIXELS', 'CONVSEG_UNSAFE_LOAD',
+    # urllib reads the proxy settings when a download opens its connection
+    'http_proxy', 'https_proxy', 'all_proxy', 'no_proxy', 'HTTP_PROXY',
+    'HTTPS_PROXY', 'ALL_PROXY', 'NO_PROXY'})
 
 
 class ToolServer:
@@ -285,6 +319,14 @@ def tiny_train_config() -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope='session')
+def snippets_in_forks() -> Callable[..., dict[str,
+                                           subprocess.CompletedProcess]]:
+    """:func:`run_snippets_in_forks`: fresh-interpreter checks that share
+    one interpreter."""
+    return run_snippets_in_forks
 
 
 @pytest.fixture(scope='session')

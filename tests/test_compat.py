@@ -72,11 +72,15 @@ def test_lite_stand_in_serves_mmseg_and_raises_on_compiled_ops():
     assert str(err.value) == _missing_op_message('CrissCrossAttention')
 
 
-def test_nothing_is_patched_when_compiled_ops_are_present(run_script):
+#: fresh-interpreter checks that need no more than torch loaded: each runs
+#: in its own fork of one interpreter that imported torch
+#: (tests/fork_snippets.py), so none sees what another imported
+AFTER_TORCH = {
     # A finder that reports mmcv._ext as present, and a module standing for
     # full mmcv's compiled mmcv.ops: importing convseg must leave it alone.
-    result = run_script('-c', textwrap.dedent('''
+    'compiled_ops': '''
         import importlib.machinery, sys, types
+        assert 'mmcv' not in sys.modules
         class Finder:
             def find_spec(self, name, path=None, target=None):
                 if name == 'mmcv._ext':
@@ -98,15 +102,32 @@ def test_nothing_is_patched_when_compiled_ops_are_present(run_script):
         import mmcv.ops
         print(sys.modules['mmcv.ops'] is full_ops, mmcv.ops.point_sample,
               MODELS.get('DCN'))
-    '''))
+    ''',
+    'imports': '''
+        import sys
+        assert 'mmcv' not in sys.modules and 'convseg' not in sys.modules
+        import convseg, mmseg.models, mmseg.apis
+    ''',
+}
+
+
+@pytest.fixture(scope='module')
+def after_torch(tmp_path_factory, snippets_in_forks):
+    # (the interpreter's own stderr, torch's import included, must be empty)
+    return snippets_in_forks(tmp_path_factory.mktemp('after_torch'),
+                             'import torch', AFTER_TORCH)
+
+
+def test_nothing_is_patched_when_compiled_ops_are_present(after_torch):
+    result = after_torch['compiled_ops']
     assert result.returncode == 0, result.stderr
     # no stand-in registered under full mmcv's type names either
     assert result.stdout.split() == ['True', 'compiled_point_sample', 'None']
 
 
-def test_import_prints_no_warnings(run_script):
-    result = run_script('-c', 'import convseg, mmseg.models, mmseg.apis')
-    assert result.returncode == 0
+def test_import_prints_no_warnings(after_torch):
+    result = after_torch['imports']
+    assert result.returncode == 0, result.stderr
     assert result.stderr == ''
 
 
@@ -264,35 +285,41 @@ def test_submodule_import_gets_the_clear_error(module):
 
 
 DOWNLOAD_ON_A_NODE = '''
-import os, sys, torch.distributed as dist
-import convseg
+import os, torch.distributed as dist
 from convseg.checkpoint_reading import download_checkpoint
 dist.init_process_group('gloo')
-path = download_checkpoint(sys.argv[1])
+path = download_checkpoint({url!r})
 print(path, os.path.isfile(path))
 dist.destroy_process_group()
 '''
 
 
-def test_every_node_downloads_into_its_own_hub_cache(tmp_path, run_script):
+def test_every_node_downloads_into_its_own_hub_cache(tmp_path,
+                                                     snippets_in_forks):
     # two nodes of one process each, without a shared TORCH_HOME: global
-    # rank 1 is local rank 0 of its node and must download there too
+    # rank 1 is local rank 0 of its node and must download there too (each
+    # rank a fork of one interpreter that imported convseg, the rank's
+    # variables set in its fork)
     source = tmp_path / 'convnext_atto_1k.pth'
     torch.save({'model': {'w': torch.arange(3.)}}, source)
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = str(s.getsockname()[1])
-    nodes = []
+    ranks = {}
     for rank in (0, 1):
-        env = dict(RANK=str(rank), LOCAL_RANK='0', WORLD_SIZE='2',
-                   LOCAL_WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
-                   MASTER_PORT=port, TORCH_HOME=str(tmp_path / f'node{rank}'))
-        nodes.append(run_script('-c', DOWNLOAD_ON_A_NODE, source.as_uri(),
-                                env=env, background=True))
-    outputs = [node.communicate(timeout=300) for node in nodes]
-    for rank, (node, (out, err)) in enumerate(zip(nodes, outputs)):
-        assert node.returncode == 0, err
+        ranks[f'rank{rank}'] = dict(
+            RANK=str(rank), LOCAL_RANK='0', WORLD_SIZE='2',
+            LOCAL_WORLD_SIZE='1', MASTER_ADDR='127.0.0.1', MASTER_PORT=port,
+            TORCH_HOME=str(tmp_path / f'node{rank}'))
+    code = DOWNLOAD_ON_A_NODE.format(url=source.as_uri())
+    results = snippets_in_forks(
+        tmp_path / 'ranks', 'import convseg.checkpoint_reading',
+        dict.fromkeys(ranks, code), snippet_env=ranks, parallel=True,
+        timeout=300)
+    for rank in (0, 1):
+        node = results[f'rank{rank}']
+        assert node.returncode == 0, node.stderr
         cached = tmp_path / f'node{rank}' / 'hub' / 'checkpoints' / \
             'convnext_atto_1k.pth'
-        assert out.split() == [str(cached), 'True']
+        assert node.stdout.split() == [str(cached), 'True']
         assert cached.read_bytes() == source.read_bytes()

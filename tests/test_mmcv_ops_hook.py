@@ -1,7 +1,8 @@
 """Our configs under stock mmengine/mmseg tooling, in fresh interpreters.
 
-Each test starts a new interpreter that never imports convseg itself: the
-configs' ``custom_imports`` and the start-up hook (convseg/mmcv_ops_hook.py,
+Each check starts from a new interpreter that never imports convseg itself
+(or from a fork of one, made before convseg was loaded): the configs'
+``custom_imports`` and the start-up hook (convseg/mmcv_ops_hook.py,
 installed by tools/install.sh) must do it.
 """
 from __future__ import annotations
@@ -31,11 +32,14 @@ FRESH = '''
     assert 'convseg' not in sys.modules
 '''
 
-
-def test_mmseg_apis_build_and_run_the_ade20k_config_without_import_convseg(
-        run_script):
-    result = run_python(run_script, FRESH + '''
+#: the checks that start from FRESH, each in its own fork of one interpreter
+#: that ran it (tests/fork_snippets.py): none sees what another imported
+CHECKS = {
+    'apis': '''
+    import sys
+    assert 'convseg' not in sys.modules
     import numpy as np
+    from mmseg.apis import init_model, inference_model
     model = init_model('configs/upernet_convnext_t_ade20k.py', device='cpu')
     sample = inference_model(model, np.zeros((40, 56, 3), np.uint8))
     print(type(model.backbone).__module__, type(sample).__name__,
@@ -51,7 +55,33 @@ def test_mmseg_apis_build_and_run_the_ade20k_config_without_import_convseg(
             DCN()
         except convseg.errors.ConvsegError as err:
             print(type(err) is convseg.compat.MissingMmcvOpError)
-    ''')
+    ''',
+    'runner': '''
+    import sys
+    assert 'convseg' not in sys.modules
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile('configs/quickstart_convnext_atto_scenes.py')
+    cfg.work_dir = sys.argv[0].rsplit('/', 1)[0] + '/work'
+    runner = Runner.from_cfg(cfg)
+    wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
+    # (mmengine's OptimWrapper appends one group of its own, last)
+    print(type(runner.model.backbone).__name__,
+          sorted({g.get('layer_id') for g in wrapper.param_groups[:-1]}))
+    ''',
+}
+
+
+@pytest.fixture(scope='module')
+def fresh_checks(tmp_path_factory, snippets_in_forks):
+    """CHECKS run after FRESH, with the start-up hook on."""
+    return snippets_in_forks(tmp_path_factory.mktemp('fresh_checks'), FRESH,
+                             CHECKS, env={mmcv_ops_hook.ENV: '1'})
+
+
+def test_mmseg_apis_build_and_run_the_ade20k_config_without_import_convseg(
+        fresh_checks):
+    result = fresh_checks['apis']
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == [
         'convseg.models.convnext', 'SegDataSample', '(1,', '40,', '56)',
@@ -59,18 +89,8 @@ def test_mmseg_apis_build_and_run_the_ade20k_config_without_import_convseg(
 
 
 def test_runner_from_cfg_builds_model_and_layer_decay_optimizer(
-        tmp_path, run_script):
-    result = run_python(run_script, FRESH + f'''
-    from mmengine.config import Config
-    from mmengine.runner import Runner
-    cfg = Config.fromfile('configs/quickstart_convnext_atto_scenes.py')
-    cfg.work_dir = {str(tmp_path)!r}
-    runner = Runner.from_cfg(cfg)
-    wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
-    # (mmengine's OptimWrapper appends one group of its own, last)
-    print(type(runner.model.backbone).__name__,
-          sorted({{g.get('layer_id') for g in wrapper.param_groups[:-1]}}))
-    ''')
+        fresh_checks):
+    result = fresh_checks['runner']
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-7:] == [
         'ConvNeXt', '[0,', '1,', '2,', '3,', '4,', '5]']
