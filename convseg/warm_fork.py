@@ -101,11 +101,25 @@ def fork_script(argv: list[str],
     return pid
 
 
+def redirect_output(stdout: str, stderr: str) -> None:
+    """In a child: file descriptors 1 and 2 to the files ``stdout`` and
+    ``stderr`` (created or truncated)."""
+    for fd, path in ((1, stdout), (2, stderr)):
+        opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(opened, fd)
+        os.close(opened)
+
+
+def wait_for(pid: int) -> int:
+    """The exit status of child ``pid`` once it ends (negative: the signal
+    that killed it, as ``subprocess`` reports it)."""
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
 def run_script(argv: list[str], cwd: str | None = None) -> int:
     """``python ARGV...`` in ``cwd``, its output on ours; its exit status
     (negative: the signal that killed it, as ``subprocess`` reports it)."""
     if not fork_available():
         return subprocess.call([sys.executable, *argv], cwd=cwd)
-    pid = fork_script(argv, None if cwd is None else lambda: os.chdir(cwd))
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    return wait_for(
+        fork_script(argv, None if cwd is None else lambda: os.chdir(cwd)))

@@ -41,15 +41,6 @@ def load_warm_fork():
     return module
 
 
-def redirect(out_path: str, err_path: str, env: dict[str, str]) -> None:
-    """In the child: stdout/stderr to the snippet's files, its variables."""
-    for fd, path in ((1, out_path), (2, err_path)):
-        opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(opened, fd)
-        os.close(opened)
-    os.environ.update(env)
-
-
 def main() -> None:
     with open(sys.argv[1]) as f:
         spec = json.load(f)
@@ -57,7 +48,7 @@ def main() -> None:
     folder = spec['folder']
     exec(compile(spec['prelude'], '<prelude>', 'exec'),
          sys.modules['__main__'].__dict__)
-    pids = {}
+    pids, statuses = {}, {}
     for name, code in spec['snippets'].items():
         script = os.path.join(folder, f'{name}.py')
         with open(script, 'w') as f:
@@ -65,16 +56,20 @@ def main() -> None:
         out, err = (os.path.join(folder, name + ext) for ext in ('.out',
                                                                  '.err'))
         env = spec.get('env', {}).get(name, {})
-        pids[name] = warm_fork.fork_script(
-            [script], lambda out=out, err=err, env=env: redirect(out, err, env))
-        if not spec.get('parallel'):
-            pids[name] = os.waitstatus_to_exitcode(
-                os.waitpid(pids[name], 0)[1])
-    if spec.get('parallel'):
-        pids = {name: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-                for name, pid in pids.items()}
+
+        def prepare(out=out, err=err, env=env) -> None:
+            warm_fork.redirect_output(out, err)
+            os.environ.update(env)
+
+        pid = warm_fork.fork_script([script], prepare)
+        if spec.get('parallel'):
+            pids[name] = pid
+        else:
+            statuses[name] = warm_fork.wait_for(pid)
+    statuses.update({name: warm_fork.wait_for(pid)
+                     for name, pid in pids.items()})
     with open(os.path.join(folder, 'statuses.json'), 'w') as f:
-        json.dump(pids, f)
+        json.dump(statuses, f)
 
 
 if __name__ == '__main__':

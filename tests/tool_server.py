@@ -24,20 +24,14 @@ from __future__ import annotations
 import json
 import os
 
-from convseg.warm_fork import fork_script, import_tool_modules
+from convseg.warm_fork import (fork_script, import_tool_modules,
+                               redirect_output, wait_for)
 
 
 def redirect(request: dict) -> None:
     """In the child: stdout/stderr to the request's files, its environment,
     working directory and umask."""
-    out = os.open(request['stdout'], os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-                  0o644)
-    err = os.open(request['stderr'], os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-                  0o644)
-    os.dup2(out, 1)
-    os.dup2(err, 2)
-    os.close(out)
-    os.close(err)
+    redirect_output(request['stdout'], request['stderr'])
     os.environ.clear()
     os.environ.update(request['env'])
     os.chdir(request['cwd'])
@@ -65,9 +59,7 @@ def serve() -> None:
         pid = fork_script(request['argv'], prepare)
         replies.write(json.dumps({'pid': pid}) + '\n')
         replies.flush()
-        _, status = os.waitpid(pid, 0)
-        replies.write(json.dumps(
-            {'returncode': os.waitstatus_to_exitcode(status)}) + '\n')
+        replies.write(json.dumps({'returncode': wait_for(pid)}) + '\n')
         replies.flush()
 
 
