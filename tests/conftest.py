@@ -17,6 +17,9 @@
   a warm interpreter (``tests/tool_server.py``, one per pytest process) where
   the run allows it, else as a process; ``CONVSEG_TEST_FORK=0`` runs every
   tool as a process.
+- ``rank_group``: runs a tool as the ranks of one process group on this
+  machine, as ``torchrun`` starts them: forks of the tool server where the
+  run allows it, else torchrun.
 - ``quickstart_run``: ``tools/quickstart.py`` run once per session on a
   small setting; its dataset, work dir and trained checkpoint.
 - ``png_bomb``: writes a small, valid PNG that declares any size
@@ -40,6 +43,7 @@ import json
 import os
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -143,6 +147,52 @@ def run_argv(argv: list[str], env: dict[str, str], timeout: float,
                           capture_output=True, timeout=timeout, **popen)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run_ranks(script: str | os.PathLike, *args: object, nproc: int = 2,
+              env: dict[str, str] | None = None,
+              python_path: tuple[str | os.PathLike, ...] = (),
+              timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python SCRIPT ARGS...`` as ``nproc`` ranks of one process group on
+    this machine, as ``torchrun --nproc_per_node NPROC`` starts them (RANK,
+    LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set in each), from
+    the repository root; ``python_path``: folders a rank imports from
+    (``PYTHONPATH``). The ranks are forks of the tool server where
+    :func:`run_argv` would fork (``env`` only :data:`RUN_TIME_ENV`), else
+    torchrun starts them. One ``CompletedProcess``: the ranks' output in
+    rank order, the first failed rank's exit status."""
+    script = str(REPO_ROOT / script)
+    args = [str(a) for a in args]
+    port = str(free_port())
+    added = env or {}
+    if (set(added) <= RUN_TIME_ENV
+            and os.environ.get('CONVSEG_TEST_FORK', '1') != '0'):
+        envs = [script_env(**added, RANK=str(r), LOCAL_RANK=str(r),
+                           GROUP_RANK='0', WORLD_SIZE=str(nproc),
+                           LOCAL_WORLD_SIZE=str(nproc),
+                           MASTER_ADDR='127.0.0.1', MASTER_PORT=port)
+                for r in range(nproc)]
+        ranks = _tool_server().run_group(
+            [script, *args], REPO_ROOT, envs, timeout,
+            sys_path=tuple(map(str, python_path)))
+        failed = [r.returncode for r in ranks if r.returncode != 0]
+        return subprocess.CompletedProcess(
+            [sys.executable, script, *args], failed[0] if failed else 0,
+            ''.join(r.stdout for r in ranks), ''.join(r.stderr for r in ranks))
+    path = os.pathsep.join([*map(str, python_path), str(REPO_ROOT)])
+    argv = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
+            str(nproc), '--master_addr', '127.0.0.1', '--master_port', port,
+            script, *args]
+    return subprocess.run(argv, cwd=REPO_ROOT, text=True, capture_output=True,
+                          timeout=timeout,
+                          env=script_env(**added, PYTHONPATH=path))
+
+
 def run_snippets_in_forks(folder: Path, prelude: str,
                           snippets: dict[str, str], *,
                           env: dict[str, str] | None = None,
@@ -219,26 +269,47 @@ class ToolServer:
         the server's), as a finished
         ``CompletedProcess`` (``subprocess.run``'s ``TimeoutExpired`` after
         ``timeout`` seconds, the child killed)."""
+        return self.run_group(argv, cwd, [env], timeout, umask)[0]
+
+    def run_group(self, argv: list[str], cwd: Path,
+                  envs: list[dict[str, str]], timeout: float,
+                  umask: int | None = None, sys_path: tuple[str, ...] = (),
+                  ) -> list[subprocess.CompletedProcess]:
+        """``python ARGV...`` in ``cwd``, once per environment of ``envs``,
+        all at once (the ranks of a process group), ``sys_path`` after the
+        script's folder on ``sys.path``: one finished ``CompletedProcess``
+        each (``TimeoutExpired`` after ``timeout`` seconds, every child
+        killed)."""
         server = self._server()
-        out, err = self.folder / 'stdout', self.folder / 'stderr'
+        outputs = [(self.folder / f'stdout{i}', self.folder / f'stderr{i}')
+                   for i in range(len(envs))]
         deadline = time.monotonic() + timeout + 60   # the first start
         server.stdin.write(json.dumps({
-            'argv': argv, 'cwd': str(cwd), 'env': env, 'stdout': str(out),
-            'stderr': str(err), 'umask': umask}).encode() + b'\n')
-        pid = self._reply(server, deadline)['pid']
+            'argv': argv, 'cwd': str(cwd), 'umask': umask,
+            'sys_path': list(sys_path),
+            'children': [dict(env=env, stdout=str(out), stderr=str(err))
+                         for env, (out, err) in zip(envs, outputs)],
+        }).encode() + b'\n')
+        pids = self._reply(server, deadline)['pids']
         deadline = time.monotonic() + timeout
+
+        def read(path: Path) -> str:
+            return path.read_text(errors='replace')
+
         try:
-            code = self._reply(server, deadline)['returncode']
+            codes = self._reply(server, deadline)['returncodes']
         except TimeoutError:
-            os.kill(pid, signal.SIGKILL)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self._reply(server, time.monotonic() + 60)
             raise subprocess.TimeoutExpired(
                 [sys.executable, *argv], timeout,
-                out.read_text(errors='replace'),
-                err.read_text(errors='replace')) from None
-        return subprocess.CompletedProcess(
-            [sys.executable, *argv], code, out.read_text(errors='replace'),
-            err.read_text(errors='replace'))
+                ''.join(read(out) for out, _ in outputs),
+                ''.join(read(err) for _, err in outputs)) from None
+        return [subprocess.CompletedProcess([sys.executable, *argv], code,
+                                            read(out), read(err))
+                for code, (out, err) in zip(codes, outputs)]
 
 
 @functools.cache
@@ -327,6 +398,12 @@ def snippets_in_forks() -> Callable[..., dict[str,
     """:func:`run_snippets_in_forks`: fresh-interpreter checks that share
     one interpreter."""
     return run_snippets_in_forks
+
+
+@pytest.fixture(scope='session')
+def rank_group() -> Callable[..., subprocess.CompletedProcess]:
+    """:func:`run_ranks`: a tool run as the ranks of a process group."""
+    return run_ranks
 
 
 @pytest.fixture(scope='session')

@@ -15,32 +15,40 @@ background processes, and environment variables that are read when a module
 is imported.
 
 Protocol, one JSON object per line on the server's stdin and stdout:
-request ``{"argv": [...], "cwd": ..., "env": {...}, "stdout": PATH,
-"stderr": PATH, "umask": N or null}``; replies ``{"pid": N}`` then ``{"returncode": N}``
-(negative: killed by that signal, as ``subprocess`` reports it).
+request ``{"argv": [...], "cwd": ..., "umask": N or null, "sys_path":
+[...], "children": [{"env": {...}, "stdout": PATH, "stderr": PATH}, ...]}``:
+the script runs in one forked child per entry of ``children``, all at once
+(the ranks of a process group, each with its own environment), with
+``sys_path`` put after the script's folder on ``sys.path`` (what
+``PYTHONPATH`` gives a new interpreter); replies ``{"pids": [...]}`` then
+``{"returncodes": [...]}`` (negative: killed by that signal, as
+``subprocess`` reports it).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sys
 
 from convseg.warm_fork import (fork_script, import_tool_modules,
                                redirect_output, wait_for)
 
 
-def redirect(request: dict) -> None:
-    """In the child: stdout/stderr to the request's files, its environment,
-    working directory and umask."""
-    redirect_output(request['stdout'], request['stderr'])
+def redirect(request: dict, child: dict) -> None:
+    """In a child: stdout/stderr to its files, its environment, the
+    request's working directory, umask and ``sys.path`` entries."""
+    redirect_output(child['stdout'], child['stderr'])
     os.environ.clear()
-    os.environ.update(request['env'])
+    os.environ.update(child['env'])
     os.chdir(request['cwd'])
     if request.get('umask') is not None:
         os.umask(request['umask'])
+    sys.path[1:1] = request.get('sys_path', [])
 
 
 def serve() -> None:
-    """Answer requests until stdin closes; each runs in a forked child."""
+    """Answer requests until stdin closes; each runs in forked children."""
     import_tool_modules()
     # the protocol moves off fds 0/1, which the children take over
     requests = os.fdopen(os.dup(0), 'r')
@@ -51,15 +59,17 @@ def serve() -> None:
     for line in requests:
         request = json.loads(line)
 
-        def prepare(request=request) -> None:
+        def prepare(child: dict, request: dict = request) -> None:
             requests.close()
             replies.close()
-            redirect(request)
+            redirect(request, child)
 
-        pid = fork_script(request['argv'], prepare)
-        replies.write(json.dumps({'pid': pid}) + '\n')
+        pids = [fork_script(request['argv'], functools.partial(prepare, c))
+                for c in request['children']]
+        replies.write(json.dumps({'pids': pids}) + '\n')
         replies.flush()
-        replies.write(json.dumps({'returncode': wait_for(pid)}) + '\n')
+        codes = [wait_for(pid) for pid in pids]
+        replies.write(json.dumps({'returncodes': codes}) + '\n')
         replies.flush()
 
 

@@ -41,9 +41,10 @@ def random_images(count: int, size: tuple[int, int], seed: int
 
 
 @pytest.fixture(scope='session')
-def ov_file(tiny: dict, torch_model: torch.nn.Module) -> str:
+def ov_file(tmp_path_factory: pytest.TempPathFactory,
+            torch_model: torch.nn.Module) -> str:
     """The tiny model as a dynamic OpenVINO file (fp32 hint)."""
-    path = tiny['root'] / 'dynamic.xml'
+    path = tmp_path_factory.mktemp('openvino') / 'dynamic.xml'
     save_openvino(convert_to_openvino(torch_model, (64, 64), dynamic=True),
                   path)
     return str(path)

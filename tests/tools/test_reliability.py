@@ -12,7 +12,6 @@ import os
 import runpy
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -369,19 +368,13 @@ def test_check_dataset_tool(setup, tmp_path, run_in_process):
 # ---------------------------------------------------------------------------
 
 def test_failed_save_on_rank_0_stops_every_rank_with_its_message(
-        setup, run_script, repo_root):
+        setup, rank_group):
     work = setup['root'] / 'ddp_save'
     # iter_2.pth is taken by a folder: renaming the checkpoint onto it fails
     (work / 'iter_2.pth').mkdir(parents=True)
     (work / 'iter_2.pth' / 'keep').write_text('not a checkpoint')
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
-    result = run_script(
-        '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-        '--master_addr', '127.0.0.1', '--master_port', port,
-        repo_root / TRAIN, setup['config'], '--launcher', 'pytorch',
-        '--work-dir', work, timeout=900)
+    result = rank_group(TRAIN, setup['config'], '--launcher', 'pytorch',
+                        '--work-dir', work, timeout=900)
     assert result.returncode != 0
     text = result.stdout + result.stderr
     message = (f'error: [Errno 21] could not save checkpoint '

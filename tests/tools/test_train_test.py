@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +31,7 @@ import convseg  # noqa: F401
 from convseg import checkpoint_reading
 from convseg.datasets import generate_ade20k, generate_cityscapes
 from mmseg.registry import MODELS
-from tests.conftest import run_argv
+from tests.conftest import free_port, run_argv, run_ranks
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / 'tools'
@@ -432,9 +431,10 @@ class RankDumpHook(Hook):
 
 @atexit.register
 def record_group_at_exit():
-    """Whether this rank's process group was still alive at exit."""
+    """Whether this rank's process group was still alive at exit (in
+    exit_records/ beside this module)."""
     name = os.path.basename(sys.argv[0]).replace('.py', '')
-    with open(os.path.join(os.environ['EXIT_RECORDS'],
+    with open(os.path.join(os.path.dirname(__file__), 'exit_records',
                            f'{name}_rank{os.environ["RANK"]}.txt'), 'w') as f:
         f.write(str(dist.is_initialized()))
 '''
@@ -475,12 +475,6 @@ def plain_model_tta(config, checkpoint, images, sizes, flips=(False, True)):
     return labels
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return str(s.getsockname()[1])
-
-
 def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     assert shutil.which('bash')
     data_root = Path(generate_ade20k(str(tmp_path / 'data'), num_train=4,
@@ -495,10 +489,12 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     work, out = tmp_path / 'work', tmp_path / 'out'
     records = tmp_path / 'exit_records'
     records.mkdir()
-    launch_env = dict(PYTHONPATH=f'{tmp_path}:{REPO}', PORT=free_port(),
-                      EXIT_RECORDS=str(records))
+    # training through the launch script, as users launch it (torchrun);
+    # testing as the same ranks, forked warm (tools/dist_test.sh's command
+    # line: test_launch_scripts_run_python_env_or_venv_or_path)
     text = ok(run(['bash', TOOLS / 'dist_train.sh', config, '2',
-                   '--work-dir', work], tmp_path, **launch_env))
+                   '--work-dir', work], tmp_path,
+                  PYTHONPATH=f'{tmp_path}:{REPO}', PORT=str(free_port())))
     assert 'Distributed training: True' in text
     assert 'using BN (batch statistics per process) in its place' in text
     after = [torch.load(work / f'after_rank{r}.pth') for r in (0, 1)]
@@ -510,13 +506,13 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     saved = read_checkpoint(work / 'iter_4.pth')['state_dict']
     assert all(torch.equal(saved[k], v) for k, v in after[0].items())
 
-    launch_env['PORT'] = free_port()
     # a config naming mmseg's IoUMetric gets the same metric with files;
     # multi-scale + flip test-time augmentation on two processes
-    text = ok(run(['bash', TOOLS / 'dist_test.sh', config,
-                   work / 'iter_4.pth', '2', '--work-dir', work, '--out',
-                   out, '--tta', '--cfg-options',
-                   'test_evaluator.type=IoUMetric'], tmp_path, **launch_env))
+    ok(run_ranks(TOOLS / 'test.py', config, work / 'iter_4.pth',
+                 '--launcher', 'pytorch', '--work-dir', work, '--out', out,
+                 '--tta', '--cfg-options', 'test_evaluator.type=IoUMetric',
+                 env=dict(TORCH_HOME=str(tmp_path / 'hub')),
+                 python_path=(tmp_path,)))
     ann_dir = data_root / 'annotations' / 'validation'
     reference = confusion_miou(ade20k_pairs(out, ann_dir), 150)
     check_results(work, 'iter_4_tta', reference)
@@ -611,7 +607,12 @@ def test_launch_scripts_run_python_env_or_venv_or_path(tmp_path):
     stub(repo / '.venv' / 'bin' / 'python', 'venv-python')
     assert launch(*train)[:3] == [
         'venv-python', '-m', 'torch.distributed.run']
-    assert launch('dist_test.sh', 'c.py', 'x.pth', '2')[0] == 'venv-python'
+    assert launch('dist_test.sh', 'c.py', 'x.pth', '2', '--tta',
+                  PORT='29600') == [
+        'venv-python', '-m', 'torch.distributed.run', '--nnodes=1',
+        '--node_rank=0', '--master_addr=127.0.0.1', '--master_port=29600',
+        '--nproc_per_node=2', str(repo / 'tools' / 'test.py'), 'c.py',
+        'x.pth', '--launcher', 'pytorch', '--tta']
     srun = launch('slurm_train.sh', 'gpu', 'job', 'c.py')
     assert srun[0] == 'srun'
     assert srun[srun.index('--kill-on-bad-exit=1') + 1:][:2] == [
