@@ -61,6 +61,13 @@ from packaging.version import Version
 
 from convseg.hardware import cpu_flags
 
+#: transformers, for the comparisons with Hugging Face's ConvNeXt, lies beside
+#: the venv (tools/install.sh --tests), on the path of the test processes only:
+#: mmengine imports it at start-up where it can (2.3 s of every tool process)
+TRANSFORMERS_DIR = Path(sys.prefix) / 'transformers'
+if TRANSFORMERS_DIR.is_dir() and str(TRANSFORMERS_DIR) not in sys.path:
+    sys.path.append(str(TRANSFORMERS_DIR))
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO_ROOT / 'tests' / 'data' / 'tiny_upernet_convnext.py'
 

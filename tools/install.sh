@@ -12,7 +12,8 @@
 #   flavour is an extra, chosen here, and not a plain dependency;
 # - installs convseg in editable mode, with the test, deploy and openvino
 #   extras on --tests (the deploy tests run in the suite; openvino and nncf
-#   add about 30 s to a fresh install);
+#   add about 30 s to a fresh install), and transformers beside the venv
+#   (see below);
 # - writes convseg's start-up hook (convseg/mmcv_ops_hook.py) into the venv's
 #   site-packages. pip cannot place a .pth file for an editable install, so
 #   this script does it; `python -m convseg.mmcv_ops_hook` does the same.
@@ -25,6 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${CONVSEG_VENV:-.venv}
+TRANSFORMERS=5.17.0
 EXTRAS=""
 [ "${1:-}" = "--tests" ] && EXTRAS="tests,deploy,openvino"
 if [ "${1:-}" = "--bench" ]; then
@@ -84,6 +86,21 @@ fi
 extras=$(printf '%s\n' $flavour $EXTRAS | paste -sd, -)
 echo "[install] pip install -e .${extras:+[$extras]}"
 "${PIP_INSTALL[@]}" -e ".${extras:+[$extras]}"
+if [ "$EXTRAS" = "tests,deploy,openvino" ]; then
+    # transformers (the tests compare our ConvNeXt with Hugging Face's) goes
+    # to $VENV/transformers, which only the test processes put on sys.path
+    # (tests/conftest.py): mmengine imports transformers at start-up when it
+    # can, 2.3 s of every fresh tool process here; its dependencies come with
+    # the tests extra
+    if "$PY" -c "import transformers" 2>/dev/null; then
+        echo "[install] moving transformers out of $VENV's site-packages"
+        $PIP uninstall -y transformers
+    fi
+    echo "[install] transformers==$TRANSFORMERS into $VENV/transformers"
+    rm -rf "$VENV/transformers"
+    "${PIP_INSTALL[@]}" --no-deps --target "$VENV/transformers" \
+        "transformers==$TRANSFORMERS"
+fi
 # a start-up hook so that processes which never import convseg (mmseg's own
 # tools, `from mmseg.apis import init_model`) import mmseg on mmcv-lite too
 "$PY" -c "from convseg.mmcv_ops_hook import main; main()"
