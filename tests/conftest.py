@@ -18,8 +18,8 @@
   the run allows it, else as a process; ``CONVSEG_TEST_FORK=0`` runs every
   tool as a process.
 - ``rank_group``: runs a tool as the ranks of one process group on this
-  machine, as ``torchrun`` starts them: forks of the tool server where the
-  run allows it, else torchrun.
+  machine, with the variables ``torchrun`` sets: forks of the tool server
+  where the run allows it, else processes.
 - ``quickstart_run``: ``tools/quickstart.py`` run once per session on a
   small setting; its dataset, work dir and trained checkpoint.
 - ``png_bomb``: writes a small, valid PNG that declares any size
@@ -161,6 +161,48 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def run_group(script: str | os.PathLike, *args: object,
+              envs: list[dict[str, str]],
+              python_path: tuple[str | os.PathLike, ...] = (),
+              timeout: float = 600) -> list[subprocess.CompletedProcess]:
+    """``python SCRIPT ARGS...`` once per environment of ``envs`` (each
+    added to :func:`script_env`), all at once, from the repository root, as
+    the processes of one job (the ranks of a process group); ``python_path``:
+    folders they import from (``PYTHONPATH``). Forks of the tool server
+    where :func:`run_argv` would fork (every variable added a
+    :data:`RUN_TIME_ENV` one or a rank's: RANK, WORLD_SIZE, MASTER_ADDR...),
+    else processes. One finished ``CompletedProcess`` each."""
+    argv = [str(REPO_ROOT / script), *map(str, args)]
+    full = [script_env(**env) for env in envs]
+    added = set().union(*envs) - RANK_ENV
+    if (added <= RUN_TIME_ENV
+            and os.environ.get('CONVSEG_TEST_FORK', '1') != '0'):
+        return _tool_server().run_group(argv, REPO_ROOT, full, timeout,
+                                        sys_path=tuple(map(str, python_path)))
+    path = os.pathsep.join([*map(str, python_path), str(REPO_ROOT)])
+    processes = [subprocess.Popen(
+        [sys.executable, *argv], cwd=REPO_ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**env, 'PYTHONPATH': path}) for env in full]
+    deadline = time.monotonic() + timeout
+    results = []
+    try:
+        for process in processes:
+            out, err = process.communicate(
+                timeout=max(deadline - time.monotonic(), 0))
+            results.append(subprocess.CompletedProcess(
+                process.args, process.returncode, out, err))
+    finally:
+        for process in processes:
+            process.kill()
+    return results
+
+
+#: what torchrun sets in each rank (read when the process group starts)
+RANK_ENV = frozenset({'RANK', 'LOCAL_RANK', 'GROUP_RANK', 'WORLD_SIZE',
+                      'LOCAL_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'})
+
+
 def run_ranks(script: str | os.PathLike, *args: object, nproc: int = 2,
               env: dict[str, str] | None = None,
               python_path: tuple[str | os.PathLike, ...] = (),
@@ -168,36 +210,21 @@ def run_ranks(script: str | os.PathLike, *args: object, nproc: int = 2,
     """``python SCRIPT ARGS...`` as ``nproc`` ranks of one process group on
     this machine, as ``torchrun --nproc_per_node NPROC`` starts them (RANK,
     LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set in each), from
-    the repository root; ``python_path``: folders a rank imports from
-    (``PYTHONPATH``). The ranks are forks of the tool server where
-    :func:`run_argv` would fork (``env`` only :data:`RUN_TIME_ENV`), else
-    torchrun starts them. One ``CompletedProcess``: the ranks' output in
-    rank order, the first failed rank's exit status."""
-    script = str(REPO_ROOT / script)
-    args = [str(a) for a in args]
+    the repository root, each with ``env`` added; ``python_path`` as for
+    :func:`run_group`, which runs them. One ``CompletedProcess``: the
+    ranks' output in rank order, the first failed rank's exit status."""
     port = str(free_port())
-    added = env or {}
-    if (set(added) <= RUN_TIME_ENV
-            and os.environ.get('CONVSEG_TEST_FORK', '1') != '0'):
-        envs = [script_env(**added, RANK=str(r), LOCAL_RANK=str(r),
-                           GROUP_RANK='0', WORLD_SIZE=str(nproc),
-                           LOCAL_WORLD_SIZE=str(nproc),
-                           MASTER_ADDR='127.0.0.1', MASTER_PORT=port)
-                for r in range(nproc)]
-        ranks = _tool_server().run_group(
-            [script, *args], REPO_ROOT, envs, timeout,
-            sys_path=tuple(map(str, python_path)))
-        failed = [r.returncode for r in ranks if r.returncode != 0]
-        return subprocess.CompletedProcess(
-            [sys.executable, script, *args], failed[0] if failed else 0,
-            ''.join(r.stdout for r in ranks), ''.join(r.stderr for r in ranks))
-    path = os.pathsep.join([*map(str, python_path), str(REPO_ROOT)])
-    argv = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
-            str(nproc), '--master_addr', '127.0.0.1', '--master_port', port,
-            script, *args]
-    return subprocess.run(argv, cwd=REPO_ROOT, text=True, capture_output=True,
-                          timeout=timeout,
-                          env=script_env(**added, PYTHONPATH=path))
+    ranks = run_group(script, *args, python_path=python_path,
+                      timeout=timeout, envs=[
+                          dict(env or {}, RANK=str(r), LOCAL_RANK=str(r),
+                               GROUP_RANK='0', WORLD_SIZE=str(nproc),
+                               LOCAL_WORLD_SIZE=str(nproc),
+                               MASTER_ADDR='127.0.0.1', MASTER_PORT=port)
+                          for r in range(nproc)])
+    failed = [r.returncode for r in ranks if r.returncode != 0]
+    return subprocess.CompletedProcess(
+        ranks[0].args, failed[0] if failed else 0,
+        ''.join(r.stdout for r in ranks), ''.join(r.stderr for r in ranks))
 
 
 def run_snippets_in_forks(folder: Path, prelude: str,
@@ -495,11 +522,11 @@ def scenes_root(dataset: Callable[..., str]) -> str:
 def quickstart_run(tmp_path_factory: pytest.TempPathFactory,
                    run_script: Callable[..., subprocess.CompletedProcess]
                    ) -> dict:
-    """``tools/quickstart.py`` on 32 + 8 scenes for 160 iterations, once per
+    """``tools/quickstart.py`` on 32 + 8 scenes for 100 iterations, once per
     session (shared by the xdist workers): ``result`` (the finished process,
     its args, return code and output), ``data`` (the dataset's
-    root), ``work`` (its work dir, checkpoint ``iter_160.pth``), ``iters``."""
-    iters = 160
+    root), ``work`` (its work dir, checkpoint ``iter_100.pth``), ``iters``."""
+    iters = 100
     with made_once(tmp_path_factory, 'quickstart') as (root, ready):
         data_root, work_dir = root / 'data', root / 'work'
         saved = root / 'result.json'

@@ -1,6 +1,5 @@
 """Tests of convseg.compat: the mmcv.ops stand-in and weights-only loading."""
 import os
-import socket
 import sys
 
 import numpy as np
@@ -9,6 +8,8 @@ import torch
 
 import convseg  # noqa: F401
 from convseg import checkpoint_reading, compat
+
+from .conftest import free_port, run_group
 
 
 def _bilinear(image: np.ndarray, x: float, y: float) -> np.ndarray:
@@ -293,28 +294,23 @@ dist.destroy_process_group()
 '''
 
 
-def test_every_node_downloads_into_its_own_hub_cache(tmp_path,
-                                                     snippets_in_forks):
+def test_every_node_downloads_into_its_own_hub_cache(tmp_path):
     # two nodes of one process each, without a shared TORCH_HOME: global
     # rank 1 is local rank 0 of its node and must download there too (each
-    # rank a fork of one interpreter that imported convseg, the rank's
-    # variables set in its fork)
+    # rank a fork of the warm tool server, the rank's variables set in it)
     source = tmp_path / 'convnext_atto_1k.pth'
     torch.save({'model': {'w': torch.arange(3.)}}, source)
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = str(s.getsockname()[1])
+    port = str(free_port())
     ranks = {}
     for rank in (0, 1):
         ranks[f'rank{rank}'] = dict(
             RANK=str(rank), LOCAL_RANK='0', WORLD_SIZE='2',
             LOCAL_WORLD_SIZE='1', MASTER_ADDR='127.0.0.1', MASTER_PORT=port,
             TORCH_HOME=str(tmp_path / f'node{rank}'))
-    code = DOWNLOAD_ON_A_NODE.format(url=source.as_uri())
-    results = snippets_in_forks(
-        tmp_path / 'ranks', 'import convseg.checkpoint_reading',
-        dict.fromkeys(ranks, code), snippet_env=ranks, parallel=True,
-        timeout=300)
+    script = tmp_path / 'download_on_a_node.py'
+    script.write_text(DOWNLOAD_ON_A_NODE.format(url=source.as_uri()))
+    results = dict(zip(ranks, run_group(script, envs=list(ranks.values()),
+                                        timeout=300)))
     for rank in (0, 1):
         node = results[f'rank{rank}']
         assert node.returncode == 0, node.stderr

@@ -58,8 +58,9 @@ def test_tool_without_the_extra_says_what_to_install(tmp_path, tiny,
 
 def test_quickstart_model_deploys_with_the_same_miou(tmp_path, quickstart_run,
                                                      run_script, repo_root):
-    # the model tools/quickstart.py trained (160 iterations, shared by the
-    # session): trained enough to tell several classes apart
+    # the model tools/quickstart.py trained (the quickstart_run fixture's
+    # 100 iterations, shared by the session): enough to tell several
+    # classes apart
     scenes_root, iters = str(quickstart_run['data']), quickstart_run['iters']
     data = [f'{loader}.dataset.data_root={scenes_root}'
             for loader in ('train_dataloader', 'val_dataloader',

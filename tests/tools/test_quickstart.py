@@ -12,7 +12,7 @@ from PIL import Image
 
 from convseg.plots import PANEL_PIXELS, draw_curves, read_scalars
 
-ITERS = 160
+ITERS = 100
 QUICKSTART = 'configs/quickstart_convnext_atto_scenes.py'
 CLASSES = ['background', 'stripes', 'checks', 'dots', 'ring', 'triangle']
 
