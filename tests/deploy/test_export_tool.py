@@ -42,12 +42,16 @@ def test_failed_check_exits_1_and_keeps_the_file(tmp_path, tiny,
 
 def test_tool_without_the_extra_says_what_to_install(tmp_path, tiny,
                                                      run_script, repo_root):
-    code = ('import runpy, sys; sys.modules["onnxscript"] = None; '
-            f'sys.argv = ["export_onnx.py", {tiny["config"]!r}, '
-            f'{tiny["checkpoint"]!r}, {str(tmp_path / "x.onnx")!r}]; '
-            f'runpy.run_path({str(repo_root / "tools/export_onnx.py")!r}, '
-            'run_name="__main__")')
-    result = run_script('-c', code)
+    # the tool run as a script with onnxscript made unimportable first
+    wrapper = tmp_path / 'export_without_onnxscript.py'
+    wrapper.write_text(
+        'import runpy, sys\n'
+        'sys.modules["onnxscript"] = None\n'
+        f'sys.argv = ["export_onnx.py", {tiny["config"]!r}, '
+        f'{tiny["checkpoint"]!r}, {str(tmp_path / "x.onnx")!r}]\n'
+        f'runpy.run_path({str(repo_root / "tools/export_onnx.py")!r}, '
+        'run_name="__main__")\n')
+    result = run_script(wrapper)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith('error: onnxscript is not installed (')

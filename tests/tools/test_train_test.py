@@ -1,6 +1,8 @@
-"""End to end: tools/train.py, tools/test.py, the torchrun / srun launchers
-and tools/get_flops.py as subprocesses, on generated data in the ADE20K and
-Cityscapes layouts.
+"""End to end: tools/train.py, tools/test.py and tools/get_flops.py as
+users run them (in forks of the suite's warm tool server), on generated data
+in the ADE20K and Cityscapes layouts; training and testing as the two ranks
+of a gloo process group; the command lines of the torchrun / srun launch
+scripts, run with recording stand-ins for the interpreter and srun.
 
 The model is the real experiment config with a tiny ConvNeXt (depths
 (1, 1, 1, 1), dims (8, 16, 32, 64)) and slim heads, on 32-pixel crops; every
@@ -31,7 +33,7 @@ import convseg  # noqa: F401
 from convseg import checkpoint_reading
 from convseg.datasets import generate_ade20k, generate_cityscapes
 from mmseg.registry import MODELS
-from tests.conftest import free_port, run_argv, run_ranks
+from tests.conftest import run_argv, run_ranks
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / 'tools'
@@ -489,12 +491,12 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     work, out = tmp_path / 'work', tmp_path / 'out'
     records = tmp_path / 'exit_records'
     records.mkdir()
-    # training through the launch script, as users launch it (torchrun);
-    # testing as the same ranks, forked warm (tools/dist_test.sh's command
-    # line: test_launch_scripts_run_python_env_or_venv_or_path)
-    text = ok(run(['bash', TOOLS / 'dist_train.sh', config, '2',
-                   '--work-dir', work], tmp_path,
-                  PYTHONPATH=f'{tmp_path}:{REPO}', PORT=str(free_port())))
+    # the ranks torchrun starts for tools/dist_train.sh and dist_test.sh
+    # (their command lines: test_launch_scripts_run_python_env_or_venv_or_path),
+    # each a fork of the warm tool server with torchrun's variables set
+    hub = dict(TORCH_HOME=str(tmp_path / 'hub'))
+    text = ok(run_ranks(TOOLS / 'train.py', config, '--launcher', 'pytorch',
+                        '--work-dir', work, env=hub, python_path=(tmp_path,)))
     assert 'Distributed training: True' in text
     assert 'using BN (batch statistics per process) in its place' in text
     after = [torch.load(work / f'after_rank{r}.pth') for r in (0, 1)]
@@ -511,8 +513,7 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     ok(run_ranks(TOOLS / 'test.py', config, work / 'iter_4.pth',
                  '--launcher', 'pytorch', '--work-dir', work, '--out', out,
                  '--tta', '--cfg-options', 'test_evaluator.type=IoUMetric',
-                 env=dict(TORCH_HOME=str(tmp_path / 'hub')),
-                 python_path=(tmp_path,)))
+                 env=hub, python_path=(tmp_path,)))
     ann_dir = data_root / 'annotations' / 'validation'
     reference = confusion_miou(ade20k_pairs(out, ann_dir), 150)
     check_results(work, 'iter_4_tta', reference)
@@ -604,6 +605,12 @@ def test_launch_scripts_run_python_env_or_venv_or_path(tmp_path):
     train = ('dist_train.sh', 'c.py', '2')
     assert launch(*train)[:3] == [
         'path-python', '-m', 'torch.distributed.run']
+    assert launch(*train, '--amp', NNODES='2', NODE_RANK='1',
+                  MASTER_ADDR='10.0.0.1') == [
+        'path-python', '-m', 'torch.distributed.run', '--nnodes=2',
+        '--node_rank=1', '--master_addr=10.0.0.1', '--master_port=29500',
+        '--nproc_per_node=2', str(repo / 'tools' / 'train.py'), 'c.py',
+        '--launcher', 'pytorch', '--amp']
     stub(repo / '.venv' / 'bin' / 'python', 'venv-python')
     assert launch(*train)[:3] == [
         'venv-python', '-m', 'torch.distributed.run']
