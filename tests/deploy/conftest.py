@@ -74,35 +74,3 @@ def onnx_files(tmp_path_factory: pytest.TempPathFactory, tiny: dict,
             export_onnx(torch_model, files['dynamic'], (64, 64),
                         dynamic=True)
     return {name: str(path) for name, path in files.items()}
-
-
-QUICKSTART = 'configs/quickstart_convnext_atto_scenes.py'
-
-
-@pytest.fixture(scope='session')
-def trained_quickstart(tmp_path_factory: pytest.TempPathFactory,
-                       scenes_root: str, repo_root: Path) -> dict:
-    """The quickstart model trained briefly (40 iterations, batch 4) on
-    the small scenes dataset by mmengine's runner: config, checkpoint and
-    the --cfg-options that point its splits at the data."""
-    from mmengine.config import Config
-    from mmengine.runner import Runner
-
-    iters = 40
-    options = {f'{loader}.dataset.data_root': scenes_root
-               for loader in ('train_dataloader', 'val_dataloader',
-                              'test_dataloader')}
-    options.update({'train_dataloader.batch_size': 4,
-                    'train_cfg.max_iters': iters,
-                    'train_cfg.val_interval': iters,
-                    'default_hooks.checkpoint.interval': iters,
-                    'param_scheduler.1.end': iters})
-    cfg = Config.fromfile(repo_root / QUICKSTART)
-    cfg.merge_from_dict(options)
-    cfg.work_dir = str(tmp_path_factory.mktemp('quickstart_work'))
-    Runner.from_cfg(cfg).train()
-    return dict(config=str(repo_root / QUICKSTART),
-                checkpoint=str(Path(cfg.work_dir) / f'iter_{iters}.pth'),
-                cfg_options=[f'{key}={value}' for key, value in
-                             options.items() if 'data_root' in key],
-                data=options)
