@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import select
@@ -55,11 +56,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from filelock import FileLock
 from packaging.version import Version
-
-from convseg.hardware import cpu_flags
 
 #: transformers, for the comparisons with Hugging Face's ConvNeXt, lies beside
 #: the venv (tools/install.sh --tests), on the path of the test processes only:
@@ -72,8 +70,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO_ROOT / 'tests' / 'data' / 'tiny_upernet_convnext.py'
 
 #: this machine's capabilities, read without the code under test's checks
-NATIVE_BF16 = bool({'avx512_bf16', 'amx_bf16'} & cpu_flags())
-FUSED_ADAMW_ON_CPU = Version(torch.__version__.split('+')[0]) >= Version('2.4')
+def cpuinfo_flags() -> set[str]:
+    """The ISA flags /proc/cpuinfo lists (none off Linux)."""
+    try:
+        text = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith('flags')
+            for flag in line.partition(':')[2].split()}
+
+
+#: (torch itself is not imported here: the controller process of
+#: pytest-xdist runs no test, and importing torch and convseg would cost it
+#: about 20 s)
+TORCH_VERSION = importlib.metadata.version('torch')
+NATIVE_BF16 = bool({'avx512_bf16', 'amx_bf16'} & cpuinfo_flags())
+FUSED_ADAMW_ON_CPU = Version(TORCH_VERSION.split('+')[0]) >= Version('2.4')
 #: test id -> (whether this machine must run it, the variants it must record
 #: with ``record_property('variants', ...)``)
 MUST_RUN: dict[str, tuple[bool, frozenset[str]]] = {
@@ -712,7 +724,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if gaps:
         reporter = session.config.pluginmanager.get_plugin('terminalreporter')
         lines = ['tests this machine can run did not run (native bf16: '
-                 f'{NATIVE_BF16}, torch {torch.__version__}):', *gaps]
+                 f'{NATIVE_BF16}, torch {TORCH_VERSION}):', *gaps]
         if reporter is not None:
             reporter.write_line('\n'.join(lines), red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

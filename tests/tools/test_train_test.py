@@ -605,12 +605,12 @@ def test_launch_scripts_run_python_env_or_venv_or_path(tmp_path):
     train = ('dist_train.sh', 'c.py', '2')
     assert launch(*train)[:3] == [
         'path-python', '-m', 'torch.distributed.run']
-    assert launch(*train, '--amp', NNODES='2', NODE_RANK='1',
-                  MASTER_ADDR='10.0.0.1') == [
+    assert launch('dist_train.sh', 'c.py', '2', '--work-dir', 'w',
+                  NNODES='2', NODE_RANK='1', MASTER_ADDR='10.0.0.1') == [
         'path-python', '-m', 'torch.distributed.run', '--nnodes=2',
         '--node_rank=1', '--master_addr=10.0.0.1', '--master_port=29500',
         '--nproc_per_node=2', str(repo / 'tools' / 'train.py'), 'c.py',
-        '--launcher', 'pytorch', '--amp']
+        '--launcher', 'pytorch', '--work-dir', 'w']
     stub(repo / '.venv' / 'bin' / 'python', 'venv-python')
     assert launch(*train)[:3] == [
         'venv-python', '-m', 'torch.distributed.run']
