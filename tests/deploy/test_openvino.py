@@ -123,6 +123,29 @@ def test_missing_openvino_names_the_extra(tiny, ov_file, monkeypatch):
         'openvino extra: pip install -e ".[openvino]"')
 
 
+def test_benchmark_times_openvino_beside_pytorch(tmp_path, tiny, ov_file,
+                                                 run_script):
+    out = tmp_path / 'figures.json'
+    result = run_script('tools/benchmark.py', tiny['config'],
+                        '--checkpoint', tiny['checkpoint'], '--device', 'cpu',
+                        '--shape', 100, 150, '--batch', 1, '--repeat', 1,
+                        '--warmup', 1, '--test-mode', 'slide', '--no-fast',
+                        '--openvino', ov_file, '--openvino-precision',
+                        'fp32', '--json', out)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    figures = json.loads(out.read_text())['results']
+    name = 'openvino:dynamic.xml:fp32'
+    assert figures[name]['ms_per_batch'] > 0
+    agree = figures[name + '_agreement']
+    assert agree['argmax_equal'] >= 0.9999
+    assert agree['max_rel_logit_diff'] < 1e-5
+    line = re.search(rf'^{name}: argmax equal on (\S+)% of pixels',
+                     result.stdout, re.M)
+    assert float(line.group(1)) == round(100 * agree['argmax_equal'], 4)
+
+
+# last in the file: the quickstart model it quantizes may still be training
+# on another worker when this file starts
 def test_int8_and_bf16_on_a_trained_model(quickstart_run, tmp_path,
                                           run_script, repo_root):
     # the model tools/quickstart.py trained (shared by the session)
@@ -162,24 +185,3 @@ def test_int8_and_bf16_on_a_trained_model(quickstart_run, tmp_path,
                                            precision='bf16'), images)
         agree = np.mean([(a == b).mean() for a, b in zip(reference, bf16)])
         assert agree >= 0.99
-
-
-def test_benchmark_times_openvino_beside_pytorch(tmp_path, tiny, ov_file,
-                                                 run_script):
-    out = tmp_path / 'figures.json'
-    result = run_script('tools/benchmark.py', tiny['config'],
-                        '--checkpoint', tiny['checkpoint'], '--device', 'cpu',
-                        '--shape', 100, 150, '--batch', 1, '--repeat', 1,
-                        '--warmup', 1, '--test-mode', 'slide', '--no-fast',
-                        '--openvino', ov_file, '--openvino-precision',
-                        'fp32', '--json', out)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
-    figures = json.loads(out.read_text())['results']
-    name = 'openvino:dynamic.xml:fp32'
-    assert figures[name]['ms_per_batch'] > 0
-    agree = figures[name + '_agreement']
-    assert agree['argmax_equal'] >= 0.9999
-    assert agree['max_rel_logit_diff'] < 1e-5
-    line = re.search(rf'^{name}: argmax equal on (\S+)% of pixels',
-                     result.stdout, re.M)
-    assert float(line.group(1)) == round(100 * agree['argmax_equal'], 4)
