@@ -27,10 +27,10 @@ from mmengine.registry import init_default_scope
 from ..dataset_meta import (config_dataset_meta, resolve_dataset_meta,
                             test_dataset_cfg)
 from ..deploy.backends import choose_backend, init_deployed_model
-from ..fast import prepare_for_inference
+from ..fast import FastEncoderDecoder, prepare_for_inference
 from ..fast.postprocess import (original_size, predictions, resize_logits,
                                 restore_logits, single_window_logits,
-                                unflip, unpad)
+                                slide_grid, unflip, unpad, upsampled_argmax)
 from ..imageio import ImageInput, load_image
 from ..models.checkpoint_loading import load_segmentor_checkpoint
 
@@ -197,6 +197,34 @@ def _labels(model: torch.nn.Module, logits: torch.Tensor,
     return _resized_argmax(unflip(logits, meta), size, align_corners)
 
 
+def _fast_labels(model: torch.nn.Module, inputs: torch.Tensor,
+                 metas: list[dict]) -> list[np.ndarray] | None:
+    """The label maps :func:`_labels` gives for a fast model's batch, from
+    its logits at the head's resolution (:func:`upsampled_argmax`), where
+    that is the same computation: a multi-class head run on the whole batch
+    at once (``whole`` mode, or a single sliding window), whose logits mmseg
+    resizes to the input's size and, without the padding, to each image's
+    original size already. None elsewhere."""
+    if not isinstance(model, FastEncoderDecoder):
+        return None
+    mode = model.test_cfg.get('mode', 'whole')
+    height, width = inputs.shape[2:]
+    if (model.decode_head.out_channels < 2 or mode not in ('whole', 'slide')
+            or mode == 'slide'
+            and slide_grid(model.test_cfg, height, width) != (1, 1)):
+        return None
+    blank = torch.empty(0, height, width)
+    if any(tuple(unpad(blank, meta).shape[1:]) != original_size(meta)
+           for meta in metas):
+        return None
+    logits = model._fast_logits(inputs)
+    align_corners = bool(model.decode_head.align_corners)
+    return [unflip(unpad(upsampled_argmax(image_logits, (height, width),
+                                          align_corners)[None], meta),
+                   meta)[0].cpu().numpy().astype(np.int64)
+            for image_logits, meta in zip(logits, metas)]
+
+
 def _postprocess(model: torch.nn.Module, logits: torch.Tensor, meta: dict,
                  return_scores: bool) -> Result:
     """Label map (and scores) at the original size from one image's logits."""
@@ -328,7 +356,10 @@ def inference_labels(model: torch.nn.Module,
     float32 class probabilities: softmax of the logits, sigmoid for a
     one-channel binary head). One input gives one result, a list a list.
     Unlike :func:`inference_model`, big images never hold all classes'
-    full-size logits at once unless ``return_scores`` asks for them.
+    full-size logits at once unless ``return_scores`` asks for them; a fast
+    model's labels come from its logits at the head's resolution where mmseg
+    would only resize them to the input's size
+    (:func:`convseg.fast.postprocess.upsampled_argmax`: the same labels).
     """
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
@@ -336,6 +367,12 @@ def inference_labels(model: torch.nn.Module,
     with torch.no_grad():
         for batch in _batches(model, items, channel_order, batch_size):
             data = model.data_preprocessor(batch, False)
+            labels = None if return_scores else _fast_labels(
+                model, data['inputs'],
+                [sample.metainfo for sample in data['data_samples']])
+            if labels is not None:
+                results.extend(labels)
+                continue
             logits = _logits(model, data)
             for sample, image_logits in zip(data['data_samples'], logits):
                 results.append(_postprocess(model, image_logits,

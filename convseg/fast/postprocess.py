@@ -10,6 +10,9 @@ same size give ``x`` back. :func:`single_window_logits` and
 ``EncoderDecoder.inference`` and ``postprocess_result``, bit for bit, at
 less cost. :func:`restore_logits` undoes the data preprocessor's padding
 and a test-time flip, as ``postprocess_result`` does.
+:func:`upsampled_argmax` gives the labels of bilinearly resized logits
+without resizing all classes: only pixels along class borders are
+interpolated.
 """
 from __future__ import annotations
 
@@ -100,3 +103,66 @@ def predictions(model, logits: torch.Tensor
         return logits.argmax(dim=0, keepdim=True), logits
     scores = logits.sigmoid()
     return (scores > model.decode_head.threshold).to(scores), scores
+
+
+def _source_positions(out_size: int, in_size: int, align_corners: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each of ``out_size`` output positions, the two input positions
+    bilinear interpolation reads and the weight of the second, as PyTorch
+    computes them for ``F.interpolate(size=...)`` (float32)."""
+    dst = torch.arange(out_size, dtype=torch.float32)
+    if align_corners:
+        scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+        src = dst * scale
+    else:
+        scale = torch.tensor(in_size, dtype=torch.float32) / out_size
+        src = ((dst + 0.5) * scale - 0.5).clamp(min=0)
+    first = src.floor().long().clamp(max=in_size - 1)
+    second = (first + 1).clamp(max=in_size - 1)
+    return first, second, src - first
+
+
+def upsampled_argmax(logits: torch.Tensor, size: Sequence[int],
+                     align_corners: bool, chunk: int = 1 << 14
+                     ) -> torch.Tensor:
+    """``F.interpolate(logits[None], size, mode='bilinear').argmax(1)[0]``
+    of (C, h, w) logits, an (H, W) int64 label map, without the (C, H, W)
+    full-resolution logits.
+
+    A bilinear value is a convex combination of four neighbouring input
+    vectors. Where all four have the same argmax class, so has every
+    combination of them (each has that class's value at least as high as
+    any other's), so that pixel's label is read off the input's own argmax;
+    only the pixels whose four neighbours disagree (along class borders)
+    are interpolated over all C classes, ``chunk`` pixels at a time. The
+    labels equal the full resize's argmax except where its top two values
+    are within float rounding of each other (the sums run in another
+    order).
+    """
+    height, width = (int(s) for s in size)
+    y0, y1, wy = _source_positions(height, logits.shape[1], align_corners)
+    x0, x1, wx = _source_positions(width, logits.shape[2], align_corners)
+    low = logits.argmax(dim=0)
+    top, bottom = low[y0], low[y1]
+    labels = top[:, x0]
+    corners = (top[:, x1], bottom[:, x0], bottom[:, x1])
+    mixed = torch.zeros_like(labels, dtype=torch.bool)
+    for corner in corners:
+        mixed |= corner != labels
+    rows, cols = mixed.nonzero(as_tuple=True)
+    if rows.numel():
+        # one row of C values per input pixel, gathered whole
+        table = logits.permute(1, 2, 0).reshape(-1, logits.shape[0])
+        step = logits.shape[2]
+    for start in range(0, rows.numel(), chunk):
+        r, c = rows[start:start + chunk], cols[start:start + chunk]
+        ly, lx = wy[r, None], wx[c, None]
+        top_row, bottom_row = y0[r] * step, y1[r] * step
+        left, right = x0[c], x1[c]
+        # the order of PyTorch's CPU kernel: rows outside, columns inside
+        values = ((1 - ly) * ((1 - lx) * table[top_row + left] +
+                              lx * table[top_row + right]) +
+                  ly * ((1 - lx) * table[bottom_row + left] +
+                        lx * table[bottom_row + right]))
+        labels[r, c] = values.argmax(dim=1)
+    return labels

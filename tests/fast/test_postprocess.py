@@ -26,7 +26,7 @@ from convseg import hardware
 from convseg.apis import inference_labels, inference_model, init_model
 from convseg.apis.inference import build_test_pipeline
 from convseg.fast import FastEncoderDecoder
-from convseg.fast.postprocess import slide_grid
+from convseg.fast.postprocess import slide_grid, upsampled_argmax
 
 TINY = """
 _base_ = [{base!r}]
@@ -214,3 +214,55 @@ def test_slide_grid_counts_windows_as_mmseg():
     assert slide_grid(cfg, 64, 64) == (1, 1)
     assert slide_grid(cfg, 65, 30) == (2, 1)
     assert slide_grid(cfg, 10, 10) == (1, 1)
+
+
+# ---------------------------------------------------------------------------
+# upsampled_argmax: the argmax of a bilinear resize, read off the head's
+# resolution where the four neighbours agree
+# ---------------------------------------------------------------------------
+
+def resized_argmax(logits, size, align_corners):
+    """The reference: the full resize, then the argmax."""
+    return F.interpolate(logits[None], size=size, mode='bilinear',
+                         align_corners=align_corners).argmax(1)[0]
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+@pytest.mark.parametrize('classes, low, size', [
+    (7, (16, 16), (64, 64)),     # x4, as the UPerHead's output
+    (5, (13, 17), (50, 71)),     # ratios that are not integers
+    (9, (20, 20), (20, 20)),     # the same size
+    (4, (30, 40), (11, 13)),     # smaller
+    (3, (1, 5), (4, 9)),         # one input row
+    (6, (8, 8), (1, 1)),         # one output pixel
+    (150, (32, 32), (128, 128)),
+])
+def test_upsampled_argmax_equals_the_resized_argmax(classes, low, size,
+                                                    align_corners):
+    # random logits: nearly every output pixel has disagreeing neighbours,
+    # so this checks the interpolated pixels and their corners
+    logits = torch.randn(classes, *low,
+                         generator=torch.Generator().manual_seed(0))
+    expected = resized_argmax(logits, size, align_corners)
+    got = upsampled_argmax(logits, size, align_corners)
+    assert got.dtype == torch.int64 and got.shape == size
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_upsampled_argmax_of_regions_reads_most_labels_off_the_low_map(
+        channels_last):
+    # 150 classes in 12x12 regions at 128x128 (as a trained head predicts):
+    # about 16% of the 512x512 pixels lie where the neighbours disagree
+    gen = torch.Generator().manual_seed(1)
+    regions = torch.randint(0, 150, (1, 1, 12, 12), generator=gen).float()
+    low = F.interpolate(regions, size=(128, 128), mode='nearest')[0, 0]
+    logits = (F.one_hot(low.long(), 150).permute(2, 0, 1).float() * 3 +
+              0.3 * torch.randn(150, 128, 128, generator=gen))
+    if channels_last:
+        logits = logits[None].contiguous(
+            memory_format=torch.channels_last)[0]
+    expected = resized_argmax(logits, (512, 512), False)
+    assert len(expected.unique()) > 50
+    assert torch.equal(upsampled_argmax(logits, (512, 512), False, chunk=999),
+                       expected)
