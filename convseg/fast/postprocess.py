@@ -89,8 +89,17 @@ def resize_logits(logits: torch.Tensor, size: Sequence[int],
     size = tuple(int(s) for s in size)
     if tuple(logits.shape[1:]) == size:
         return logits
-    return F.interpolate(logits[None], size=size, mode='bilinear',
+    return F.interpolate(as_batch(logits), size=size, mode='bilinear',
                          align_corners=align_corners)[0]
+
+
+def as_batch(maps: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) maps as a (1, C, H, W) view whose batch stride spans them.
+    ``maps[None]`` gives the new dimension the stride C, and PyTorch's
+    bilinear kernel then misses its channels-last path: 700 ms instead of
+    150 ms to resize 150 channels from 128x128 to 512x512 on 2 threads of
+    the development Xeon (the same values)."""
+    return maps.as_strided((1, *maps.shape), (maps.numel(), *maps.stride()))
 
 
 def predictions(model, logits: torch.Tensor
@@ -123,8 +132,8 @@ def _source_positions(out_size: int, in_size: int, align_corners: bool
 
 
 def upsampled_argmax(logits: torch.Tensor, size: Sequence[int],
-                     align_corners: bool, chunk: int = 1 << 14
-                     ) -> torch.Tensor:
+                     align_corners: bool, chunk: int = 4096,
+                     most_mixed: float = 0.4) -> torch.Tensor:
     """``F.interpolate(logits[None], size, mode='bilinear').argmax(1)[0]``
     of (C, h, w) logits, an (H, W) int64 label map, without the (C, H, W)
     full-resolution logits.
@@ -134,10 +143,11 @@ def upsampled_argmax(logits: torch.Tensor, size: Sequence[int],
     combination of them (each has that class's value at least as high as
     any other's), so that pixel's label is read off the input's own argmax;
     only the pixels whose four neighbours disagree (along class borders)
-    are interpolated over all C classes, ``chunk`` pixels at a time. The
-    labels equal the full resize's argmax except where its top two values
-    are within float rounding of each other (the sums run in another
-    order).
+    are interpolated over all C classes, ``chunk`` pixels at a time. Where
+    more than ``most_mixed`` of the pixels disagree (noisy logits), the
+    whole resize is cheaper and runs instead. The labels equal the full
+    resize's argmax except where its top two values are within float
+    rounding of each other.
     """
     height, width = (int(s) for s in size)
     y0, y1, wy = _source_positions(height, logits.shape[1], align_corners)
@@ -145,24 +155,26 @@ def upsampled_argmax(logits: torch.Tensor, size: Sequence[int],
     low = logits.argmax(dim=0)
     top, bottom = low[y0], low[y1]
     labels = top[:, x0]
-    corners = (top[:, x1], bottom[:, x0], bottom[:, x1])
-    mixed = torch.zeros_like(labels, dtype=torch.bool)
-    for corner in corners:
-        mixed |= corner != labels
+    mixed = top[:, x1] != labels
+    mixed |= bottom[:, x0] != labels
+    mixed |= bottom[:, x1] != labels
     rows, cols = mixed.nonzero(as_tuple=True)
-    if rows.numel():
-        # one row of C values per input pixel, gathered whole
-        table = logits.permute(1, 2, 0).reshape(-1, logits.shape[0])
-        step = logits.shape[2]
+    if rows.numel() > most_mixed * labels.numel():
+        return resize_logits(logits, size, align_corners).argmax(dim=0)
+    # one row of C values per input pixel, gathered whole (a view of
+    # channels-last logits)
+    table = logits.permute(1, 2, 0).reshape(-1, logits.shape[0])
+    step = logits.shape[2]
     for start in range(0, rows.numel(), chunk):
         r, c = rows[start:start + chunk], cols[start:start + chunk]
         ly, lx = wy[r, None], wx[c, None]
         top_row, bottom_row = y0[r] * step, y1[r] * step
         left, right = x0[c], x1[c]
-        # the order of PyTorch's CPU kernel: rows outside, columns inside
-        values = ((1 - ly) * ((1 - lx) * table[top_row + left] +
-                              lx * table[top_row + right]) +
-                  ly * ((1 - lx) * table[bottom_row + left] +
-                        lx * table[bottom_row + right]))
-        labels[r, c] = values.argmax(dim=1)
+        # PyTorch's CPU kernel's order: (1 - ly) * ((1 - lx) * a + lx * b)
+        # + ly * ((1 - lx) * c + lx * d), each gathered row rounded alike
+        upper = table[top_row + left].mul_(1 - lx).add_(
+            table[top_row + right].mul_(lx))
+        lower = table[bottom_row + left].mul_(1 - lx).add_(
+            table[bottom_row + right].mul_(lx))
+        labels[r, c] = upper.mul_(1 - ly).add_(lower.mul_(ly)).argmax(dim=1)
     return labels

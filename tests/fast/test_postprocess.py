@@ -240,13 +240,17 @@ def resized_argmax(logits, size, align_corners):
 def test_upsampled_argmax_equals_the_resized_argmax(classes, low, size,
                                                     align_corners):
     # random logits: nearly every output pixel has disagreeing neighbours,
-    # so this checks the interpolated pixels and their corners
+    # so this checks the interpolated pixels and their corners (most_mixed=1:
+    # interpolated however many they are), then the whole resize that runs
+    # instead where most pixels disagree
     logits = torch.randn(classes, *low,
                          generator=torch.Generator().manual_seed(0))
     expected = resized_argmax(logits, size, align_corners)
-    got = upsampled_argmax(logits, size, align_corners)
-    assert got.dtype == torch.int64 and got.shape == size
-    assert torch.equal(got, expected)
+    for most_mixed in (1.0, 0.4):
+        got = upsampled_argmax(logits, size, align_corners,
+                               most_mixed=most_mixed)
+        assert got.dtype == torch.int64 and got.shape == size
+        assert torch.equal(got, expected)
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
