@@ -21,6 +21,14 @@ all and is called once by ``import convseg``; it is idempotent.
    weights-only and explains a refusal (and also reads ``.safetensors``
    files, so that ``load_from`` takes every file convseg's loaders take). Can go when mmengine loads weights-only itself.
 
+3. Formatting a config once. mmengine prints and dumps a runner's config
+   through yapf five times in a training run and four in a test run, each
+   time the same text: 0.3-0.6 s each on a 2-vCPU Xeon, a second or two of
+   every tool run. mmengine's ``FormatCode`` is wrapped by
+   :func:`cached_format_code`, which keeps the last few results: the same
+   text and style give the same output, and only a new text is formatted.
+   Can go when mmengine formats a config once per runner.
+
 The checkpoint reading functions that used to live here
 (``load_checkpoint_file``, ``unsafe_checkpoint_loading``,
 ``download_checkpoint``...) moved to :mod:`convseg.checkpoint_reading`; their
@@ -245,6 +253,53 @@ def install_checkpoint_loading() -> None:
                                      force=True)
 
 
+# --------------------------------------------------------------------------
+# 3. one yapf pass per config text
+# --------------------------------------------------------------------------
+
+#: texts :func:`cached_format_code` keeps (a runner formats one or two)
+FORMAT_CACHE_SIZE = 8
+
+
+def cached_format_code(format_code: Any) -> Any:
+    """``format_code`` (yapf's ``FormatCode``) with its last
+    :data:`FORMAT_CACHE_SIZE` results kept, by text and style.
+
+    Calls with other arguments, or a style that is not a dict of plain
+    values, go straight to ``format_code``.
+    """
+    if getattr(format_code, '__wrapped__', None) is not None:
+        return format_code
+    cache: dict[tuple, Any] = {}
+
+    def format_once(text: str, *args: Any, **kwargs: Any) -> Any:
+        style = kwargs.get('style_config')
+        if args or set(kwargs) - {'style_config'} or not (
+                style is None or isinstance(style, dict)):
+            return format_code(text, *args, **kwargs)
+        try:
+            key = (text, None if style is None else
+                   tuple(sorted(style.items())))
+            hash(key)
+        except TypeError:
+            return format_code(text, *args, **kwargs)
+        if key not in cache:
+            if len(cache) >= FORMAT_CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+            cache[key] = format_code(text, **kwargs)
+        return cache[key]
+
+    format_once.__wrapped__ = format_code
+    format_once.cache = cache
+    return format_once
+
+
+def install_config_format_cache() -> None:
+    """Wrap mmengine's ``FormatCode`` with :func:`cached_format_code`."""
+    from mmengine.config import config as mmengine_config
+    mmengine_config.FormatCode = cached_format_code(mmengine_config.FormatCode)
+
+
 _applied = False
 
 
@@ -255,4 +310,5 @@ def apply() -> None:
         return
     install_mmcv_ops_shim()
     install_checkpoint_loading()
+    install_config_format_cache()
     _applied = True

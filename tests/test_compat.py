@@ -199,6 +199,34 @@ def test_getattr_in_a_checkpoint_reaches_nothing_but_statistics(tmp_path):
     assert isinstance(err.value, pickle.UnpicklingError)
 
 
+def test_a_config_text_goes_through_yapf_once(monkeypatch):
+    from mmengine.config import Config
+    from mmengine.config import config as mmengine_config
+    from yapf.yapflib.yapf_api import FormatCode
+
+    # import convseg wrapped mmengine's own FormatCode
+    assert mmengine_config.FormatCode.__wrapped__ is FormatCode
+    calls = []
+
+    def counting(text, **kwargs):
+        calls.append((text, kwargs))
+        return FormatCode(text, **kwargs)
+
+    monkeypatch.setattr(mmengine_config, 'FormatCode',
+                        compat.cached_format_code(counting))
+    cfg = Config(dict(model=dict(type='EncoderDecoder', depths=[3, 3, 9]),
+                      lr=6e-3))
+    first = cfg.pretty_text
+    assert cfg.pretty_text == first and len(calls) == 1
+    # what yapf itself makes of the text mmengine passed
+    text, kwargs = calls[0]
+    assert first == FormatCode(text, **kwargs)[0]
+    assert "type='EncoderDecoder'" in first
+    cfg.lr = 1e-3
+    assert 'lr = 0.001' in cfg.pretty_text and len(calls) == 2
+    assert len(cfg.pretty_text) == len(first) and len(calls) == 2
+
+
 def test_missing_local_file_names_it(tmp_path):
     from mmengine.runner.checkpoint import _load_checkpoint
     missing = tmp_path / 'nope.pth'
