@@ -33,7 +33,7 @@ import convseg  # noqa: F401
 from convseg import checkpoint_reading
 from convseg.datasets import generate_ade20k, generate_cityscapes
 from mmseg.registry import MODELS
-from tests.conftest import run_argv, run_ranks
+from tests.conftest import run_argv, run_ranks, script_env
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / 'tools'
@@ -112,12 +112,12 @@ def write_config(path, layout, data_root, iters, lr=BASE_LR, total=TOTAL,
 
 
 def env(**more):
-    """The tools' environment: one thread, no display, no proxy, own hub."""
-    out = {k: v for k, v in os.environ.items()
+    """:func:`tests.conftest.script_env` with no display and no proxy, and
+    this Python's folder first on PATH."""
+    out = {k: v for k, v in script_env().items()
            if k.lower() not in ('http_proxy', 'https_proxy', 'all_proxy',
                                 'display')}
-    out.update(OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1',
-               PATH=f'{Path(sys.executable).parent}:{out.get("PATH", "")}')
+    out['PATH'] = f'{Path(sys.executable).parent}:{out.get("PATH", "")}'
     out.update(more)
     return out
 
