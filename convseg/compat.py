@@ -36,6 +36,7 @@ old names here still work for one release, with a ``DeprecationWarning``.
 """
 from __future__ import annotations
 
+import functools
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -265,32 +266,31 @@ def cached_format_code(format_code: Any) -> Any:
     """``format_code`` (yapf's ``FormatCode``) with its last
     :data:`FORMAT_CACHE_SIZE` results kept, by text and style.
 
-    Calls with other arguments, or a style that is not a dict of plain
-    values, go straight to ``format_code``.
+    Only mmengine's call, ``format_code(text, style_config=DICT)`` with
+    plain values, is cached; any other call goes straight to
+    ``format_code``.
     """
-    if getattr(format_code, '__wrapped__', None) is not None:
+    if getattr(format_code, 'convseg_cached', False):
         return format_code
-    cache: dict[tuple, Any] = {}
 
+    @functools.lru_cache(maxsize=FORMAT_CACHE_SIZE)
+    def by_style(text: str, style: tuple) -> Any:
+        return format_code(text, style_config=dict(style))
+
+    @functools.wraps(format_code)
     def format_once(text: str, *args: Any, **kwargs: Any) -> Any:
         style = kwargs.get('style_config')
-        if args or set(kwargs) - {'style_config'} or not (
-                style is None or isinstance(style, dict)):
-            return format_code(text, *args, **kwargs)
-        try:
-            key = (text, None if style is None else
-                   tuple(sorted(style.items())))
-            hash(key)
-        except TypeError:
-            return format_code(text, *args, **kwargs)
-        if key not in cache:
-            if len(cache) >= FORMAT_CACHE_SIZE:
-                cache.pop(next(iter(cache)))
-            cache[key] = format_code(text, **kwargs)
-        return cache[key]
+        if not args and set(kwargs) == {'style_config'} and isinstance(
+                style, dict):
+            key = tuple(sorted(style.items()))
+            try:
+                hash(key)
+            except TypeError:  # a value that cannot be a cache key
+                return format_code(text, *args, **kwargs)
+            return by_style(text, key)
+        return format_code(text, *args, **kwargs)
 
-    format_once.__wrapped__ = format_code
-    format_once.cache = cache
+    format_once.convseg_cached = True
     return format_once
 
 
