@@ -7,7 +7,7 @@ import transformers
 from mmengine.config import ConfigDict
 
 import convseg  # noqa: F401  (registers ConvNeXt)
-from convseg.models.convnext import ConvNeXt
+from convseg.models.convnext import ConvNeXt, small_map_depthwise_conv
 from mmseg.registry import MODELS
 
 SMALL = dict(depths=(1, 2, 4, 1), dims=(8, 16, 32, 64))
@@ -317,6 +317,53 @@ def test_features_equal_huggingface(version, layer_scale, in_ch):
 
 
 # ---------------------------------------------------- training behaviour
+@pytest.mark.parametrize('shape', [(3, 6, 4, 4), (2, 5, 2, 2), (2, 4, 4, 2),
+                                   (1, 3, 1, 1)])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_small_map_depthwise_conv_equals_conv2d(shape, channels_last):
+    """Values and gradients of the per-channel product equal F.conv2d's
+    (float64: only rounding differs), in the input's memory format."""
+    gen = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(shape[1], shape[1], 7, padding=3, groups=shape[1])
+    conv = conv.double()
+    with torch.no_grad():
+        for p in conv.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    x = x.contiguous(memory_format=fmt).requires_grad_()
+    grad_out = torch.randn(shape, generator=gen, dtype=torch.float64)
+    inputs = (x, conv.weight, conv.bias)
+    expected = torch.nn.functional.conv2d(x, conv.weight, conv.bias,
+                                          padding=3, groups=shape[1])
+    got = small_map_depthwise_conv(x, conv)
+    assert got.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    for g, e in zip(torch.autograd.grad(got, inputs, grad_out),
+                    torch.autograd.grad(expected, inputs, grad_out)):
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-12)
+
+
+def test_training_blocks_on_small_maps_skip_the_conv_module():
+    """In training on a 64-px input, stages 2 and 3 (4x4 and 2x2 maps) take
+    the per-channel product, stages 0 and 1 (16x16, 8x8) the conv; eval
+    takes the conv everywhere."""
+    model = ConvNeXt(**SMALL)
+    conv_calls = []
+    for i, stage in enumerate(model.stages):
+        for block in stage:
+            block.dwconv.register_forward_hook(
+                lambda *_, i=i: conv_calls.append(i))
+    x = torch.randn(2, 3, 64, 64)
+    model.train()
+    model(x)
+    assert conv_calls == [0] * SMALL['depths'][0] + [1] * SMALL['depths'][1]
+    conv_calls.clear()
+    model.eval()
+    model(x)
+    assert len(conv_calls) == sum(SMALL['depths'])
+
+
 def test_gradient_checkpointing_same_outputs_and_gradients():
     torch.manual_seed(0)
     plain = ConvNeXt(drop_path_rate=0.3, **SMALL)
@@ -324,7 +371,7 @@ def test_gradient_checkpointing_same_outputs_and_gradients():
     ckpt.load_state_dict(plain.state_dict())
     calls = []
     for block in ckpt.stages[2]:
-        block.dwconv.register_forward_hook(lambda *_: calls.append(1))
+        block.norm.register_forward_hook(lambda *_: calls.append(1))
     x = torch.randn(2, 3, 64, 64)
     results = []
     for model in (plain, ckpt):
