@@ -19,7 +19,8 @@ argmax is equal and max |fast - plain| / max |plain| over the logits.
 --fast or --no-fast times only that one. The CPU's model and ISA flags
 (AVX-512, avx512_bf16, AMX) and the fast path's kernel table (measured on
 the first, untimed run, or read from the kernel cache) are printed too.
---stages adds, per model, a row for each stage of the API on one random
+--stages adds, per convseg model (not onnxruntime or --reference: they have
+no convseg API), a row for each stage of the API on one random
 image: ``encode_decode`` (the network, the resize of its logits, argmax),
 ``inference_labels``, ``inference_model`` and ``inference_model`` with
 ``return_logits=True`` (test pipeline, data preprocessor, network, labels),
@@ -289,9 +290,11 @@ def run_infer(args: argparse.Namespace) -> dict[str, object]:
         for name in variants
     }
     if args.stages:
+        # onnxruntime and mmseg's reference have no convseg API to time:
+        # their rows are the table's above
         results.update(run_stages(args, {
             name: model for name, model in variants.items()
-            if name != 'onnxruntime'}))
+            if name != 'onnxruntime' and not name.startswith('reference')}))
     if reference_left_out is not None:
         results['reference'] = dict(left_out=reference_left_out)
     if 'plain' in variants and 'onnxruntime' in variants:
