@@ -21,7 +21,9 @@
 # tools/benchmark.py --reference: torch==2.14.1 with torchvision==0.29.1
 # (mmpretrain, whose ConvNeXt is mmseg's reference backbone, imports
 # torchvision, which does not import beside torch 2.13 CPU; 2.14.1 is a CUDA
-# build of about 5.5 GB that also runs on CPU), mmpretrain and convseg.
+# build of about 5.5 GB that also runs on CPU), mmpretrain and convseg with
+# its deploy and openvino extras (the --onnx and --openvino rows beside the
+# reference).
 # Re-running is cheap: a stamp file records the inputs it was run with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +33,7 @@ EXTRAS=""
 [ "${1:-}" = "--tests" ] && EXTRAS="tests,deploy,openvino"
 if [ "${1:-}" = "--bench" ]; then
     VENV=${CONVSEG_BENCH_VENV:-.venv-bench}
-    EXTRAS="bench"
+    EXTRAS="bench,deploy,openvino"
 fi
 
 stamp="$VENV/.convseg-install-$EXTRAS"
@@ -68,7 +70,7 @@ else
     PIP_INSTALL=($PIP install)
 fi
 
-if [ "$EXTRAS" = "bench" ]; then
+if [ "$EXTRAS" = "bench,deploy,openvino" ]; then
     echo "[install] torch==2.14.1 torchvision==0.29.1 into $VENV (about 5.5 GB)"
     "${PIP_INSTALL[@]}" torch==2.14.1 torchvision==0.29.1
 elif ! "$PY" -c "import torch" 2>/dev/null; then
