@@ -166,10 +166,13 @@ class Block(nn.Module):
         self.with_cp = with_cp
 
     def _depthwise(self, x: torch.Tensor) -> torch.Tensor:
-        # training on CPU only: eval, export and the fast path keep the conv
+        # eager training on CPU only: eval, export, the fast path and
+        # torch.compile (which fuses the conv itself; the tap matrix's cache
+        # would break its graph) keep the conv
         if (self.training and x.shape[2] * x.shape[3] <= SMALL_MAP_PIXELS
                 and x.device.type == 'cpu' and torch.is_grad_enabled()
-                and type(self.dwconv) is nn.Conv2d):
+                and type(self.dwconv) is nn.Conv2d
+                and not torch.compiler.is_compiling()):
             return small_map_depthwise_conv(x, self.dwconv)
         return self.dwconv(x)
 

@@ -18,9 +18,11 @@ from mmengine.logging import MMLogger
 from mmengine.model import revert_sync_batchnorm
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
+from torch._dynamo.utils import counters
 
 import convseg  # noqa: F401
 from convseg.engine import CPUAutocastOptimWrapper, train_speed
+from convseg.models import convnext
 from convseg.engine.train_speed import (TrainSpeedConfigError,
                                         compile_backbone,
                                         fused_adamw_available, read_switches,
@@ -176,7 +178,15 @@ def test_compile_backbone_trains_like_default(reference,
     model, optim_wrapper = build(quickstart_cfg(), start)
     compile_backbone(model, True)
     assert set(model.state_dict()) == set(start)
+    # as in a fresh process that compiles before any eager step: no tap
+    # matrices cached yet
+    convnext._SHIFT_BASES.clear()
+    counters.clear()
     compiled_losses, compiled_grads, _ = train(model, optim_wrapper, 2)
+    # the backbone is one graph: a break (e.g. in the small-map depthwise
+    # conv's cache) would compile each block apart, about 26 graphs
+    assert dict(counters['graph_break']) == {}
+    assert counters['stats']['unique_graphs'] == 1
     assert compiled_losses[0] == pytest.approx(losses[0], rel=1e-5)
     assert max_rel(grads, compiled_grads) < 1e-4
     assert compiled_losses == pytest.approx(losses[:2], rel=1e-4)
