@@ -19,8 +19,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 tag=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
-if ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
-    echo "[gpu-session] skipped: no CUDA GPU here ($("$PY" -c 'import torch; print(f"torch {torch.__version__}, CUDA {torch.version.cuda}")' 2>&1 | tail -1))"
+# one interpreter both describes torch and says whether CUDA is usable
+if ! torch_info=$("$PY" -c 'import sys, torch
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}")
+sys.exit(not torch.cuda.is_available())' 2>&1 | tail -1); then
+    echo "[gpu-session] skipped: no CUDA GPU here ($torch_info)"
     exit 0
 fi
 export CONVSEG_WHEELS=${CONVSEG_WHEELS:-.whl/lean$tag}

@@ -41,5 +41,6 @@ else
     echo "[test-gpu] no $wheels: using the packages $PY already has"
     export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 fi
-"$PY" -c 'import torch; print(f"[test-gpu] torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.device_count()} GPU(s)")'
+# (pytest's header says torch's version, CUDA's and the GPU count:
+# tests/gpu/conftest.py; a separate interpreter for it took 4 s of imports)
 exec "$PY" -m pytest -m gpu -v -rs tests/gpu "$@"

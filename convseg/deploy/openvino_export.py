@@ -2,7 +2,8 @@
 
 :func:`convert_to_openvino` goes through the ONNX export
 (:func:`convseg.deploy.export.export_onnx`, into a temporary folder) and
-``openvino.convert_model``, so the ``.xml`` keeps the ONNX graph's contract:
+``openvino.convert_model`` (:func:`onnx_to_openvino`, which also converts
+an exported file), so the ``.xml`` keeps the ONNX graph's contract:
 ``image`` RGB 0..255 in, ``logits`` and ``labels`` out, any batch and size
 with ``dynamic``. Classes, palette and the precision hint go into the
 model's ``rt_info`` under ``convseg``. :func:`save_openvino` writes the
@@ -36,16 +37,23 @@ def convert_to_openvino(model: EncoderDecoder,
     """``model`` as an ``ov.Model`` (through its ONNX export at ``shape``
     and ``batch``, or any size with ``dynamic``), with the model's
     ``dataset_meta`` classes and palette in its ``rt_info``."""
-    ov = openvino()
+    openvino()  # the missing extra is named before the export runs
     with tempfile.TemporaryDirectory(prefix='convseg-openvino-') as folder:
         onnx_path = os.path.join(folder, 'model.onnx')
         export_onnx(model, onnx_path, shape, batch=batch, dynamic=dynamic)
-        converted = ov.convert_model(onnx_path)
+        return onnx_to_openvino(onnx_path,
+                                getattr(model, 'dataset_meta', None) or {})
+
+
+def onnx_to_openvino(onnx_path: str | os.PathLike, meta: dict) -> Any:
+    """An ONNX file of :func:`~convseg.deploy.export.export_onnx` as an
+    ``ov.Model`` (``openvino.convert_model``), with ``meta``'s classes and
+    palette in its ``rt_info``."""
+    converted = openvino().convert_model(os.fspath(onnx_path))
     names = [output.get_any_name() for output in converted.outputs]
     if tuple(names) != OUTPUT_NAMES:
         raise OnnxInputError(f'openvino.convert_model gave outputs {names}; '
                              f'expected {list(OUTPUT_NAMES)}')
-    meta = getattr(model, 'dataset_meta', None) or {}
     for key, value in metadata_strings(meta).items():
         converted.set_rt_info(value, [RT_INFO_SECTION, key])
     return converted

@@ -23,6 +23,13 @@ TRAIN_ITERS = 1000
 from convseg.hardware import NATIVE_BF16_CAPABILITY
 
 
+def pytest_report_header(config) -> str:
+    """The line ``bash tools/test_gpu.sh`` starts with: torch, CUDA and
+    the GPUs this run sees."""
+    return (f'[test-gpu] torch {torch.__version__}, CUDA '
+            f'{torch.version.cuda}, {torch.cuda.device_count()} GPU(s)')
+
+
 def missing_cuda() -> str | None:
     """Why CUDA cannot be used here, or None."""
     if torch.version.cuda is None:

@@ -84,6 +84,8 @@ def test_gpu_command_skips_every_test_with_its_reasons(tmp_path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert (f'[test-gpu] no {tmp_path / "no-wheels"}: using the packages '
             f'{sys.executable} already has') in result.stdout
+    assert (f'[test-gpu] torch {torch.__version__}, CUDA {torch.version.cuda}'
+            ', 0 GPU(s)') in result.stdout.splitlines()
     skipped = {}
     for case in ET.parse(report).iter('testcase'):
         test_id = case.get('classname').split('.')[-1] + '::' + case.get(
