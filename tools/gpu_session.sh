@@ -19,10 +19,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 tag=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
-# one interpreter both describes torch and says whether CUDA is usable
+# one interpreter both says whether CUDA is usable and describes torch; the
+# description is printed last, after any warning of the CUDA check
 if ! torch_info=$("$PY" -c 'import sys, torch
+usable = torch.cuda.is_available()
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}")
-sys.exit(not torch.cuda.is_available())' 2>&1 | tail -1); then
+sys.exit(not usable)' 2>&1 | tail -1); then
     echo "[gpu-session] skipped: no CUDA GPU here ($torch_info)"
     exit 0
 fi

@@ -22,12 +22,12 @@ from torch._dynamo.utils import counters
 
 import convseg  # noqa: F401
 from convseg.engine import CPUAutocastOptimWrapper, train_speed
-from convseg.models import convnext
 from convseg.engine.train_speed import (TrainSpeedConfigError,
                                         compile_backbone,
                                         fused_adamw_available, read_switches,
                                         to_channels_last, use_bf16,
                                         use_fused_adamw)
+from convseg.models import convnext
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmengine.structures import PixelData
