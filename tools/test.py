@@ -34,7 +34,8 @@ from convseg.cli import (add_launch_arguments, add_precision_argument,
 from convseg.datasets import check_dataset_layout
 from convseg.engine import fit_to_device
 from convseg.engine.launch import finish_distributed
-from convseg.engine.config_checks import check_model_config
+from convseg.engine.config_checks import (check_model_config,
+                                          check_tta_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -58,7 +59,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--tta',
         action='store_true',
-        help='multi-scale (0.5 .. 1.75) and flip test-time augmentation')
+        help='test-time augmentation: the views of the config\'s '
+        'tta_pipeline, merged by its tta_model (the ADE20K and Cityscapes '
+        'configs: scales 0.5 .. 1.75, each also mirrored; the quickstart '
+        'config: the scene as is, mirrored and upside down)')
     parser.add_argument(
         '--confusion-matrix',
         nargs='?',
@@ -95,6 +99,8 @@ def main(args: argparse.Namespace) -> None:
 
     # mistakes in the config and the dataset stop before anything is built
     check_model_config(cfg.model)
+    if args.tta:
+        check_tta_config(cfg, args.config)
     check_dataset_layout(cfg, splits=['test'])
 
     # result files named after the checkpoint; prediction PNGs if asked.

@@ -97,3 +97,29 @@ def check_model_config(model_cfg: Mapping) -> None:
             raise ConfigArgumentError(
                 f"{key}.{name}: {cls.__name__} has no argument '{name}'."
                 f"{hint} It accepts: {', '.join(accepted)}.")
+
+
+class MissingConfigKeyError(ConvsegError, ValueError):
+    """A tool option needs a config key that the config does not set."""
+
+
+#: what ``tools/test.py --tta`` reads from the config, and what each is
+TTA_KEYS = {
+    'tta_model': 'the wrapper that merges the views, e.g. '
+                 "dict(type='SegTTAModel')",
+    'tta_pipeline': 'the test pipeline with a TestTimeAug step that lists '
+                    'the views (scales, flips)',
+}
+
+
+def check_tta_config(cfg: Mapping, config: str) -> None:
+    """Raise :class:`MissingConfigKeyError` naming the first of
+    ``tta_model`` and ``tta_pipeline`` that ``cfg`` (loaded from the file
+    ``config``) lacks."""
+    for key, what in TTA_KEYS.items():
+        if cfg.get(key) is None:
+            raise MissingConfigKeyError(
+                f'{config} has no {key} ({what}), which --tta needs: add '
+                'one (configs/_base_/default_runtime.py and '
+                'configs/_base_/datasets/ade20k.py have examples), or test '
+                'without --tta.')

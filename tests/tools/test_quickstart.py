@@ -12,6 +12,8 @@ from PIL import Image
 
 from convseg.plots import PANEL_PIXELS, draw_curves, read_scalars
 
+from ..helpers import confusion_miou, plain_model_tta
+
 ITERS = 100
 QUICKSTART = 'configs/quickstart_convnext_atto_scenes.py'
 CLASSES = ['background', 'stripes', 'checks', 'dots', 'ring', 'triangle']
@@ -38,7 +40,7 @@ def test_quickstart_trains_a_model_better_than_a_constant(quickstart_run):
         assert len(os.listdir(dataset / 'annotations' / split)) == count
 
     checkpoint = work_dir / f'iter_{ITERS}.pth'
-    metrics_file = work_dir / 'test' / f'iter_{ITERS}_metrics.json'
+    metrics_file = work_dir / 'test' / f'iter_{ITERS}_tta_metrics.json'
     assert checkpoint.is_file()
     metrics = json.loads(metrics_file.read_text())
     assert [row['class'] for row in metrics['per_class']] == CLASSES
@@ -50,8 +52,10 @@ def test_quickstart_trains_a_model_better_than_a_constant(quickstart_run):
     # the summary: mIoU and classes as tools/test.py wrote them, and where
     # things are
     tail = result.stdout[result.stdout.index('==> 6. done'):].splitlines()
-    assert tail[1] == (f'validation mIoU: {metrics["mIoU"]:.2f}% '
-                       f'({metrics_file})')
+    assert re.fullmatch(
+        rf'validation mIoU {metrics["mIoU"]:.2f}% with flips, '
+        rf'\d+\.\d\d% in one pass \({re.escape(str(metrics_file))}\)',
+        tail[1]), tail[1]
     rows = [line.split() for line in tail[3:9]]
     assert [r[0] for r in rows] == [c['class'] for c in metrics['per_class']]
     for row, expected in zip(rows, metrics['per_class']):
@@ -70,6 +74,46 @@ def test_quickstart_trains_a_model_better_than_a_constant(quickstart_run):
             Image.open(work_dir / 'overlays' / f'{name}_mask.png'))
         assert mask.shape == (64, 64) and mask.max() < 6
     assert not (work_dir / 'overlays' / 'scene_000002_overlay.png').exists()
+
+
+@pytest.fixture(scope='module')
+def recomputed(quickstart_run) -> dict:
+    """The quickstart checkpoint's validation labels and mIoU, computed here
+    (tests.helpers.plain_model_tta: the plain model, flips done with torch;
+    counted with numpy): ``with_flips`` (as is, mirrored, upside down),
+    ``one_pass``, and ``changed``, the share of pixels the flips change."""
+    dataset, work_dir = quickstart_run['data'], quickstart_run['work']
+    folder = dataset / 'annotations' / 'validation'
+    names = sorted(os.listdir(folder))
+    images = [dataset / 'images' / 'validation' / n.replace('.png', '.jpg')
+              for n in names]
+    truths = []
+    for name in names:
+        label = np.asarray(Image.open(folder / name)).astype(np.int64)
+        truths.append(np.where(label == 0, 255, label - 1))
+    checkpoint = work_dir / f'iter_{ITERS}.pth'
+    flipped = plain_model_tta(QUICKSTART, checkpoint, images, [(64, 64)],
+                              flips=(None, 'horizontal', 'vertical'))
+    single = plain_model_tta(QUICKSTART, checkpoint, images, [(64, 64)],
+                             flips=(None, ))
+    return dict(
+        with_flips=confusion_miou(zip(flipped, truths), len(CLASSES))[0],
+        one_pass=confusion_miou(zip(single, truths), len(CLASSES))[0],
+        changed=np.mean([np.mean(a != b) for a, b in zip(flipped, single)]))
+
+
+def test_reported_miou_with_flips_and_in_one_pass(quickstart_run,
+                                                  recomputed):
+    assert recomputed['changed'] > 0.005  # the flips are averaged in
+    tail = quickstart_run['result'].stdout.split('==> 6. done\n')[1]
+    shown = re.match(r'validation mIoU (\d+\.\d\d)% with flips, '
+                     r'(\d+\.\d\d)% in one pass ', tail)
+    # a pixel or two may round to the other class in another process:
+    # 0.05 points is about ten of the 8 x 64 x 64 pixels
+    assert float(shown[1]) == pytest.approx(recomputed['with_flips'],
+                                            abs=0.05)
+    assert float(shown[2]) == pytest.approx(recomputed['one_pass'],
+                                            abs=0.05)
 
 
 def test_summary_sheet_panels(quickstart_run):
@@ -97,8 +141,8 @@ def text_log_losses(work_dir) -> dict[int, float]:
     return {int(i): float(v) for i, v in found}
 
 
-def test_plot_curves_on_the_quickstart_logs(quickstart_run, run_script,
-                                            tmp_path):
+def test_plot_curves_on_the_quickstart_logs(quickstart_run, recomputed,
+                                            run_script, tmp_path):
     work_dir = quickstart_run['work']
     out = tmp_path / 'curves.png'
     run = run_script('tools/plot_curves.py', work_dir, '--out', out)
@@ -123,9 +167,8 @@ def test_plot_curves_on_the_quickstart_logs(quickstart_run, run_script,
                                atol=5e-5)
     miou_steps, miou = axes[2].lines[0].get_data()
     assert list(miou_steps) == [ITERS // 5 * i for i in range(1, 6)]
-    metrics = json.loads((work_dir / 'test' / f'iter_{ITERS}_metrics.json'
-                          ).read_text())
-    assert miou[-1] == pytest.approx(metrics['mIoU'], abs=0.01)
+    # the last validation is the checkpoint's, in one pass
+    assert miou[-1] == pytest.approx(recomputed['one_pass'], abs=0.05)
     plt.close(figure)
     missing = run_script('tools/plot_curves.py', tmp_path)
     assert missing.returncode == 1

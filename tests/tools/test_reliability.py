@@ -304,6 +304,21 @@ def test_test_tool_with_other_num_classes_names_both(setup, tmp_path,
         'decode_head has num_classes=19.')
 
 
+def test_test_tool_tta_without_tta_pipeline_names_the_key(setup, tmp_path,
+                                                         run_in_process):
+    code, _, err = run_in_process(TEST, [
+        setup['config'], setup['final'], '--tta', '--work-dir', tmp_path,
+        '--cfg-options', 'tta_pipeline=None'])
+    assert code == 1
+    assert err == (
+        f"error: {setup['config']} has no tta_pipeline (the test pipeline "
+        'with a TestTimeAug step that lists the views (scales, flips)), '
+        'which --tta needs: add one (configs/_base_/default_runtime.py and '
+        'configs/_base_/datasets/ade20k.py have examples), or test without '
+        '--tta.\n')
+    assert not list(tmp_path.glob('*_metrics.json'))
+
+
 def test_resume_into_another_arch_is_refused(setup, tmp_path, run_in_process):
     checkpoint = setup['work'] / 'iter_2.pth'
     code, _, err = run_in_process(TRAIN, [

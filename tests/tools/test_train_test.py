@@ -20,11 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from PIL import Image
@@ -34,6 +32,7 @@ from convseg import checkpoint_reading
 from convseg.datasets import generate_ade20k, generate_cityscapes
 from mmseg.registry import MODELS
 from tests.conftest import run_argv, run_ranks, script_env
+from tests.helpers import confusion_miou, plain_model_tta
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / 'tools'
@@ -153,24 +152,6 @@ def logged_lrs(text):
 def read_checkpoint(path):
     return checkpoint_reading.load_checkpoint_file(str(path),
                                                    map_location='cpu')
-
-
-def confusion_miou(pairs, num_classes):
-    """mIoU, aAcc, mAcc (percent, mmseg's 2 decimals) of (pred, gt) arrays."""
-    n = num_classes
-    cm = np.zeros((n, n), np.int64)
-    for pred, gt in pairs:
-        keep = gt != 255
-        assert pred.shape == gt.shape
-        cm += np.bincount(gt[keep].astype(np.int64) * n + pred[keep],
-                          minlength=n * n).reshape(n, n)
-    inter = np.diag(cm).astype(float)
-    union = cm.sum(0) + cm.sum(1) - inter
-    with np.errstate(invalid='ignore', divide='ignore'):
-        iou, acc = inter / union, inter / cm.sum(1)
-    return (round(np.nanmean(iou) * 100, 2), round(inter.sum() / cm.sum()
-                                                   * 100, 2),
-            round(np.nanmean(acc) * 100, 2), iou * 100)
 
 
 def ade20k_pairs(out_dir, ann_dir):
@@ -442,41 +423,6 @@ def record_group_at_exit():
 '''
 
 
-def plain_model_tta(config, checkpoint, images, sizes, flips=(False, True)):
-    """Labels of each image: the plain segmentor's softmax at each (H, W) in
-    ``sizes`` and each horizontal flip, resized back to the image, averaged.
-    Resizing, flipping and normalising are done here with cv2 and torch."""
-    init_default_scope('mmseg')
-    # convseg is imported here; the config's test-only hook module is not
-    cfg = Config.fromfile(config, import_custom_modules=False)
-    model = MODELS.build(cfg.model).eval()
-    model.load_state_dict(read_checkpoint(checkpoint)['state_dict'])
-    pre = cfg.model.data_preprocessor
-    mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
-    std = torch.tensor(pre.std).view(1, 3, 1, 1)
-    labels = []
-    for path in images:
-        bgr = cv2.imread(str(path))
-        height, width = bgr.shape[:2]
-        total = 0
-        for size in sizes:
-            resized = cv2.resize(bgr, size[::-1],
-                                 interpolation=cv2.INTER_LINEAR)
-            for flip in flips:
-                rgb = resized[:, ::-1, ::-1] if flip else resized[:, :, ::-1]
-                x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None]
-                meta = dict(ori_shape=size, img_shape=size, pad_shape=size)
-                with torch.no_grad():
-                    logits = model.inference((x.float() - mean) / std, [meta])
-                if flip:
-                    logits = logits.flip(-1)
-                logits = F.interpolate(logits, (height, width),
-                                       mode='bilinear', align_corners=False)
-                total = total + logits.softmax(1)
-        labels.append(total.argmax(1)[0].numpy())
-    return labels
-
-
 def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     assert shutil.which('bash')
     data_root = Path(generate_ade20k(str(tmp_path / 'data'), num_train=4,
@@ -527,12 +473,13 @@ def test_two_process_ddp_on_cpu_trains_identical_ranks(tmp_path):
     # Resize(scale, keep_ratio) of a 48x64 image: (64, 32) gives 32x43 and
     # (96, 48) leaves it 48x64
     expected = plain_model_tta(config, work / 'iter_4.pth', images,
-                               sizes=[(32, 43), (48, 64)])
+                               sizes=[(32, 43), (48, 64)],
+                               flips=(None, 'horizontal'))
     agree = np.mean([np.mean(w == e) for w, e in zip(written, expected)])
     assert agree >= 0.999  # the CPU fast path rounds differently
     assert all(len(np.unique(w)) >= 5 for w in written)
     single = plain_model_tta(config, work / 'iter_4.pth', images,
-                             sizes=[(32, 43)], flips=(False,))
+                             sizes=[(32, 43)], flips=(None,))
     assert np.mean([np.mean(w == e) for w, e in zip(written, single)]) < 0.99
     # both tools leave the process group before the interpreter shuts down
     # (left to interpreter exit, gloo's threads can abort the process)
