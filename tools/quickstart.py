@@ -73,13 +73,15 @@ def run(step: str, cmd: list[str]) -> None:
 
 def last_validation_miou(work_dir: str, iters: int) -> float:
     """The mIoU of the training's validation at iteration ``iters`` (the
-    model tested in one pass), from its scalar log."""
+    model tested in one pass), from its scalar log (this run's value
+    replaces an earlier run's in the same work dir, which may have run
+    longer)."""
     from convseg.plots import read_scalars
 
-    step, miou = read_scalars(work_dir).val['mIoU'][-1]
-    if step != iters:
-        sys.exit(f'quickstart: the last validation in {work_dir} is at '
-                 f'iteration {step}, not {iters}')
+    miou = dict(read_scalars(work_dir).val.get('mIoU', [])).get(iters)
+    if miou is None:
+        sys.exit(f'quickstart: the scalar log in {work_dir} has no '
+                 f'validation mIoU at iteration {iters}')
     return miou
 
 

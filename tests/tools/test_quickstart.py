@@ -116,6 +116,28 @@ def test_reported_miou_with_flips_and_in_one_pass(quickstart_run,
                                             abs=0.05)
 
 
+def test_one_pass_miou_is_this_runs_after_a_longer_run(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('quickstart_tool',
+                                                  'tools/quickstart.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    # mmengine's scalar logs of two runs in one work dir, in run order: an
+    # earlier one of 300 iterations, then this one of 200
+    for stamp, points in (('20261201_000000', {150: 70.0, 300: 80.0}),
+                          ('20261202_000000', {100: 60.0, 200: 75.5})):
+        folder = tmp_path / stamp / 'vis_data'
+        folder.mkdir(parents=True)
+        (folder / 'scalars.json').write_text(''.join(
+            json.dumps(dict(mIoU=v, step=k)) + '\n'
+            for k, v in points.items()))
+    assert tool.last_validation_miou(str(tmp_path), 200) == 75.5
+    with pytest.raises(SystemExit) as stop:
+        tool.last_validation_miou(str(tmp_path), 250)
+    assert str(stop.value) == (f'quickstart: the scalar log in {tmp_path} '
+                               'has no validation mIoU at iteration 250')
+
+
 def test_summary_sheet_panels(quickstart_run):
     from convseg.plots import summary_sheet
     sheet = Image.open(quickstart_run['work'] / 'summary.png')
