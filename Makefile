@@ -19,11 +19,13 @@ install-tests:
 # suite's time is tool processes that run on one thread: serially, one core
 # would idle); a test file stays on one worker, so that its module fixtures
 # are built once (the slowest files go first: tests/conftest.py's
-# SLOW_FIRST). TEST_JOBS=0 runs in one process; PYTEST_ARGS adds options,
-# e.g. PYTEST_ARGS=--durations=30.
+# SLOW_FIRST; --no-loadscope-reorder keeps that order, which pytest-xdist
+# 3.8 otherwise replaces by the number of tests per file). TEST_JOBS=0 runs
+# in one process; PYTEST_ARGS adds options, e.g. PYTEST_ARGS=--durations=30.
 TEST_JOBS ?= auto
 PYTEST_ARGS ?=
-PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile \
+	--no-loadscope-reorder $(PYTEST_ARGS)
 
 test: install-tests
 	$(PYTEST) tests
