@@ -88,6 +88,20 @@ def finish_child(code: int) -> None:
         os._exit(code & 0xFF)
 
 
+def forget_parents_children() -> None:
+    """In a child: drop the parent's multiprocessing children from
+    ``multiprocessing``'s books, as it does itself in a process it starts.
+
+    Otherwise its exit handler, run by :func:`finish_child`, terminates the
+    parent's daemonic processes (a DataLoader's workers, say): they are not
+    the child's to end, and torch's SIGCHLD handler in the parent then fails
+    the parent with ``DataLoader worker (pid N) is killed by signal:
+    Terminated``.
+    """
+    import multiprocessing.process
+    multiprocessing.process._children.clear()
+
+
 def fork_script(argv: list[str],
                 prepare: Callable[[], None] | None = None) -> int:
     """Fork; the child calls ``prepare()`` (redirects, environment), runs
@@ -99,6 +113,7 @@ def fork_script(argv: list[str],
     if pid == 0:
         code = 1
         try:
+            forget_parents_children()
             if prepare is not None:
                 prepare()
             code = run_in_child(argv)

@@ -5,8 +5,11 @@ the interpreter, and compares the exit status and the output.
 """
 from __future__ import annotations
 
+import multiprocessing
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -60,6 +63,25 @@ def test_fork_leaves_the_parent_as_it_was(tmp_path, monkeypatch):
     argv, path, cwd = list(sys.argv), list(sys.path), tmp_path.cwd()
     assert warm_fork.run_script([str(script)], cwd=str(tmp_path)) == 0
     assert (sys.argv, sys.path, tmp_path.cwd()) == (argv, path, cwd)
+
+
+def test_fork_leaves_the_parents_processes_running(tmp_path, monkeypatch):
+    # a daemonic process of the parent's (as a DataLoader worker is): the
+    # child's exit handlers must not terminate it
+    monkeypatch.setenv('CONVSEG_NO_FORK', '0')
+    worker = multiprocessing.get_context('fork').Process(
+        target=time.sleep, args=(60, ), daemon=True)
+    worker.start()
+    try:
+        script = tmp_path / 'tool.py'
+        script.write_text("print('done')\n")
+        assert warm_fork.run_script([str(script)]) == 0
+        worker.join(timeout=1)
+        assert worker.exitcode is None
+    finally:
+        worker.terminate()
+        worker.join()
+    assert worker.exitcode == -signal.SIGTERM
 
 
 def test_exit_code_of_system_exit_values(capsys):

@@ -56,7 +56,10 @@ def train(tmp_path, tiny_train_config, data_root, **overrides):
                                default_hooks=dict(checkpoint=dict(
                                    interval=2)),
                                work_dir=str(tmp_path / 'work'), **overrides)
-    runner = Runner.from_cfg(Config.fromfile(str(config)))
+    cfg = Config.fromfile(str(config))
+    # its own MessageHub (mmengine names it after the config and the second)
+    cfg.experiment_name = f'tiny_{tmp_path.parent.name}_{tmp_path.name}'
+    runner = Runner.from_cfg(cfg)
     probe = DtypeProbe()
     runner.register_hook(probe)
     with warnings.catch_warnings(record=True) as caught:

@@ -37,6 +37,10 @@ def build_runner(tiny_train_config):
                           dict(type='CheckpointMatchHook')],
             work_dir=str(work_dir))
         cfg = Config.fromfile(str(path))
+        # mmengine names a run's MessageHub after the config and the second:
+        # two runs within a second (the previous test's) would share one,
+        # and with it the previous run's checkpoint ids
+        cfg.experiment_name = f'tiny_{tmp_path.name}'
         if edit is not None:
             edit(cfg)
         return Runner.from_cfg(cfg), work_dir
