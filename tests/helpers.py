@@ -2,14 +2,29 @@
 or relatively; fixtures live in the conftest files)."""
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+#: the repository's root (the tools are under tools/)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str) -> ModuleType:
+    """Import ``tools/NAME.py`` as a module (its functions, without running
+    its ``main``)."""
+    spec = importlib.util.spec_from_file_location(
+        f'convseg_tool_{name}', REPO_ROOT / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def randomize_bn_stats(model: nn.Module, seed: int = 1) -> nn.Module:

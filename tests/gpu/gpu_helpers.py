@@ -2,23 +2,14 @@
 random batches. The tools run through the suite's ``run_script`` fixture."""
 from __future__ import annotations
 
-import importlib.util
 import os.path as osp
 import subprocess
 from pathlib import Path
-from types import ModuleType
+
+from ..helpers import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 QUICKSTART = osp.join(REPO, 'configs', 'quickstart_convnext_atto_scenes.py')
-
-
-def load_tool(name: str) -> ModuleType:
-    """Import ``tools/NAME.py`` as a module."""
-    spec = importlib.util.spec_from_file_location(
-        f'convseg_tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def random_batch(shape: tuple[int, int], batch: int, num_classes: int,

@@ -5,7 +5,6 @@ compile and reference training variants cannot run here: mmengine's
 AmpOptimWrapper refuses to be built without CUDA, and compiling the
 backbone with inductor takes minutes on 2 cores; their configs are checked
 here and their runs are in the GPU session (tools/gpu_session.sh)."""
-import importlib.util
 import json
 import statistics
 
@@ -14,16 +13,14 @@ import torch
 
 from convseg.hardware import cpu_has_native_bf16
 
+from ..helpers import load_tool
+
 CONFIG = 'configs/quickstart_convnext_atto_scenes.py'
 
 
 @pytest.fixture(scope='module')
-def tool(repo_root):
-    spec = importlib.util.spec_from_file_location(
-        'convseg_tool_benchmark_gpu', repo_root / 'tools' / 'benchmark_gpu.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool():
+    return load_tool('benchmark_gpu')
 
 
 @pytest.mark.skipif(not cpu_has_native_bf16(),

@@ -6,7 +6,6 @@ out below); the conversions run concurrently in one module fixture.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import stat
 
@@ -18,6 +17,8 @@ import convseg  # noqa: F401
 from convseg import checkpoint_reading
 from convseg.models.checkpoint_loading import load_backbone_weights
 from convseg.models.convnext import ConvNeXt
+
+from ..helpers import load_tool
 
 TOOL = 'tools/convert_checkpoint.py'
 DEPTHS = (1, 2, 1, 1)
@@ -267,13 +268,9 @@ def test_hf_directory_gives_transformers_hidden_states(converted):
 # ------------------------------------------------ errors (in-process main)
 
 @pytest.fixture
-def tool(repo_root):
+def tool():
     """The tool's module, imported from its file."""
-    spec = importlib.util.spec_from_file_location('convert_checkpoint',
-                                                  repo_root / TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('convert_checkpoint')
 
 
 def test_errors_leave_files_alone(tmp_path, capsys, tool):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from convseg.plots import PANEL_PIXELS, draw_curves, read_scalars
 
-from ..helpers import confusion_miou, plain_model_tta
+from ..helpers import confusion_miou, load_tool, plain_model_tta
 
 ITERS = 100
 QUICKSTART = 'configs/quickstart_convnext_atto_scenes.py'
@@ -117,11 +117,7 @@ def test_reported_miou_with_flips_and_in_one_pass(quickstart_run,
 
 
 def test_one_pass_miou_is_this_runs_after_a_longer_run(tmp_path):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('quickstart_tool',
-                                                  'tools/quickstart.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('quickstart')
     # mmengine's scalar logs of two runs in one work dir, in run order: an
     # earlier one of 300 iterations, then this one of 200
     for stamp, points in (('20261201_000000', {150: 70.0, 300: 80.0}),
