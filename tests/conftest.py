@@ -120,19 +120,25 @@ def run_python_script(script: str | os.PathLike, *args: object,
     absolute path, or ``'-c'`` followed by code. ``env`` adds variables to
     :func:`script_env`. ``umask`` sets the tool's file-mode mask. The
     result is a finished ``CompletedProcess`` with text stdout/stderr, or,
-    with ``background=True``, the running ``Popen`` (stdout/stderr piped
-    unless given).
+    with ``background=True``, the running process: a :class:`ForkedProcess`
+    where the fork can run it (``start_new_session`` the only ``popen``
+    argument), else a ``Popen`` (stdout/stderr piped unless given).
 
-    A script run to its end, with no ``popen`` arguments and only
-    :data:`RUN_TIME_ENV` variables added, runs in a fork of the tool server
-    (the imports paid once a pytest process); ``-c`` code, background runs
-    and the rest start a process.
+    A script with only :data:`RUN_TIME_ENV` variables added runs in a fork
+    of the tool server (the imports paid once a pytest process), unless
+    ``popen`` arguments are given (but for the background case above);
+    ``-c`` code and the rest start a process.
     """
     first = str(script)
     if not first.startswith('-'):
         first = str(REPO_ROOT / first)
     argv = [sys.executable, first, *map(str, args)]
     full_env = script_env(**(env or {}))
+    if (background and set(popen) <= {'start_new_session'}
+            and fork_allowed(argv, env)):
+        return _tool_server().start(
+            argv[1:], REPO_ROOT, full_env, umask,
+            new_session=bool(popen.get('start_new_session')))
     if background:
         if umask is not None:
             popen['preexec_fn'] = lambda: os.umask(umask)
@@ -142,6 +148,16 @@ def run_python_script(script: str | os.PathLike, *args: object,
                                 **popen)
     return run_argv(argv, full_env, timeout, added_env=env or {},
                     umask=umask, **popen)
+
+
+def fork_allowed(argv: list[str], added_env: dict[str, str] | None) -> bool:
+    """Whether ``argv`` can run in a fork of the tool server: ``python
+    SCRIPT ...``, only :data:`RUN_TIME_ENV` variables added to the suite's
+    environment, and ``CONVSEG_TEST_FORK`` not 0."""
+    return (argv[0] == sys.executable and len(argv) > 1
+            and not argv[1].startswith('-')
+            and set(added_env or ()) <= RUN_TIME_ENV
+            and os.environ.get('CONVSEG_TEST_FORK', '1') != '0')
 
 
 def run_argv(argv: list[str], env: dict[str, str], timeout: float,
@@ -155,10 +171,7 @@ def run_argv(argv: list[str], env: dict[str, str], timeout: float,
     variables and no ``popen`` arguments (``subprocess.run``'s) are given,
     else as a process. ``umask``: the tool's file-mode mask (else the
     suite's)."""
-    if (not popen and argv[0] == sys.executable and len(argv) > 1
-            and not argv[1].startswith('-')
-            and set(added_env or ()) <= RUN_TIME_ENV
-            and os.environ.get('CONVSEG_TEST_FORK', '1') != '0'):
+    if not popen and fork_allowed(argv, added_env):
         return _tool_server().run(argv[1:], REPO_ROOT, env, timeout, umask)
     if umask is not None:
         popen['preexec_fn'] = lambda: os.umask(umask)
@@ -286,6 +299,7 @@ class ToolServer:
 
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
+        self.background: ForkedProcess | None = None
         self.folder = Path(tempfile.mkdtemp(prefix='convseg_tools_'))
 
     def _server(self) -> subprocess.Popen:
@@ -317,6 +331,28 @@ class ToolServer:
         ``timeout`` seconds, the child killed)."""
         return self.run_group(argv, cwd, [env], timeout, umask)[0]
 
+    def _request(self, argv: list[str], cwd: Path,
+                 envs: list[dict[str, str]], timeout: float,
+                 umask: int | None, sys_path: tuple[str, ...] = (),
+                 new_session: bool = False,
+                 ) -> tuple[list[int], list[tuple[Path, Path]]]:
+        """Send a request; the children's pids and (stdout, stderr) files."""
+        if self.background is not None and self.background.poll() is None:
+            raise RuntimeError(
+                f'the tool server still runs {self.background.args}: wait '
+                'for it (or kill it and wait) before the next tool')
+        server = self._server()
+        outputs = [(self.folder / f'stdout{i}', self.folder / f'stderr{i}')
+                   for i in range(len(envs))]
+        deadline = time.monotonic() + timeout + 60   # the first start
+        server.stdin.write(json.dumps({
+            'argv': argv, 'cwd': str(cwd), 'umask': umask,
+            'sys_path': list(sys_path), 'new_session': new_session,
+            'children': [dict(env=env, stdout=str(out), stderr=str(err))
+                         for env, (out, err) in zip(envs, outputs)],
+        }).encode() + b'\n')
+        return self._reply(server, deadline)['pids'], outputs
+
     def run_group(self, argv: list[str], cwd: Path,
                   envs: list[dict[str, str]], timeout: float,
                   umask: int | None = None, sys_path: tuple[str, ...] = (),
@@ -326,21 +362,10 @@ class ToolServer:
         script's folder on ``sys.path``: one finished ``CompletedProcess``
         each (``TimeoutExpired`` after ``timeout`` seconds, every child
         killed)."""
+        pids, outputs = self._request(argv, cwd, envs, timeout, umask,
+                                      sys_path)
         server = self._server()
-        outputs = [(self.folder / f'stdout{i}', self.folder / f'stderr{i}')
-                   for i in range(len(envs))]
-        deadline = time.monotonic() + timeout + 60   # the first start
-        server.stdin.write(json.dumps({
-            'argv': argv, 'cwd': str(cwd), 'umask': umask,
-            'sys_path': list(sys_path),
-            'children': [dict(env=env, stdout=str(out), stderr=str(err))
-                         for env, (out, err) in zip(envs, outputs)],
-        }).encode() + b'\n')
-        pids = self._reply(server, deadline)['pids']
         deadline = time.monotonic() + timeout
-
-        def read(path: Path) -> str:
-            return path.read_text(errors='replace')
 
         try:
             codes = self._reply(server, deadline)['returncodes']
@@ -351,11 +376,69 @@ class ToolServer:
             self._reply(server, time.monotonic() + 60)
             raise subprocess.TimeoutExpired(
                 [sys.executable, *argv], timeout,
-                ''.join(read(out) for out, _ in outputs),
-                ''.join(read(err) for _, err in outputs)) from None
+                ''.join(_read(out) for out, _ in outputs),
+                ''.join(_read(err) for _, err in outputs)) from None
         return [subprocess.CompletedProcess([sys.executable, *argv], code,
-                                            read(out), read(err))
+                                            _read(out), _read(err))
                 for code, (out, err) in zip(codes, outputs)]
+
+    def start(self, argv: list[str], cwd: Path, env: dict[str, str],
+              umask: int | None = None, new_session: bool = False,
+              ) -> ForkedProcess:
+        """``python ARGV...`` in ``cwd`` with ``env``, left running: the
+        server answers no other request until it has ended."""
+        (pid, ), ((stdout, stderr), ) = self._request(
+            argv, cwd, [env], 600, umask, new_session=new_session)
+        self.background = ForkedProcess(self._server(), self._reply,
+                                        [sys.executable, *argv], pid,
+                                        stdout, stderr)
+        return self.background
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors='replace')
+
+
+class ForkedProcess:
+    """A tool running in a fork of the tool server, as ``Popen`` would give
+    it for what the tests use: ``pid``, ``args``, ``poll()``,
+    ``wait(timeout)``, ``returncode``; its stdout and stderr go to files
+    (:meth:`output`)."""
+
+    def __init__(self, server: subprocess.Popen,
+                 reply: Callable[[subprocess.Popen, float], dict],
+                 args: list[str], pid: int, stdout: Path, stderr: Path
+                 ) -> None:
+        self._server, self._reply = server, reply
+        self.args, self.pid = args, pid
+        self.stdout_file, self.stderr_file = stdout, stderr
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit status if the tool has ended, else None."""
+        if self.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                self.returncode = self._reply(self._server,
+                                              0)['returncodes'][0]
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the end (``subprocess.TimeoutExpired`` after
+        ``timeout`` seconds); the exit status."""
+        if self.returncode is None:
+            deadline = time.monotonic() + (1e9 if timeout is None
+                                           else timeout)
+            try:
+                self.returncode = self._reply(self._server,
+                                              deadline)['returncodes'][0]
+            except TimeoutError:
+                raise subprocess.TimeoutExpired(self.args,
+                                                timeout) from None
+        return self.returncode
+
+    def output(self) -> str:
+        """What the tool wrote so far: stdout, then stderr."""
+        return _read(self.stdout_file) + _read(self.stderr_file)
 
 
 @functools.cache

@@ -11,8 +11,8 @@ child's pid, then its exit status.
 
 What a fork cannot give, the suite runs as a real process
 (:func:`tests.conftest.run_python_script` decides): ``python -c`` code,
-background processes, and environment variables that are read when a module
-is imported.
+environment variables that are read when a module is imported, and
+background runs with ``subprocess.Popen`` arguments of their own.
 
 Protocol, one JSON object per line on the server's stdin and stdout:
 request ``{"argv": [...], "cwd": ..., "umask": N or null, "sys_path":
@@ -20,7 +20,9 @@ request ``{"argv": [...], "cwd": ..., "umask": N or null, "sys_path":
 the script runs in one forked child per entry of ``children``, all at once
 (the ranks of a process group, each with its own environment), with
 ``sys_path`` put after the script's folder on ``sys.path`` (what
-``PYTHONPATH`` gives a new interpreter); replies ``{"pids": [...]}`` then
+``PYTHONPATH`` gives a new interpreter), each child the leader of a new
+session when ``"new_session"`` is true (``Popen``'s
+``start_new_session``); replies ``{"pids": [...]}`` then
 ``{"returncodes": [...]}`` (negative: killed by that signal, as
 ``subprocess`` reports it).
 """
@@ -36,8 +38,11 @@ from convseg.warm_fork import (fork_script, import_tool_modules,
 
 
 def redirect(request: dict, child: dict) -> None:
-    """In a child: stdout/stderr to its files, its environment, the
-    request's working directory, umask and ``sys.path`` entries."""
+    """In a child: a new session if asked, stdout/stderr to its files, its
+    environment, the request's working directory, umask and ``sys.path``
+    entries."""
+    if request.get('new_session'):
+        os.setsid()
     redirect_output(child['stdout'], child['stderr'])
     os.environ.clear()
     os.environ.update(child['env'])
