@@ -12,6 +12,7 @@ that exists and, with ``#anchor``, to a heading of it.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import shlex
 from pathlib import Path
@@ -100,10 +101,12 @@ def _script_runs_in(source: str, filename: str
     tree = ast.parse(source)
     names = _names_of_scripts(tree)
     funcs = [f for f in tree.body if isinstance(f, ast.FunctionDef)]
+    calls = {f.name: [n for n in ast.walk(f) if isinstance(n, ast.Call)]
+             for f in funcs}
     scripts: dict[str, set[str]] = {}
     for func in funcs:
         found = scripts.setdefault(func.name, set())
-        for call in (n for n in ast.walk(func) if isinstance(n, ast.Call)):
+        for call in calls[func.name]:
             for arg in call.args:
                 for node in ast.walk(arg):
                     if isinstance(node, ast.Name) and node.id in names:
@@ -115,12 +118,14 @@ def _script_runs_in(source: str, filename: str
                     elif re.fullmatch(r'[a-z]+_[a-z_]+', value):
                         found.add(f'{value}.py')
     # a function that calls a helper of its module runs what the helper runs
-    # (with the caller's flags)
+    # (with the caller's flags), through any chain of helpers
+    helpers = {f.name: {c.func.id for c in calls[f.name]
+                        if isinstance(c.func, ast.Name)
+                        and c.func.id in scripts} for f in funcs}
     for _ in funcs:
         for func in funcs:
-            for call in (n for n in ast.walk(func) if isinstance(n, ast.Call)):
-                if isinstance(call.func, ast.Name) and call.func.id in scripts:
-                    scripts[func.name] |= scripts[call.func.id]
+            for helper in helpers[func.name]:
+                scripts[func.name] |= scripts[helper]
     runs = []
     for func in funcs:
         flags = {v.split('=')[0] for v in _strings(func)
@@ -131,8 +136,12 @@ def _script_runs_in(source: str, filename: str
     return runs
 
 
-SCRIPT_RUNS = [run for path in TEST_FILES
-               for run in _script_runs_in(path.read_text(), path.name)]
+@functools.cache
+def script_runs() -> list[tuple[str, set[str], set[str]]]:
+    """:func:`_script_runs_in` over every test file (read when a test asks,
+    not when pytest collects this module)."""
+    return [run for path in TEST_FILES
+            for run in _script_runs_in(path.read_text(), path.name)]
 
 
 def test_top_commands_are_the_make_targets_ci_runs():
@@ -157,7 +166,7 @@ def test_command_is_exercised_by_a_test(page, command):
     script, flags = _script_and_flags(command)
     assert (ROOT / script).is_file(), f'{script} does not exist'
     name = Path(script).name
-    users = [(func, passed) for func, scripts, passed in SCRIPT_RUNS
+    users = [(func, passed) for func, scripts, passed in script_runs()
              if name in scripts]
     assert users, f'no test runs {script}'
     missing = [f for f in flags if not any(f in passed for _, passed in users)]
