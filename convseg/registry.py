@@ -9,7 +9,9 @@ mmseg registry                 convseg's parts (module)
 =============================  =============================================
 ``MODELS``                     ``ConvNeXt`` (:mod:`convseg.models.convnext`),
                                ``PixelShuffleUPerHead``
-                               (:mod:`convseg.models.pixel_shuffle_head`)
+                               (:mod:`convseg.models.pixel_shuffle_head`),
+                               ``PointwiseFuseUPerHead``
+                               (:mod:`convseg.models.pointwise_fuse_head`)
 ``OPTIM_WRAPPER_CONSTRUCTORS`` ``LayerDecayOptimWrapperConstructor``
                                (:mod:`convseg.engine.layer_decay`)
 ``OPTIM_WRAPPERS``             ``CPUAutocastOptimWrapper``
@@ -37,7 +39,8 @@ from __future__ import annotations
 
 #: registry name in ``mmseg.registry`` -> the types convseg registers there.
 REGISTERED: dict[str, tuple[str, ...]] = {
-    'MODELS': ('ConvNeXt', 'CheckpointedUPerHead', 'PixelShuffleUPerHead'),
+    'MODELS': ('ConvNeXt', 'CheckpointedUPerHead', 'PixelShuffleUPerHead',
+               'PointwiseFuseUPerHead'),
     'OPTIM_WRAPPER_CONSTRUCTORS': ('LayerDecayOptimWrapperConstructor', ),
     'OPTIM_WRAPPERS': ('CPUAutocastOptimWrapper', ),
     'HOOKS': ('AtomicCheckpointHook', 'RandomStateHook', 'NonFiniteCheckHook',

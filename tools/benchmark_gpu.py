@@ -196,6 +196,14 @@ def train_config(args: argparse.Namespace, name: str) -> Config:
     if variant.with_cp:
         cfg.model.backbone.with_cp = True
     if variant.fpn_cp:
+        # CheckpointedUPerHead is mmseg's UPerHead (3x3 fusion); on another
+        # head it would time a different model
+        if cfg.model.decode_head.type != 'UPerHead':
+            raise SystemExit(
+                f'error: variant {name} checkpoints a UPerHead, but '
+                f'{args.config} has a {cfg.model.decode_head.type}: run it '
+                'on a UPerHead config (e.g. the default '
+                f'{DEFAULT_CONFIG})')
         cfg.model.decode_head.type = 'CheckpointedUPerHead'
         cfg.model.decode_head.with_cp = True
     return cfg

@@ -11,6 +11,7 @@ from mmseg.models.decode_heads import UPerHead
 from mmseg.models.segmentors import EncoderDecoder
 
 from convseg import hardware
+from convseg.models.pointwise_fuse_head import PointwiseFuseUPerHead
 
 from . import gpu
 from .backbone import FastConvNeXt
@@ -133,7 +134,7 @@ def prepare_for_inference(model: nn.Module,
         dtype = torch.bfloat16 if bf16_cpu else torch.float32
         try:
             head = model.decode_head
-            if type(head) is not UPerHead:
+            if type(head) not in (UPerHead, PointwiseFuseUPerHead):
                 raise UnsupportedModelError(
                     f'the decode head is a {type(head).__name__}')
             fast_head = FastUPerHead(head, chooser).to(device, dtype)

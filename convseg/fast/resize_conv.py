@@ -4,7 +4,8 @@ Bilinear resizing acts per channel and a conv per pixel, so the nine taps of
 the conv can be applied as one 1x1 conv at each part's own (coarse)
 resolution, and the nine resulting maps resized and shifted into place with
 small interpolation matrices. The full-resolution concatenation is never
-built.
+built. A 1x1 conv (:class:`ConcatResizePointwise`) needs no taps: it is
+applied to each part at its resolution and its output resized.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from mmcv.cnn import ConvModule
 from .errors import UnsupportedModelError
 from .folding import fold_conv_module
 from .kernels import Conv3x3, KernelChooser, Pointwise
+from .nhwc import resize
 
 
 def resize_matrix(size_in: int, size_out: int, align_corners: bool,
@@ -127,4 +129,43 @@ class ConcatResizeConv(nn.Module):
         for index, part in enumerate(parts):
             if tuple(part.shape[1:3]) != size:
                 self._add_resized(out, index, part)
+        return out.relu_() if self.relu else out
+
+
+class ConcatResizePointwise(nn.Module):
+    """``module(cat([resize(p, size) for p in parts], 1))`` for a 1x1
+    ``module``, without the cat: a 1x1 conv and bilinear resizing commute,
+    so each part is convolved with its slice of the weight at its own
+    resolution and only its ``Co`` output channels are resized. Parts and
+    output are NHWC; the output is (N, H, W, Co), ``size`` (H, W).
+    """
+
+    def __init__(self, module: ConvModule, channels: Sequence[int],
+                 align_corners: bool, chooser: KernelChooser) -> None:
+        super().__init__()
+        weight, bias = fold_conv_module(module)
+        if weight.shape[1] != sum(channels) or weight.shape[-2:] != (1, 1):
+            raise UnsupportedModelError(
+                f'expected a 1x1 conv over {sum(channels)} = '
+                f'{" + ".join(map(str, channels))} channels, got weight '
+                f'{tuple(weight.shape)}')
+        self.register_buffer('bias', bias, persistent=False)
+        self.relu = module.with_activation
+        self.align_corners = align_corners
+        bounds = torch.tensor([0, *channels]).cumsum(0).tolist()
+        self.parts = nn.ModuleList(
+            Pointwise(weight[:, start:end].flatten(1), None, chooser)
+            for start, end in zip(bounds, bounds[1:]))
+
+    def forward(self, parts: Sequence[torch.Tensor],
+                size: Sequence[int]) -> torch.Tensor:
+        """Conv (+ folded BN, ReLU) of NHWC parts (N, h_i, w_i, C_i)."""
+        size = tuple(int(s) for s in size)
+        out = None
+        for conv, part in zip(self.parts, parts):
+            mapped = conv(part)
+            if tuple(part.shape[1:3]) != size:
+                mapped = resize(mapped, size, self.align_corners)
+            out = mapped if out is None else out.add_(mapped)
+        out.add_(self.bias)
         return out.relu_() if self.relu else out

@@ -12,7 +12,7 @@ from .errors import UnsupportedModelError
 from .folding import FoldedConv, check_conv_module
 from .kernels import KernelChooser, Pointwise
 from .nhwc import resize, to_nchw, to_nhwc
-from .resize_conv import ConcatResizeConv
+from .resize_conv import ConcatResizeConv, ConcatResizePointwise
 
 
 class FastUPerHead(nn.Module):
@@ -21,7 +21,8 @@ class FastUPerHead(nn.Module):
     Takes the backbone's feature maps (N, C_i, H_i, W_i), returns the class
     logits (N, num_classes, H_0, W_0) at the resolution of the first selected
     map, as ``UPerHead.forward`` does, in channels-last memory format. Runs
-    channels-last inside. Built from a UPerHead whose ConvModules are
+    channels-last inside. Built from a UPerHead (or a
+    ``PointwiseFuseUPerHead``, whose FPN fusion is 1x1) whose ConvModules are
     conv + BatchNorm + ReLU; the parameters stay in the head.
     """
 
@@ -60,7 +61,11 @@ class FastUPerHead(nn.Module):
             head.bottleneck,
             [head.in_channels[-1]] + [channels] * len(self.pool_scales),
             self.align_corners, chooser)
-        self.fpn_bottleneck = ConcatResizeConv(
+        # 3x3 in mmseg's UPerHead, 1x1 in PointwiseFuseUPerHead
+        fuse = (ConcatResizePointwise
+                if head.fpn_bottleneck.conv.kernel_size == (1, 1) else
+                ConcatResizeConv)
+        self.fpn_bottleneck = fuse(
             head.fpn_bottleneck, [channels] * len(head.in_channels),
             self.align_corners, chooser)
         self.conv_seg = Pointwise(conv_seg.weight.flatten(1), conv_seg.bias,

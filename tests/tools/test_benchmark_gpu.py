@@ -88,10 +88,21 @@ def test_reference_variant_trains_as_mmseg_does(tool) -> None:
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
     assert cfg.optim_wrapper.constructor == \
         'LearningRateDecayOptimizerConstructor'
-    memory = tool.train_config(args, 'fp16+cp+fpn_cp@16')
+    # the quickstart's head fuses with a 1x1 conv: the checkpointed
+    # UPerHead would be another model
+    with pytest.raises(SystemExit) as err:
+        tool.train_config(args, 'fp16+cp+fpn_cp@16')
+    assert str(err.value) == (
+        f'error: variant fp16+cp+fpn_cp@16 checkpoints a UPerHead, but '
+        f'{CONFIG} has a PointwiseFuseUPerHead: run it on a UPerHead config '
+        '(e.g. the default configs/upernet_convnext_t_ade20k.py)')
+    assert tool.train_config(args, 'fp16+cp@16').model.decode_head.type == \
+        'PointwiseFuseUPerHead'
+    ade = tool.parse_args([])
+    memory = tool.train_config(ade, 'fp16+cp+fpn_cp@16')
     assert memory.model.backbone.with_cp is True
     assert memory.model.decode_head.type == 'CheckpointedUPerHead'
-    assert tool.train_config(args, 'fp16+cp@16').model.decode_head.type == \
+    assert tool.train_config(ade, 'fp16+cp@16').model.decode_head.type == \
         'UPerHead'
 
 

@@ -1,0 +1,46 @@
+"""PointwiseFuseUPerHead: mmseg's UPerHead with its FPN levels fused by a 1x1
+conv; checked against a stock UPerHead whose 3x3 fusion has only its centre
+tap."""
+from __future__ import annotations
+
+import torch
+from mmseg.models.decode_heads import UPerHead
+
+import convseg  # noqa: F401
+from convseg.models import PointwiseFuseUPerHead
+from mmseg.registry import MODELS
+
+ARGS = dict(in_channels=[8, 16, 24], in_index=[0, 1, 2], channels=12,
+            num_classes=5, pool_scales=(1, 2),
+            norm_cfg=dict(type='BN', requires_grad=True))
+
+
+def test_equals_uperhead_with_a_centre_only_fusion() -> None:
+    torch.manual_seed(0)
+    head = MODELS.build(dict(type='PointwiseFuseUPerHead', **ARGS)).eval()
+    assert type(head) is PointwiseFuseUPerHead
+    stock = UPerHead(**ARGS).eval()
+    assert set(head.state_dict()) == set(stock.state_dict())
+    assert head.fpn_bottleneck.conv.weight.shape == (12, 36, 1, 1)
+    assert stock.fpn_bottleneck.conv.weight.shape == (12, 36, 3, 3)
+    gen = torch.Generator().manual_seed(1)
+    for norm in (m for m in head.modules()
+                 if isinstance(m, torch.nn.BatchNorm2d)):
+        norm.running_mean.uniform_(-0.5, 0.5, generator=gen)
+        norm.running_var.uniform_(0.5, 1.5, generator=gen)
+    # every other tensor copied; the 1x1 weight as the 3x3's centre tap
+    state = head.state_dict()
+    centre = torch.zeros(12, 36, 3, 3)
+    centre[:, :, 1, 1] = state['fpn_bottleneck.conv.weight'][:, :, 0, 0]
+    stock.load_state_dict(state | {'fpn_bottleneck.conv.weight': centre})
+    inputs = [torch.randn(2, c, s, s, generator=gen)
+              for c, s in zip(ARGS['in_channels'], (12, 6, 3))]
+    with torch.no_grad():
+        scores = head(inputs)
+        assert scores.shape == (2, 5, 12, 12)
+        torch.testing.assert_close(scores, stock(inputs), rtol=1e-5,
+                                   atol=1e-6)
+        # the outer taps matter to the stock head: the comparison can fail
+        stock.load_state_dict(state | {
+            'fpn_bottleneck.conv.weight': centre + 0.05})
+        assert (stock(inputs) - scores).abs().max() > 1e-2
