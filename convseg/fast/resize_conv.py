@@ -52,6 +52,26 @@ def tap_resize_matrix(size_in: int, size_out: int, align_corners: bool,
     return shifted.reshape(size_out, size_in * 3)
 
 
+def _fold_into(target: nn.Module, module: ConvModule,
+               channels: Sequence[int], kernel: int,
+               align_corners: bool) -> torch.Tensor:
+    """Fold ``module``'s norm into its conv, check that the conv is
+    ``kernel`` x ``kernel`` over ``sum(channels)`` channels, and give
+    ``target`` its ``bias`` buffer, ``relu`` and ``align_corners``; the
+    folded weight."""
+    weight, bias = fold_conv_module(module)
+    if (weight.shape[1] != sum(channels)
+            or tuple(weight.shape[-2:]) != (kernel, kernel)):
+        raise UnsupportedModelError(
+            f'expected a {kernel}x{kernel} conv over {sum(channels)} = '
+            f'{" + ".join(map(str, channels))} channels, got weight '
+            f'{tuple(weight.shape)}')
+    target.register_buffer('bias', bias, persistent=False)
+    target.relu = module.with_activation
+    target.align_corners = align_corners
+    return weight
+
+
 class ConcatResizeConv(nn.Module):
     """``module(cat([resize(p, size) for p in parts], 1))`` without the cat.
 
@@ -68,15 +88,7 @@ class ConcatResizeConv(nn.Module):
                  align_corners: bool,
                  chooser: KernelChooser) -> None:
         super().__init__()
-        weight, bias = fold_conv_module(module)
-        if weight.shape[1] != sum(channels) or weight.shape[-1] != 3:
-            raise UnsupportedModelError(
-                f'expected a 3x3 conv over {sum(channels)} = '
-                f'{" + ".join(map(str, channels))} channels, got weight '
-                f'{tuple(weight.shape)}')
-        self.register_buffer('bias', bias, persistent=False)
-        self.relu = module.with_activation
-        self.align_corners = align_corners
+        weight = _fold_into(self, module, channels, 3, align_corners)
         self.parts = nn.ModuleList()
         self.taps = nn.ModuleList()
         start = 0
@@ -143,15 +155,7 @@ class ConcatResizePointwise(nn.Module):
     def __init__(self, module: ConvModule, channels: Sequence[int],
                  align_corners: bool, chooser: KernelChooser) -> None:
         super().__init__()
-        weight, bias = fold_conv_module(module)
-        if weight.shape[1] != sum(channels) or weight.shape[-2:] != (1, 1):
-            raise UnsupportedModelError(
-                f'expected a 1x1 conv over {sum(channels)} = '
-                f'{" + ".join(map(str, channels))} channels, got weight '
-                f'{tuple(weight.shape)}')
-        self.register_buffer('bias', bias, persistent=False)
-        self.relu = module.with_activation
-        self.align_corners = align_corners
+        weight = _fold_into(self, module, channels, 1, align_corners)
         bounds = torch.tensor([0, *channels]).cumsum(0).tolist()
         self.parts = nn.ModuleList(
             Pointwise(weight[:, start:end].flatten(1), None, chooser)
