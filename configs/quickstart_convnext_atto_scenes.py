@@ -38,9 +38,12 @@ model = dict(
 # layout and conventions (label 0 = other, ignored; reduce_zero_label).
 dataset_type = 'SyntheticScenesDataset'
 data_root = 'data/synthetic_scenes'
+# CachedLoad decodes each scene once (65 MB for the 4000) instead of every
+# epoch: about 6 ms of a step on 2 cores, and the same training bit for bit.
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='CachedLoad', transforms=[
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations')]),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='RandomFlip', prob=0.5, direction='vertical'),
     dict(type='PackSegInputs'),
@@ -107,6 +110,9 @@ test_evaluator = val_evaluator
 # AMX).
 # With the 1x1 FPN fusion (2-vCPU AMD EPYC Zen 3, 2 threads), dataset seeds
 # 0, 1, 2: 93.43, 91.82, 92.36% with flips (92.28, 91.12, 91.85 in one pass).
+# With the fusion applied per level in training too and CachedLoad (a step
+# about 15% cheaper): 92.64, 92.18, 91.58% (92.01, 91.20, 91.26).
+# 1500 iterations instead of 1800 fell short: seed 1 90.53% (90.02%).
 max_iters = 1800
 optim_wrapper = dict(
     type='OptimWrapper',

@@ -9,11 +9,21 @@ weight gradient is slow in oneDNN. The FPN convs before it are 3x3 already,
 so the fusion itself can be pixel-wise. Everything else, the state-dict keys
 included, is ``UPerHead``'s; only ``fpn_bottleneck.conv.weight`` is
 (channels, 4 * channels, 1, 1).
+
+A 1x1 conv commutes with bilinear resizing (both are linear, one per pixel,
+the other per channel), so the head applies each level's slice of the
+fusion weight at that level's own resolution and resizes only the result:
+the 4 * channels concatenation at the finest level is never built, in
+training too. The norm and activation then see the same sum as after the
+concatenation, up to the order of the additions.
 """
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmseg.models.decode_heads import UPerHead
+from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
 
@@ -31,3 +41,30 @@ class PointwiseFuseUPerHead(UPerHead):
             len(self.in_channels) * self.channels, self.channels, 1,
             conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
             act_cfg=self.act_cfg)
+
+    def _forward_feature(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """``UPerHead``'s features: the FPN levels fused by the 1x1 conv,
+        each level convolved at its own resolution."""
+        inputs = self._transform_inputs(inputs)
+        laterals = [conv(inputs[i])
+                    for i, conv in enumerate(self.lateral_convs)]
+        laterals.append(self.psp_forward(inputs))
+        for i in range(len(laterals) - 1, 0, -1):
+            laterals[i - 1] = laterals[i - 1] + resize(
+                laterals[i], size=laterals[i - 1].shape[2:],
+                mode='bilinear', align_corners=self.align_corners)
+        levels = [conv(laterals[i]) for i, conv in enumerate(self.fpn_convs)]
+        levels.append(laterals[-1])
+        fuse = self.fpn_bottleneck
+        weights = fuse.conv.weight.split(self.channels, dim=1)
+        size = levels[0].shape[2:]
+        feats = F.conv2d(levels[0], weights[0], fuse.conv.bias)
+        for level, weight in zip(levels[1:], weights[1:]):
+            feats = feats + resize(
+                F.conv2d(level, weight), size=size, mode='bilinear',
+                align_corners=self.align_corners)
+        if fuse.with_norm:
+            feats = fuse.norm(feats)
+        if fuse.with_activation:
+            feats = fuse.activate(feats)
+        return feats

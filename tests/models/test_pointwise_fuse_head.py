@@ -44,3 +44,35 @@ def test_equals_uperhead_with_a_centre_only_fusion() -> None:
         stock.load_state_dict(state | {
             'fpn_bottleneck.conv.weight': centre + 0.05})
         assert (stock(inputs) - scores).abs().max() > 1e-2
+
+
+def test_training_matches_mmseg_fusion_after_the_concatenation() -> None:
+    """In training the head convolves each level at its own size and resizes
+    the results; mmseg's UPerHead code (resize, concatenate, convolve) run
+    on the same module gives the same scores, batch statistics and
+    gradients."""
+    torch.manual_seed(0)
+    head = MODELS.build(dict(type='PointwiseFuseUPerHead', **ARGS))
+    twin = MODELS.build(dict(type='PointwiseFuseUPerHead', **ARGS))
+    twin.load_state_dict(head.state_dict())
+    head.train(), twin.train()
+    gen = torch.Generator().manual_seed(2)
+    inputs = [torch.randn(3, c, s, s, generator=gen)
+              for c, s in zip(ARGS['in_channels'], (16, 8, 4))]
+    torch.manual_seed(3)  # the classifier's dropout
+    scores = head(inputs)
+    torch.manual_seed(3)
+    feats = UPerHead._forward_feature(twin, inputs)
+    expected = twin.cls_seg(feats)
+    torch.testing.assert_close(scores, expected, rtol=1e-5, atol=1e-5)
+    weights = torch.randn(scores.shape, generator=gen)
+    (scores * weights).sum().backward()
+    (expected * weights).sum().backward()
+    for (name, param), twin_param in zip(head.named_parameters(),
+                                         twin.parameters()):
+        torch.testing.assert_close(param.grad, twin_param.grad, rtol=1e-4,
+                                   atol=1e-5, msg=name)
+    norm, twin_norm = head.fpn_bottleneck.bn, twin.fpn_bottleneck.bn
+    torch.testing.assert_close(norm.running_mean, twin_norm.running_mean)
+    torch.testing.assert_close(norm.running_var, twin_norm.running_var)
+    assert norm.running_mean.abs().max() > 1e-3  # the batch moved them
