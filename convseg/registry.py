@@ -22,8 +22,9 @@ mmseg registry                 convseg's parts (module)
                                (:mod:`convseg.evaluation.metric`)
 ``DATASETS``                   ``SyntheticScenesDataset``
                                (:mod:`convseg.datasets.synthetic`)
-``TRANSFORMS``                 ``SkipUnreadable``
-                               (:mod:`convseg.datasets.skip_unreadable`)
+``TRANSFORMS``                 ``SkipUnreadable``, ``CachedLoad``
+                               (:mod:`convseg.datasets.skip_unreadable`,
+                               :mod:`convseg.datasets.cached_load`)
 =============================  =============================================
 
 Outside mmseg's registries, ``import convseg`` also registers:
@@ -48,7 +49,7 @@ REGISTERED: dict[str, tuple[str, ...]] = {
               'ProgressBarHook', 'TrainSpeedHook'),
     'METRICS': ('PerClassIoUMetric', ),
     'DATASETS': ('SyntheticScenesDataset', ),
-    'TRANSFORMS': ('SkipUnreadable', ),
+    'TRANSFORMS': ('SkipUnreadable', 'CachedLoad'),
 }
 
 #: mmengine file backends (``mmengine.fileio.register_backend``).

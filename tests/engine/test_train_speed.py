@@ -196,7 +196,10 @@ def test_compile_backbone_trains_like_default(reference,
     assert dict(counters['graph_break']) == {}
     assert counters['stats']['unique_graphs'] == 1
     assert compiled_losses[0] == pytest.approx(losses[0], rel=1e-5)
-    assert max_rel(grads, compiled_grads) < 1e-4
+    # gradients: 1.8e-4 of the largest measured once the head's 1x1 fusion
+    # ran per level (its sums in another order), under 1e-4 before; the bound
+    # of the channels-last test
+    assert max_rel(grads, compiled_grads) < 3e-4
     assert compiled_losses == pytest.approx(losses[:2], rel=1e-4)
 
 
