@@ -20,6 +20,7 @@ concatenation, up to the order of the additions.
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import ConvModule
 from mmseg.models.decode_heads import UPerHead
@@ -45,6 +46,12 @@ class PointwiseFuseUPerHead(UPerHead):
     def _forward_feature(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         """``UPerHead``'s features: the FPN levels fused by the 1x1 conv,
         each level convolved at its own resolution."""
+        fuse = self.fpn_bottleneck
+        if (type(fuse.conv) is not nn.Conv2d
+                or fuse.order != ('conv', 'norm', 'act')):
+            # a conv_cfg's own conv (weight standardisation, say) or another
+            # order: mmseg's concatenation, which runs it as it is
+            return super()._forward_feature(inputs)
         inputs = self._transform_inputs(inputs)
         laterals = [conv(inputs[i])
                     for i, conv in enumerate(self.lateral_convs)]
@@ -55,7 +62,6 @@ class PointwiseFuseUPerHead(UPerHead):
                 mode='bilinear', align_corners=self.align_corners)
         levels = [conv(laterals[i]) for i, conv in enumerate(self.fpn_convs)]
         levels.append(laterals[-1])
-        fuse = self.fpn_bottleneck
         weights = fuse.conv.weight.split(self.channels, dim=1)
         size = levels[0].shape[2:]
         feats = F.conv2d(levels[0], weights[0], fuse.conv.bias)

@@ -76,3 +76,26 @@ def test_training_matches_mmseg_fusion_after_the_concatenation() -> None:
     torch.testing.assert_close(norm.running_mean, twin_norm.running_mean)
     torch.testing.assert_close(norm.running_var, twin_norm.running_var)
     assert norm.running_mean.abs().max() > 1e-3  # the batch moved them
+
+
+def test_a_conv_of_its_own_kind_runs_through_the_concatenation() -> None:
+    """A conv_cfg whose conv is not a plain Conv2d (mmcv's weight-standardised
+    'ConvWS') must run as that conv: the head then uses mmseg's
+    concatenation, and the scores are those of mmseg's code."""
+    torch.manual_seed(0)
+    args = ARGS | dict(conv_cfg=dict(type='ConvWS'))
+    head = MODELS.build(dict(type='PointwiseFuseUPerHead', **args)).eval()
+    assert type(head.fpn_bottleneck.conv) is not torch.nn.Conv2d
+    gen = torch.Generator().manual_seed(4)
+    inputs = [torch.randn(2, c, s, s, generator=gen)
+              for c, s in zip(ARGS['in_channels'], (12, 6, 3))]
+    with torch.no_grad():
+        scores = head(inputs)
+        expected = head.cls_seg(UPerHead._forward_feature(head, inputs))
+        torch.testing.assert_close(scores, expected, rtol=0, atol=0)
+        # a plain conv with the same weight differs: the comparison can fail
+        plain = torch.nn.functional.conv2d
+        fuse = head.fpn_bottleneck
+        assert (fuse.conv(torch.ones(1, 36, 1, 1)) - plain(
+            torch.ones(1, 36, 1, 1), fuse.conv.weight,
+            fuse.conv.bias)).abs().max() > 1e-3
