@@ -70,7 +70,7 @@ class CachedLoad(BaseTransform):
         if added is not None:
             results.update(copy.deepcopy(added))
             return results
-        before = {k: results[k] for k in results}
+        before = dict(results)
         out = self.transforms(results)
         if out is None:
             return None

@@ -27,6 +27,8 @@ from mmseg.models.decode_heads import UPerHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 
+from .uper_laterals import top_down_laterals
+
 
 @MODELS.register_module()
 class PointwiseFuseUPerHead(UPerHead):
@@ -52,14 +54,7 @@ class PointwiseFuseUPerHead(UPerHead):
             # a conv_cfg's own conv (weight standardisation, say) or another
             # order: mmseg's concatenation, which runs it as it is
             return super()._forward_feature(inputs)
-        inputs = self._transform_inputs(inputs)
-        laterals = [conv(inputs[i])
-                    for i, conv in enumerate(self.lateral_convs)]
-        laterals.append(self.psp_forward(inputs))
-        for i in range(len(laterals) - 1, 0, -1):
-            laterals[i - 1] = laterals[i - 1] + resize(
-                laterals[i], size=laterals[i - 1].shape[2:],
-                mode='bilinear', align_corners=self.align_corners)
+        laterals = top_down_laterals(self, inputs)
         levels = [conv(laterals[i]) for i, conv in enumerate(self.fpn_convs)]
         levels.append(laterals[-1])
         weights = fuse.conv.weight.split(self.channels, dim=1)

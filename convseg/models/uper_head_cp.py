@@ -22,6 +22,8 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from torch.utils.checkpoint import checkpoint
 
+from .uper_laterals import top_down_laterals
+
 
 @contextmanager
 def _running_stats_kept(modules: list[nn.Module]) -> Iterator[None]:
@@ -65,14 +67,7 @@ class CheckpointedUPerHead(UPerHead):
 
     def _forward_feature(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         """The decoder's last feature map (N, channels, H_0, W_0)."""
-        inputs = self._transform_inputs(inputs)
-        laterals = [conv(inputs[i])
-                    for i, conv in enumerate(self.lateral_convs)]
-        laterals.append(self.psp_forward(inputs))
-        for i in range(len(laterals) - 1, 0, -1):
-            laterals[i - 1] = laterals[i - 1] + resize(
-                laterals[i], size=laterals[i - 1].shape[2:], mode='bilinear',
-                align_corners=self.align_corners)
+        laterals = top_down_laterals(self, inputs)
         if not (self.with_cp and self.training and torch.is_grad_enabled()):
             return self._fuse(*laterals)
         calls = []
