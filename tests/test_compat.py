@@ -227,6 +227,95 @@ def test_a_config_text_goes_through_yapf_once(monkeypatch):
     assert len(cfg.pretty_text) == len(first) and len(calls) == 2
 
 
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_top1_accuracy_is_mmsegs_to_the_bit(channels_last):
+    from mmseg.models.decode_heads import decode_head
+    from mmseg.models.losses import accuracy
+
+    # import convseg wrapped the name the decode heads call, not mmseg's
+    # function itself
+    assert decode_head.accuracy.__wrapped__ is accuracy
+    assert not getattr(accuracy, 'convseg_top1', False)
+    fast = compat.top1_accuracy(accuracy)
+    assert compat.top1_accuracy(fast) is fast
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(4, 6, 16, 16, generator=generator)
+    if channels_last:
+        scores = scores.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 6, (4, 16, 16), generator=generator)
+    labels[0, :5] = 255
+    labels[3] = 255
+    # about one in six right, by chance: mmseg's figure, and a hand count
+    expected = accuracy(scores, labels, ignore_index=255)
+    got = fast(scores, labels, ignore_index=255)
+    assert got.dtype == torch.float32 and got.shape == (1, )
+    assert torch.equal(got, expected)
+    valid = labels != 255
+    right = ((scores.argmax(1) == labels) & valid).sum().item()
+    assert got.item() == pytest.approx(100 * right / valid.sum().item(),
+                                       rel=1e-6)
+    assert 10 < got.item() < 25
+    assert torch.equal(fast(scores, labels), accuracy(scores, labels))
+    # an ignored class that the argmax can pick: those pixels do not count
+    assert torch.equal(fast(scores, labels, ignore_index=2),
+                       accuracy(scores, labels, ignore_index=2))
+    # every pixel ignored: mmseg says 100 (eps / eps)
+    unlabelled = torch.full_like(labels, 255)
+    assert torch.equal(fast(scores, unlabelled, ignore_index=255),
+                       accuracy(scores, unlabelled, ignore_index=255))
+
+
+def test_top1_accuracy_hands_other_cases_to_mmseg():
+    from mmseg.models.losses import accuracy
+    calls = []
+
+    def counting(*args):
+        calls.append(args)
+        return accuracy(*args)
+
+    fast = compat.top1_accuracy(counting)
+    generator = torch.Generator().manual_seed(1)
+    scores = torch.randn(2, 4, 8, 8, generator=generator)
+    labels = scores.argmax(1)
+    labels[0, 0, 0] = (labels[0, 0, 0] + 1) % 4
+    assert fast(scores, labels).item() == pytest.approx(100 * 127 / 128)
+    assert calls == []
+    top2 = fast(scores, labels, (1, 2))
+    assert isinstance(top2, list) and len(top2) == 2 and len(calls) == 1
+    # (mmseg's thresh works on (N, C) scores only)
+    flat_scores = scores.permute(0, 2, 3, 1).reshape(-1, 4)
+    sure = fast(flat_scores, labels.reshape(-1), 1, 0.5)
+    assert torch.equal(sure, accuracy(flat_scores, labels.reshape(-1), 1, 0.5))
+    assert len(calls) == 2
+    empty = fast(scores[:0], labels[:0])
+    assert empty.item() == 0 and len(calls) == 3
+
+
+def test_a_decode_head_logs_mmsegs_accuracy():
+    from mmseg.models.decode_heads import FCNHead
+    from mmseg.models.losses import accuracy
+    from mmseg.models.utils import resize
+    from mmseg.structures import SegDataSample
+    from mmengine.structures import PixelData
+
+    torch.manual_seed(0)
+    head = FCNHead(in_channels=8, channels=8, num_convs=1, num_classes=5)
+    logits = torch.randn(3, 5, 8, 8)
+    samples = []
+    for i in range(3):
+        sample = SegDataSample()
+        label = torch.randint(0, 5, (1, 16, 16))
+        label[:, :3] = 255
+        sample.gt_sem_seg = PixelData(data=label)
+        samples.append(sample)
+    losses = head.loss_by_feat(logits, samples)
+    labels = torch.stack([s.gt_sem_seg.data for s in samples]).squeeze(1)
+    upsampled = resize(logits, size=(16, 16), mode='bilinear',
+                       align_corners=False)
+    assert torch.equal(losses['acc_seg'],
+                       accuracy(upsampled, labels, ignore_index=255))
+
 def test_missing_local_file_names_it(tmp_path):
     from mmengine.runner.checkpoint import _load_checkpoint
     missing = tmp_path / 'nope.pth'
