@@ -227,7 +227,6 @@ def test_a_config_text_goes_through_yapf_once(monkeypatch):
     assert len(cfg.pretty_text) == len(first) and len(calls) == 2
 
 
-
 @pytest.mark.parametrize('channels_last', [False, True])
 def test_top1_accuracy_is_mmsegs_to_the_bit(channels_last):
     from mmseg.models.decode_heads import decode_head
@@ -303,7 +302,7 @@ def test_a_decode_head_logs_mmsegs_accuracy():
     head = FCNHead(in_channels=8, channels=8, num_convs=1, num_classes=5)
     logits = torch.randn(3, 5, 8, 8)
     samples = []
-    for i in range(3):
+    for _ in range(3):
         sample = SegDataSample()
         label = torch.randint(0, 5, (1, 16, 16))
         label[:, :3] = 255
@@ -315,6 +314,7 @@ def test_a_decode_head_logs_mmsegs_accuracy():
                        align_corners=False)
     assert torch.equal(losses['acc_seg'],
                        accuracy(upsampled, labels, ignore_index=255))
+
 
 def test_missing_local_file_names_it(tmp_path):
     from mmengine.runner.checkpoint import _load_checkpoint
