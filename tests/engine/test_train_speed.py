@@ -133,8 +133,10 @@ def test_channels_last_trains_like_default(reference, quickstart_cfg) -> None:
     cl_losses, cl_grads, _ = train(model, optim_wrapper, 3)
     # same weights, same batch: loss and gradients agree to float rounding
     # (different summation order); later losses follow within 1e-4
-    # (gradients: measured 1.8e-4 of the largest with the 1x1 FPN fusion of
-    # PointwiseFuseUPerHead, under 1e-4 with mmseg's 3x3)
+    # (gradients: 1.8e-4 of the largest, in the stem conv's weight gradient:
+    # oneDNN's channels-last kernel sums the batch's 4096 stem positions in
+    # another order; the NCHW one is within 3e-6 of a float64 run; AMD EPYC
+    # Zen 3 and Zen 4 alike)
     assert cl_losses[0] == pytest.approx(losses[0], rel=1e-5)
     assert max_rel(grads, cl_grads) < 3e-4
     assert cl_losses == pytest.approx(losses, rel=1e-4)
@@ -196,10 +198,13 @@ def test_compile_backbone_trains_like_default(reference,
     assert dict(counters['graph_break']) == {}
     assert counters['stats']['unique_graphs'] == 1
     assert compiled_losses[0] == pytest.approx(losses[0], rel=1e-5)
-    # gradients: 1.8e-4 of the largest measured once the head's 1x1 fusion
-    # ran per level (its sums in another order), under 1e-4 before; the bound
-    # of the channels-last test
-    assert max_rel(grads, compiled_grads) < 3e-4
+    # gradients: against a float64 run of the same step, the eager ones are
+    # within 3e-6 of the largest, the compiled ones within 1.8e-4 with
+    # inductor's vector code and 9.1e-4 with its scalar code as here (AMD
+    # EPYC Zen 4; under 3e-4 on a Zen 3), the worst always in the stem conv's
+    # weight gradient, a float32 sum over the batch's 4096 stem positions
+    # whose order the kernels choose. A wrong gradient is off by O(1).
+    assert max_rel(grads, compiled_grads) < 1.5e-3
     assert compiled_losses == pytest.approx(losses[:2], rel=1e-4)
 
 
