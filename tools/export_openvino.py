@@ -94,14 +94,13 @@ def _limit(value: float | None, fmt: str) -> str:
     return 'no limit' if value is None else f'limit {fmt.format(value)}'
 
 
-def val_report(model: torch.nn.Module, cfg, float_model, int8_model,
+def val_report(items: list[dict], cfg, float_model, int8_model,
                precision: str) -> tuple[float, float]:
-    """Print float and int8 mIoU and pixel agreement on the val split;
-    returns the two mIoUs."""
+    """Print float and int8 mIoU and pixel agreement on the val split's
+    ``items``; returns the two mIoUs."""
     from convseg.deploy.openvino_runtime import OvSegmentor
-    from convseg.deploy.quantize import val_items, val_miou
+    from convseg.deploy.quantize import val_miou
 
-    items = val_items(cfg)
     ignore_index = int((cfg.get('val_evaluator') or {}).get(
         'ignore_index', 255))
     labels, mious = [], []
@@ -140,7 +139,11 @@ def run(args: argparse.Namespace) -> int:
     if args.int8:
         from convseg.deploy.quantize import (calibration_images,
                                              quantize_int8,
-                                             quantize_int8_within)
+                                             quantize_int8_within, val_items)
+
+        # the val split first: a missing one stops here, not after the
+        # minutes of calibration
+        items = val_items(model.cfg)
         shape = (None, None) if args.dynamic else (height, width)
         images = calibration_images(model.cfg, args.calib_images, shape)
         if args.max_miou_drop is None:
@@ -148,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             quantized = quantize_int8_within(
                 ov_model, images, model.cfg, args.max_miou_drop,
-                args.keep_float, args.precision)
-        float_miou, int8_miou = val_report(model, model.cfg, ov_model,
+                args.keep_float, args.precision, items)
+        float_miou, int8_miou = val_report(items, model.cfg, ov_model,
                                            quantized, args.precision)
         if (args.max_miou_drop is not None
                 and float_miou - int8_miou > args.max_miou_drop):

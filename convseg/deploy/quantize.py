@@ -59,7 +59,16 @@ def _split_dataset(cfg: Config, split: str, pipeline: list | None) -> Any:
             'datasets'][0]
     if pipeline is not None:
         inner['pipeline'] = pipeline
-    return DATASETS.build(inner)
+    try:
+        return DATASETS.build(inner)
+    except FileNotFoundError as err:
+        use = ('int8 calibration reads its images' if split == 'train' else
+               'the int8 export measures float and int8 mIoU on it')
+        raise DeployError(
+            f'the {split} split of the config is not there '
+            f'({err.filename or err}): {use}; point '
+            f'{split}_dataloader.dataset.data_root at your data with '
+            f'--cfg-options') from err
 
 
 def _test_pipeline(cfg: Config, with_labels: bool) -> list:
@@ -192,13 +201,15 @@ def quantize_int8(ov_model: Any, images: list[np.ndarray],
 
 def quantize_int8_within(ov_model: Any, images: list[np.ndarray],
                          cfg: Config, max_drop: float,
-                         keep: str = 'layernorm', precision: str = 'fp32'
-                         ) -> Any:
+                         keep: str = 'layernorm', precision: str = 'fp32',
+                         items: list[dict] | None = None) -> Any:
     """``ov_model`` quantized to int8 with NNCF's accuracy control: layers
     go back to float until the val mIoU (:func:`val_miou`, percent) is at
-    most ``max_drop`` points below the float model's."""
+    most ``max_drop`` points below the float model's. ``items``: the val
+    split as :func:`val_items` gives it (read from ``cfg`` when None)."""
     nn = nncf()
-    items = val_items(cfg)
+    if items is None:
+        items = val_items(cfg)
     segmentor = OvSegmentor('int8 candidate.xml', cfg, precision,
                             model=ov_model)
     ignore_index = int((cfg.get('val_evaluator') or {}).get(

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mmengine.runner import save_checkpoint
 
 from convseg.apis import inference_labels, inference_model, init_model
 from convseg.deploy.errors import (DeployError, MissingDeployPackageError,
@@ -149,6 +150,36 @@ def test_benchmark_times_openvino_beside_pytorch(tmp_path, tiny, ov_file,
 
 # last in the file: the quickstart model it quantizes may still be training
 # on another worker when this file starts
+def test_int8_without_its_splits_stops_before_calibrating(
+        tmp_path, run_script, repo_root, scenes_root):
+    config = str(repo_root / QUICKSTART)
+    checkpoint = tmp_path / 'random.pth'
+    torch.manual_seed(0)
+    save_checkpoint(dict(state_dict=init_model(config, None, fast=False)
+                         .state_dict()), str(checkpoint))
+    out = tmp_path / 'int8.xml'
+    for split, folder, use in (
+            ('val', 'validation',
+             'the int8 export measures float and int8 mIoU on it'),
+            ('train', 'training', 'int8 calibration reads its images')):
+        nowhere = tmp_path / f'no_{split}'
+        # the val split is read first: for the train case it is there
+        options = [f'{split}_dataloader.dataset.data_root={nowhere}',
+                   f'val_dataloader.dataset.data_root={scenes_root}'][
+                       :1 if split == 'val' else 2]
+        result = run_script('tools/export_openvino.py', config, checkpoint,
+                            out, '--int8', '--cfg-options', *options)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.splitlines()[-1] == (
+            f'error: the {split} split of the config is not there '
+            f'({nowhere}/images/{folder}): {use}; point '
+            f'{split}_dataloader.dataset.data_root at your data with '
+            '--cfg-options')
+        assert 'int8 calibration on' not in result.stdout + result.stderr
+    # nothing written: no .xml, no .bin
+    assert [p.name for p in tmp_path.iterdir()] == ['random.pth']
+
+
 def test_int8_and_bf16_on_a_trained_model(quickstart_run, tmp_path,
                                           run_script, repo_root):
     # the model tools/quickstart.py trained (shared by the session)
