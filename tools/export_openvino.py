@@ -106,11 +106,8 @@ def val_report(items: list[dict], cfg, float_model, int8_model,
     labels, mious = [], []
     for name, ov_model in (('float', float_model), ('int8', int8_model)):
         seg = OvSegmentor(f'{name}.xml', cfg, precision, model=ov_model)
-        with torch.no_grad():
-            labels.append([seg.test_step(dict(
-                inputs=[i['inputs']], data_samples=[i['data_samples']]))[0]
-                .pred_sem_seg.data for i in items])
-        mious.append(val_miou(seg, items, ignore_index)[0])
+        labels.append([])
+        mious.append(val_miou(seg, items, ignore_index, labels[-1])[0])
     same = sum(int((a == b).sum()) for a, b in zip(*labels))
     total = sum(a.numel() for a in labels[0])
     print(f'val split ({len(items)} images): float mIoU {mious[0]:.2f}, '

@@ -128,9 +128,12 @@ def val_items(cfg: Config) -> list[dict]:
 
 
 def val_miou(segmentor: OvSegmentor, items: list[dict],
-             ignore_index: int = 255) -> tuple[float, list[float]]:
+             ignore_index: int = 255,
+             labels: list[torch.Tensor] | None = None
+             ) -> tuple[float, list[float]]:
     """mIoU in percent of ``segmentor`` on ``items`` (from
-    :func:`val_items`), and each image's own mIoU."""
+    :func:`val_items`), and each image's own mIoU; each image's predicted
+    labels are appended to ``labels`` when given."""
     num_classes = segmentor.num_classes
     areas, per_image = [], []
     with torch.no_grad():
@@ -138,6 +141,8 @@ def val_miou(segmentor: OvSegmentor, items: list[dict],
             sample = segmentor.test_step(dict(
                 inputs=[item['inputs']], data_samples=[item['data_samples']]
             ))[0]
+            if labels is not None:
+                labels.append(sample.pred_sem_seg.data)
             area = IoUMetric.intersect_and_union(
                 sample.pred_sem_seg.data.squeeze(0).cpu(),
                 sample.gt_sem_seg.data.squeeze(0).cpu(), num_classes,
