@@ -3,7 +3,8 @@ check the file against PyTorch.
 
     python tools/export_openvino.py CONFIG CHECKPOINT OUT.xml \
         [--shape H W] [--dynamic] [--precision fp32|bf16] [--int8] \
-        [--calib-images N] [--max-miou-drop X] [--keep-float K] \
+        [--calib-images N] [--val-images N] [--max-miou-drop X] \
+        [--keep-float K] \
         [--cfg-options KEY=VALUE ...]
 
 The model goes through the ONNX export (same contract: ``image`` RGB 0..255
@@ -14,7 +15,8 @@ precision hint stored in the file. ``--int8`` quantizes with NNCF on
 ``--calib-images`` images of the config's train split (through its test
 pipeline); ``--max-miou-drop`` turns on NNCF's accuracy control with the val
 split's mIoU, and the tool prints the float and int8 mIoU and their pixel
-agreement on the val split.
+agreement on the val split (``--val-images N``: N images spread evenly over
+it, for a large split on a CPU).
 
 After writing, the file runs on random images beside the PyTorch model. It
 prints the max relative logit difference and the pixel agreement and exits
@@ -58,6 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='quantize to int8 with NNCF')
     parser.add_argument('--calib-images', type=int, default=300,
                         help='train images to calibrate int8 on')
+    parser.add_argument('--val-images', type=int,
+                        help='with --int8: val images (spread evenly over '
+                        'the split) for the mIoU report and the accuracy '
+                        'control (default: all)')
     parser.add_argument('--max-miou-drop', type=float,
                         help='with --int8: NNCF accuracy control, at most '
                         'this many mIoU points below float on the val split')
@@ -82,8 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.calib_images < 1:
         parser.error(f'--calib-images must be at least 1, got '
                      f'{args.calib_images}')
-    if args.max_miou_drop is not None and not args.int8:
-        parser.error('--max-miou-drop is an option of --int8')
+    if args.val_images is not None and args.val_images < 1:
+        parser.error(f'--val-images must be at least 1, got '
+                     f'{args.val_images}')
+    for name in ('max_miou_drop', 'val_images'):
+        if getattr(args, name) is not None and not args.int8:
+            parser.error(f'--{name.replace("_", "-")} is an option of --int8')
     if args.precision == 'fp32' and not args.int8:
         args.max_rel_diff = args.max_rel_diff or MAX_REL_DIFF
         args.min_agreement = args.min_agreement or MIN_AGREEMENT
@@ -140,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
         # the val split first: a missing one stops here, not after the
         # minutes of calibration
-        items = val_items(model.cfg)
+        items = val_items(model.cfg, args.val_images)
         shape = (None, None) if args.dynamic else (height, width)
         images = calibration_images(model.cfg, args.calib_images, shape)
         if args.max_miou_drop is None:

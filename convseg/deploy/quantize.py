@@ -109,10 +109,9 @@ def calibration_images(cfg: Config, count: int,
     if len(dataset) == 0:
         raise DeployError('the train split of the config is empty: nothing '
                           'to calibrate int8 on')
-    picks = np.linspace(0, len(dataset) - 1, min(count, len(dataset)))
     images = []
-    for index in np.unique(picks.round().astype(int)):
-        bgr = dataset[int(index)]['inputs'].permute(1, 2, 0).numpy()
+    for index in _spread(len(dataset), count):
+        bgr = dataset[index]['inputs'].permute(1, 2, 0).numpy()
         rgb = _fit(np.ascontiguousarray(bgr[..., ::-1]), shape)
         images.append(rgb.transpose(2, 0, 1)[None].astype(np.float32))
     print_log(f'int8 calibration on {len(images)} images of the train '
@@ -120,11 +119,21 @@ def calibration_images(cfg: Config, count: int,
     return images
 
 
-def val_items(cfg: Config) -> list[dict]:
+def _spread(length: int, count: int | None) -> list[int]:
+    """``count`` indices spread evenly over ``range(length)`` (all of them
+    when ``count`` is None or not smaller)."""
+    if count is None or count >= length:
+        return list(range(length))
+    return [int(i) for i in
+            np.unique(np.linspace(0, length - 1, count).round().astype(int))]
+
+
+def val_items(cfg: Config, count: int | None = None) -> list[dict]:
     """The val split's packed samples (image and labels), through the
-    val dataset's own pipeline."""
+    val dataset's own pipeline: all of them, or ``count`` spread evenly
+    over the split."""
     dataset = _split_dataset(cfg, 'val', None)
-    return [dataset[i] for i in range(len(dataset))]
+    return [dataset[i] for i in _spread(len(dataset), count)]
 
 
 def val_miou(segmentor: OvSegmentor, items: list[dict],

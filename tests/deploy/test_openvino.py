@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
 from mmengine.runner import save_checkpoint
 
 from convseg.apis import inference_labels, inference_model, init_model
@@ -25,6 +27,7 @@ pytest.importorskip('nncf', reason='the openvino extra is not installed: '
 
 from convseg.deploy.openvino_export import (convert_to_openvino,  # noqa: E402
                                             onnx_to_openvino, save_openvino)
+from convseg.deploy.quantize import val_items  # noqa: E402
 from convseg.hardware import cpu_has_native_bf16  # noqa: E402
 
 CHECK = re.compile(r'^check batch (\d+), (\d+)x(\d+): max relative logit '
@@ -150,6 +153,41 @@ def test_benchmark_times_openvino_beside_pytorch(tmp_path, tiny, ov_file,
 
 # last in the file: the quickstart model it quantizes may still be training
 # on another worker when this file starts
+@pytest.mark.parametrize('args, message', [
+    (['--calib-images', '0'], '--calib-images must be at least 1, got 0'),
+    (['--int8', '--val-images', '0'], '--val-images must be at least 1, got 0'),
+    (['--val-images', '4'], '--val-images is an option of --int8'),
+    (['--max-miou-drop', '0.5'], '--max-miou-drop is an option of --int8'),
+])
+def test_int8_options_are_checked_first(tmp_path, run_script, repo_root, args,
+                                        message):
+    result = run_script('tools/export_openvino.py', str(repo_root / QUICKSTART),
+                        tmp_path / 'none.pth', tmp_path / 'out.xml', *args)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith(f'error: {message}')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_val_images_are_spread_over_the_split(repo_root, scenes_root):
+    cfg = Config.fromfile(str(repo_root / QUICKSTART))
+    cfg.val_dataloader.dataset.data_root = scenes_root
+    init_default_scope('mmseg')
+    names = sorted(
+        p.name for p in (Path(scenes_root) / 'images' / 'validation').iterdir())
+    assert len(names) == 4
+
+    def picked(count):
+        return [Path(item['data_samples'].img_path).name
+                for item in val_items(cfg, count)]
+
+    assert picked(None) == names
+    assert picked(10) == names
+    # 3 of 4: the first, the last and, of the two between, the one
+    # numpy's round-half-to-even picks (index 1.5 -> 2)
+    assert picked(3) == [names[0], names[2], names[3]]
+    assert picked(1) == [names[0]]
+
+
 def test_int8_without_its_splits_stops_before_calibrating(
         tmp_path, run_script, repo_root, scenes_root):
     config = str(repo_root / QUICKSTART)
