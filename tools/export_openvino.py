@@ -109,10 +109,9 @@ def val_report(items: list[dict], cfg, float_model, int8_model,
     """Print float and int8 mIoU and pixel agreement on the val split's
     ``items``; returns the two mIoUs."""
     from convseg.deploy.openvino_runtime import OvSegmentor
-    from convseg.deploy.quantize import val_miou
+    from convseg.deploy.quantize import val_ignore_index, val_miou
 
-    ignore_index = int((cfg.get('val_evaluator') or {}).get(
-        'ignore_index', 255))
+    ignore_index = val_ignore_index(cfg)
     labels, mious = [], []
     for name, ov_model in (('float', float_model), ('int8', int8_model)):
         seg = OvSegmentor(f'{name}.xml', cfg, precision, model=ov_model)

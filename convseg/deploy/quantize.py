@@ -136,6 +136,12 @@ def val_items(cfg: Config, count: int | None = None) -> list[dict]:
     return [dataset[i] for i in _spread(len(dataset), count)]
 
 
+def val_ignore_index(cfg: Config) -> int:
+    """The label the config's val evaluator ignores (mmseg's default
+    255)."""
+    return int((cfg.get('val_evaluator') or {}).get('ignore_index', 255))
+
+
 def val_miou(segmentor: OvSegmentor, items: list[dict],
              ignore_index: int = 255,
              labels: list[torch.Tensor] | None = None
@@ -226,8 +232,7 @@ def quantize_int8_within(ov_model: Any, images: list[np.ndarray],
         items = val_items(cfg)
     segmentor = OvSegmentor('int8 candidate.xml', cfg, precision,
                             model=ov_model)
-    ignore_index = int((cfg.get('val_evaluator') or {}).get(
-        'ignore_index', 255))
+    ignore_index = val_ignore_index(cfg)
 
     def validate(compiled: Any, data: Any) -> tuple[float, list[float]]:
         segmentor.compiled = compiled

@@ -151,18 +151,18 @@ def test_benchmark_times_openvino_beside_pytorch(tmp_path, tiny, ov_file,
     assert float(line.group(1)) == round(100 * agree['argmax_equal'], 4)
 
 
-# last in the file: the quickstart model it quantizes may still be training
-# on another worker when this file starts
 @pytest.mark.parametrize('args, message', [
     (['--calib-images', '0'], '--calib-images must be at least 1, got 0'),
-    (['--int8', '--val-images', '0'], '--val-images must be at least 1, got 0'),
+    (['--int8', '--val-images', '0'],
+     '--val-images must be at least 1, got 0'),
     (['--val-images', '4'], '--val-images is an option of --int8'),
     (['--max-miou-drop', '0.5'], '--max-miou-drop is an option of --int8'),
 ])
 def test_int8_options_are_checked_first(tmp_path, run_script, repo_root, args,
                                         message):
-    result = run_script('tools/export_openvino.py', str(repo_root / QUICKSTART),
-                        tmp_path / 'none.pth', tmp_path / 'out.xml', *args)
+    result = run_script('tools/export_openvino.py',
+                        str(repo_root / QUICKSTART), tmp_path / 'none.pth',
+                        tmp_path / 'out.xml', *args)
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].endswith(f'error: {message}')
     assert list(tmp_path.iterdir()) == []
@@ -172,8 +172,8 @@ def test_val_images_are_spread_over_the_split(repo_root, scenes_root):
     cfg = Config.fromfile(str(repo_root / QUICKSTART))
     cfg.val_dataloader.dataset.data_root = scenes_root
     init_default_scope('mmseg')
-    names = sorted(
-        p.name for p in (Path(scenes_root) / 'images' / 'validation').iterdir())
+    folder = Path(scenes_root) / 'images' / 'validation'
+    names = sorted(p.name for p in folder.iterdir())
     assert len(names) == 4
 
     def picked(count):
@@ -201,10 +201,10 @@ def test_int8_without_its_splits_stops_before_calibrating(
              'the int8 export measures float and int8 mIoU on it'),
             ('train', 'training', 'int8 calibration reads its images')):
         nowhere = tmp_path / f'no_{split}'
-        # the val split is read first: for the train case it is there
-        options = [f'{split}_dataloader.dataset.data_root={nowhere}',
-                   f'val_dataloader.dataset.data_root={scenes_root}'][
-                       :1 if split == 'val' else 2]
+        options = [f'{split}_dataloader.dataset.data_root={nowhere}']
+        if split == 'train':
+            # the val split is read first: here it is there
+            options.append(f'val_dataloader.dataset.data_root={scenes_root}')
         result = run_script('tools/export_openvino.py', config, checkpoint,
                             out, '--int8', '--cfg-options', *options)
         assert result.returncode == 1, result.stderr
@@ -218,6 +218,8 @@ def test_int8_without_its_splits_stops_before_calibrating(
     assert [p.name for p in tmp_path.iterdir()] == ['random.pth']
 
 
+# last in the file: the quickstart model it quantizes may still be training
+# on another worker when this file starts
 def test_int8_and_bf16_on_a_trained_model(quickstart_run, tmp_path,
                                           run_script, repo_root):
     # the model tools/quickstart.py trained (shared by the session)
